@@ -1,0 +1,82 @@
+/* The GAN training step, independent of MPI: forward and backward passes of both networks for
+ * this rank's part of the global batch, and the Adam updates. The trainer adds the gradient
+ * reduction through a hook, so a single process and P ranks run the same code.
+ *
+ * One step (the seed's): z ~ N(0,1) for every sample, fake = G(z);
+ *   L_D = mean over the 2B samples of concat(real, fake) of BCE(D(x), 1 for real, 0 for fake)
+ *   L_G = mean over the B fakes of BCE(D(fake), 1)
+ * D runs once on the real half and once on the fake half (the same as on the concatenation:
+ * no layer of D mixes samples); D(fake) and its activations serve both losses, so the G loss
+ * costs only one extra input-gradient pass through D. Both gradients come from the weights
+ * before the update (as in a single GradientTape step).
+ *
+ * Random numbers depend only on (seed, step, global sample index): noise of global sample i is
+ * normal(seed, stream(NOISE, step), i*noise_dim + j); dropout treats real sample i as global
+ * sample i and fake sample i as global sample B + i. */
+#ifndef CHARGAN_GAN_H
+#define CHARGAN_GAN_H
+#include <stdint.h>
+
+#include "chargan/model.h"
+#include "chargan/optim.h"
+
+typedef struct {
+    char model[16];
+    int noise_dim;
+    int global_batch; /* B */
+    int local_batch;  /* this rank's share, B / P */
+    float lr_g, lr_d, beta1, beta2, eps;
+    uint64_t seed;
+} cg_gan_config;
+
+/* Sums over this rank's samples, each divided by the global count, so that a SUM over ranks
+ * gives global means. */
+typedef struct {
+    double loss_d, loss_g, d_real, d_fake;
+} cg_gan_stats;
+
+typedef struct cg_gan cg_gan;
+typedef struct {
+    /* Called as soon as D's gradient is final (before G's backward pass), so its reduction can
+     * overlap with G's backward pass. May be NULL. */
+    void (*d_grads_ready)(void *user, cg_gan *gan);
+    void *user;
+} cg_gan_hooks;
+
+struct cg_gan {
+    cg_gan_config cfg;
+    cg_preset preset;
+    cg_net g, d;
+    cg_tape tape_g, tape_real, tape_fake;
+    cg_adam adam_g, adam_d;
+    float *z;       /* local_batch x noise_dim */
+    float *target;  /* local_batch ones, then local_batch zeros */
+    float *dlogit;  /* local_batch */
+    float *dfake;   /* local_batch x 784: dL_G / d fake */
+};
+
+/* Fills cfg with the seed's defaults for the preset (batch 64, lr 1e-5 / 3e-5, beta1 0.5,
+ * beta2 0.999, eps 1e-7, noise 150). */
+void cg_gan_default_config(cg_gan_config *cfg);
+
+/* Allocates everything a step needs. Returns 0, or -1 with e set (unknown model, ...). */
+int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e);
+void cg_gan_free(cg_gan *gan);
+
+/* Glorot-uniform weights and zero biases from cfg.seed; Adam state reset. */
+void cg_gan_init_weights(cg_gan *gan);
+
+/* Zeroes both gradients and computes this rank's part of them for global step `step`.
+ * real: local_batch images [28][28] in the model's range, of global samples
+ * first_sample .. first_sample + local_batch - 1 of the global batch (0-based within it). */
+void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
+                  const cg_gan_hooks *hooks, cg_gan_stats *stats);
+
+/* Adam on both networks from the (reduced) gradients. */
+void cg_gan_apply(cg_gan *gan);
+
+/* Generates n images (n <= local_batch) from the noise vectors z (n x noise_dim) into out
+ * [n][28][28], in [0,1], inference mode. */
+void cg_gan_generate(cg_gan *gan, const float *z, int n, float *out);
+
+#endif

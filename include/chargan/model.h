@@ -1,0 +1,132 @@
+/* Networks described as data: a preset is a table of layers; building a network walks the
+ * table once to compute shapes, lay out all parameters in one contiguous buffer (with the
+ * gradient and both Adam moments in buffers of the same layout) and size every scratch buffer,
+ * so nothing is allocated inside a training step. */
+#ifndef CHARGAN_MODEL_H
+#define CHARGAN_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+#include "chargan/nn.h"
+#include "chargan/util.h"
+
+typedef enum {
+    CG_OP_DENSE,     /* out = units */
+    CG_OP_UNFLATTEN, /* [B][C*H*W] -> [C][B][H][W]; out = C, k = H = W */
+    CG_OP_FLATTEN,   /* [C][B][H][W] -> [B][C*H*W] */
+    CG_OP_CONV,      /* out = channels, k, stride, pad */
+    CG_OP_CONVT,     /* out = channels, k, stride, pad, out_pad */
+    CG_OP_DROPOUT,   /* rate; active in training only */
+} cg_op;
+
+typedef struct {
+    cg_op op;
+    int out;
+    int k, stride, pad, out_pad;
+    cg_act act;
+    float alpha; /* LeakyReLU slope */
+    float rate;  /* dropout rate */
+} cg_layer_spec;
+
+#define CG_MAX_LAYERS 16
+#define CG_MAX_TENSORS 32
+
+/* One named parameter tensor inside the flat buffers. */
+typedef struct {
+    char name[48];      /* e.g. "dense0.kernel" */
+    size_t offset;      /* in floats, into param/grad/adam_m/adam_v */
+    size_t count;
+    int ndim;
+    int dims[4];        /* natural shape, row-major */
+    int fan_in, fan_out; /* Keras' Glorot fans; 0 for biases (initialized to zero) */
+} cg_tensor;
+
+typedef struct {
+    cg_layer_spec spec;
+    char name[24];
+    int in_c, in_h, in_w;    /* in_h = in_w = 0 for flat inputs: in_c features */
+    int out_c, out_h, out_w; /* likewise */
+    int w_tensor, b_tensor;  /* tensor indices, -1 when absent */
+    cg_conv_geom geom;
+    double fwd_flops, bwd_w_flops, bwd_x_flops; /* per sample */
+} cg_layer;
+
+typedef struct {
+    char name[16]; /* "generator" / "discriminator" */
+    int n_layers;
+    cg_layer layers[CG_MAX_LAYERS];
+    int n_tensors;
+    cg_tensor tensors[CG_MAX_TENSORS];
+    size_t n_params;
+    float *param, *grad, *adam_m, *adam_v; /* each n_params floats, one allocation each */
+    int max_batch;
+    size_t col_cap; /* floats of im2col scratch */
+    float *col;
+    size_t max_act;        /* largest activation of one layer at max_batch, in floats */
+    float *dbuf[2];        /* ping-pong buffers for activation gradients */
+    double *fwd_seconds, *bwd_seconds; /* per layer, accumulated (for bench) */
+} cg_net;
+
+/* Activations of one forward pass, kept for its backward pass. */
+typedef struct {
+    int batch;
+    const float *input;
+    float *act[CG_MAX_LAYERS]; /* output of layer i, max_batch sized */
+    uint8_t *mask[CG_MAX_LAYERS];
+} cg_tape;
+
+/* Options of one forward pass. Dropout keys its masks by global sample index. */
+typedef struct {
+    int training;
+    uint64_t seed;
+    uint64_t step;
+    uint64_t first_sample; /* global index of the tape's sample 0 */
+} cg_fwd_opts;
+
+typedef struct {
+    const char *name;
+    int noise_dim;
+    int n_g, n_d;
+    cg_layer_spec g[CG_MAX_LAYERS], d[CG_MAX_LAYERS];
+} cg_preset;
+
+/* Fills p with the named preset ("seed", "small"). Returns 0, or -1 for an unknown name. */
+int cg_preset_get(const char *name, int noise_dim, cg_preset *p);
+/* Comma-separated list of preset names, for help and error messages. */
+const char *cg_preset_names(void);
+
+/* Builds a network from a layer table for inputs of shape (in_c, in_h, in_w) (in_h = in_w = 0:
+ * flat input of in_c features) and batches up to max_batch. col_cap_floats bounds the im2col
+ * scratch (0: a default of 4M floats). Returns 0 or -1 with e set. */
+int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int n_layers,
+                 int in_c, int in_h, int in_w, int max_batch, size_t col_cap_floats,
+                 cg_error *e);
+void cg_net_free(cg_net *net);
+
+/* Glorot-uniform kernels and zero biases, from (seed, CG_RNG_INIT, stream_base + tensor). */
+void cg_net_init(cg_net *net, uint64_t seed, uint64_t stream_base);
+
+/* Size of the network output per sample and of its input per sample. */
+size_t cg_net_out_size(const cg_net *net);
+size_t cg_net_in_size(const cg_net *net);
+
+int cg_tape_alloc(const cg_net *net, cg_tape *t);
+void cg_tape_free(cg_tape *t);
+
+/* Forward pass of B samples (B <= max_batch). Returns the output (inside the tape). */
+const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
+                            const cg_fwd_opts *o);
+
+/* Backward pass from dout (B x out_size). Accumulates parameter gradients into net->grad
+ * when param_grads is set; writes the input gradient into dx when dx is not NULL. Layers
+ * before the first one that has parameters (with param_grads) or all layers (with dx) are
+ * visited as needed, so no unneeded gradient is computed. */
+void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx);
+
+/* FLOPs (2 per multiply-add) of forward and backward parts, per sample. */
+double cg_net_fwd_flops(const cg_net *net);
+double cg_net_bwd_flops(const cg_net *net, int param_grads, int input_grad);
+
+/* Find a tensor by name; -1 when absent. */
+int cg_net_find_tensor(const cg_net *net, const char *name);
+
+#endif

@@ -1,0 +1,96 @@
+/* Layer primitives: each a forward/backward pair over a whole batch.
+ *
+ * Layout. Spatial activations are stored channel-major across the batch, [C][B][H][W]
+ * ("CBHW"). With that layout a convolution over a chunk of samples is one im2col followed by
+ * one large GEMM whose result lands directly in place (rows of the output are channels), so no
+ * transposes are needed between layers. Flat activations (dense layers) are [B][F] row-major.
+ * For C == 1 the two layouts coincide with NCHW, so images enter and leave the networks as
+ * ordinary [B][28][28] arrays.
+ *
+ * Weights use PyTorch's layouts: dense kernel [in][out] (Keras' layout, y = x W + b),
+ * conv kernel [out][in][k][k], transposed-conv kernel [in][out][k][k].
+ *
+ * Gradients of parameters are ACCUMULATED (+=) so that several passes (real and fake
+ * halves of the discriminator batch) add up; passing NULL skips them. Input gradients are
+ * overwritten; NULL skips them. */
+#ifndef CHARGAN_NN_H
+#define CHARGAN_NN_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int cin, hin, win;
+    int cout, hout, wout;
+    int k, stride, pad, out_pad; /* out_pad only for transposed convolutions */
+} cg_conv_geom;
+
+/* Output size of a convolution / transposed convolution along one axis. */
+int cg_conv_out(int in, int k, int stride, int pad);
+int cg_convt_out(int in, int k, int stride, int pad, int out_pad);
+
+/* im2col for samples [b0, b0+nb) of x ([C][B][H][W], B = total batch), convolution geometry
+ * (k, stride, pad) producing Ho x Wo. col is [C*k*k][nb*Ho*Wo]. col2im is its adjoint and
+ * ACCUMULATES into x. */
+void cg_im2col(const float *x, int C, int H, int W, int B, int b0, int nb, int k, int stride,
+               int pad, int Ho, int Wo, float *col);
+void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int k, int stride,
+               int pad, int Ho, int Wo, float *x);
+
+/* Samples per chunk so that a [rows][nb*cols] scratch fits in col_cap floats (at least 1). */
+int cg_chunk_samples(size_t rows, size_t cols, size_t col_cap, int B);
+
+/* Convolution: y[cout][B][hout][wout] = conv(x) + b. col is scratch of col_cap floats. */
+void cg_conv2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                       const float *b, float *y, float *col, size_t col_cap);
+void cg_conv2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                        const float *dy, float *dw, float *db, float *dx, float *col,
+                        size_t col_cap);
+
+/* Transposed convolution (the adjoint of a convolution with the same k/stride/pad),
+ * hout = (hin-1)*stride - 2*pad + k + out_pad. */
+void cg_convt2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                        const float *b, float *y, float *col, size_t col_cap);
+void cg_convt2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                         const float *dy, float *dw, float *db, float *dx, float *col,
+                         size_t col_cap);
+
+/* Dense: y[B][out] = x[B][in] w[in][out] + b. */
+void cg_dense_forward(int B, int in, int out, const float *x, const float *w, const float *b,
+                      float *y);
+void cg_dense_backward(int B, int in, int out, const float *x, const float *w, const float *dy,
+                       float *dw, float *db, float *dx);
+
+/* Point-wise activations, applied in place. The backward pass needs only the activation's
+ * OUTPUT y (all of these have derivatives expressible through y; LeakyReLU needs alpha > 0),
+ * so a layer can store its post-activation output alone. dy is turned into dx in place. */
+typedef enum {
+    CG_ACT_NONE = 0,
+    CG_ACT_RELU,
+    CG_ACT_LEAKY,
+    CG_ACT_SIGMOID,
+    CG_ACT_TANH,
+} cg_act;
+void cg_act_forward(cg_act act, float alpha, size_t n, float *y);
+void cg_act_backward(cg_act act, float alpha, size_t n, const float *y, float *dy);
+
+/* Inverted dropout on flat activations y[B][F] of global samples first_sample.., the mask of
+ * element (i, f) drawn from (seed, stream, (first_sample+i)*F + f), so any split of the batch
+ * over ranks draws the same masks. mask (B*F bytes) is kept for the backward pass. */
+void cg_dropout_forward(int B, int F, float rate, uint64_t seed, uint64_t stream,
+                        uint64_t first_sample, float *y, uint8_t *mask);
+void cg_dropout_backward(int B, int F, float rate, const uint8_t *mask, float *dy);
+
+/* Binary cross-entropy on logits, stable form max(l,0) - l*t + log1p(exp(-|l|)).
+ * Returns scale * sum_i loss_i and, when dlogit is not NULL, sets
+ * dlogit[i] = scale * (sigmoid(l_i) - t_i). */
+double cg_bce_logits(int n, const float *logit, const float *target, float scale,
+                     float *dlogit);
+
+/* Numerically stable logistic function. */
+float cg_sigmoidf(float x);
+
+/* Copies between [B][C*HW] (flat, NCHW order per sample) and [C][B][HW]. */
+void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw);
+void cg_cbhw_to_flat(int B, int C, int HW, const float *cbhw, float *flat);
+
+#endif

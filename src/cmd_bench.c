@@ -1,0 +1,152 @@
+/* chargan bench: times full training steps on random input, or the machine's sgemm. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chargan/cli.h"
+#include "chargan/gan.h"
+#include "chargan/rng.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double cg_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* FLOPs of one training step at batch B, as the issue defines the minimal step. */
+double cg_gan_step_flops(const cg_gan *gan, int B)
+{
+    return B * cg_net_fwd_flops(&gan->g) + 2.0 * B * cg_net_fwd_flops(&gan->d) +
+           2.0 * B * cg_net_bwd_flops(&gan->d, 1, 0) + B * cg_net_bwd_flops(&gan->d, 0, 1) +
+           B * cg_net_bwd_flops(&gan->g, 1, 0);
+}
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: chargan bench [--model seed|small] [--batch B] [--steps N] [--threads T]\n"
+               "       chargan bench --sgemm N [--steps N] [--threads T]\n"
+               "Runs N full training steps (both networks, Adam) on random input and prints a\n"
+               "JSON line: ms_per_step (median after 2 warm-up steps), gflops, peak_rss_mb and\n"
+               "a per-layer breakdown. --sgemm times an N x N x N cblas_sgemm instead.\n");
+}
+
+static int bench_sgemm(int n, int reps, int threads)
+{
+    float *a = cg_alloc(sizeof(float) * (size_t)n * n);
+    float *b = cg_alloc(sizeof(float) * (size_t)n * n);
+    float *c = cg_alloc(sizeof(float) * (size_t)n * n);
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = cg_rng_uniform(1, 1, i) - 0.5f;
+        b[i] = cg_rng_uniform(1, 2, i) - 0.5f;
+    }
+    double *ms = cg_alloc(sizeof(double) * (size_t)reps);
+    for (int r = 0; r < reps + 1; r++) {
+        double t0 = cg_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
+                    c, n);
+        if (r > 0)
+            ms[r - 1] = 1e3 * (cg_now() - t0);
+    }
+    double med = cg_median(ms, reps);
+    printf("{\"sgemm_n\": %d, \"threads\": %d, \"ms\": %.3f, \"gflops\": %.2f}\n", n, threads,
+           med, 2.0 * n * n * (double)n / (med * 1e6));
+    cg_free(a), cg_free(b), cg_free(c), cg_free(ms);
+    return 0;
+}
+
+static void print_layers(const cg_net *net, int steps, int first)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        printf("%s{\"net\": \"%s\", \"layer\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f}",
+               first && i == 0 ? "" : ", ", net->name[0] == 'g' ? "G" : "D", net->layers[i].name,
+               1e3 * net->fwd_seconds[i] / steps, 1e3 * net->bwd_seconds[i] / steps);
+}
+
+int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
+{
+    cg_gan_config cfg;
+    cg_gan_default_config(&cfg);
+    int steps = 10, threads = 0, sgemm = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            bench_usage(stdout);
+            return 0;
+        } else if (v && !strcmp(a, "--model")) {
+            snprintf(cfg.model, sizeof cfg.model, "%s", v), i++;
+        } else if (v && !strcmp(a, "--batch")) {
+            cfg.global_batch = cfg.local_batch = atoi(v), i++;
+        } else if (v && !strcmp(a, "--steps")) {
+            steps = atoi(v), i++;
+        } else if (v && !strcmp(a, "--threads")) {
+            threads = atoi(v), i++;
+        } else if (v && !strcmp(a, "--sgemm")) {
+            sgemm = atoi(v), i++;
+        } else {
+            fprintf(stderr, "chargan: error: bench: unknown or incomplete option '%s'\n", a);
+            bench_usage(stderr);
+            return 2;
+        }
+    }
+    if (steps < 1 || cfg.global_batch < 1 || threads < 0 || sgemm < 0) {
+        fprintf(stderr, "chargan: error: bench: --steps, --batch, --threads and --sgemm must "
+                        "be positive\n");
+        return 2;
+    }
+    cg_ctx_set_threads(c, threads);
+    if (sgemm)
+        return bench_sgemm(sgemm, steps, c->threads);
+
+    cg_gan gan;
+    cg_error e;
+    if (cg_gan_init(&gan, &cfg, &e)) {
+        fprintf(stderr, "chargan: error: bench: %s\n", e.msg);
+        return 2;
+    }
+    cg_gan_init_weights(&gan);
+    const int B = cfg.local_batch;
+    float *real = cg_alloc(sizeof(float) * (size_t)B * 784);
+    for (size_t i = 0; i < (size_t)B * 784; i++)
+        real[i] = cg_rng_uniform(cfg.seed, 77, i);
+    const int warmup = 2;
+    double *ms = cg_alloc(sizeof(double) * (size_t)steps);
+    cg_gan_stats st;
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) { /* per-layer times count only the measured steps */
+            memset(gan.g.fwd_seconds, 0, sizeof(double) * (size_t)gan.g.n_layers);
+            memset(gan.g.bwd_seconds, 0, sizeof(double) * (size_t)gan.g.n_layers);
+            memset(gan.d.fwd_seconds, 0, sizeof(double) * (size_t)gan.d.n_layers);
+            memset(gan.d.bwd_seconds, 0, sizeof(double) * (size_t)gan.d.n_layers);
+        }
+        double t0 = cg_now();
+        cg_gan_grads(&gan, real, s, 0, NULL, &st);
+        cg_gan_apply(&gan);
+        if (s >= warmup)
+            ms[s - warmup] = 1e3 * (cg_now() - t0);
+    }
+    const double flops = cg_gan_step_flops(&gan, B);
+    const double med = cg_median(ms, steps);
+    if (c->rank == 0) {
+        printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d, "
+               "\"ms_per_step\": %.2f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, "
+               "\"params_g\": %zu, \"params_d\": %zu, \"peak_rss_mb\": %.1f, \"loss_d\": %.5f, "
+               "\"layers\": [",
+               cfg.model, B, c->threads, steps, med, flops * 1e-9, flops / (med * 1e6),
+               gan.g.n_params, gan.d.n_params, cg_peak_rss_mb(), st.loss_d);
+        print_layers(&gan.g, steps, 1);
+        print_layers(&gan.d, steps, 0);
+        printf("]}\n");
+    }
+    cg_free(real);
+    cg_free(ms);
+    cg_gan_free(&gan);
+    return 0;
+}

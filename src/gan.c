@@ -1,0 +1,145 @@
+#include "chargan/gan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "chargan/rng.h"
+
+#define IMAGE_PIXELS 784
+
+void cg_gan_default_config(cg_gan_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->model, sizeof cfg->model, "seed");
+    cfg->noise_dim = 150;
+    cfg->global_batch = 64;
+    cfg->local_batch = 64;
+    cfg->lr_g = 1e-5f;
+    cfg->lr_d = 3e-5f;
+    cfg->beta1 = 0.5f;
+    cfg->beta2 = 0.999f;
+    cfg->eps = 1e-7f;
+    cfg->seed = 1;
+}
+
+int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
+{
+    memset(gan, 0, sizeof *gan);
+    gan->cfg = *cfg;
+    if (cg_preset_get(cfg->model, cfg->noise_dim, &gan->preset))
+        return cg_fail(e, "unknown model '%s' (known: %s)", cfg->model, cg_preset_names());
+    if (cfg->local_batch < 1 || cfg->global_batch < cfg->local_batch)
+        return cg_fail(e, "batch %d (local %d) is not valid", cfg->global_batch,
+                       cfg->local_batch);
+    const cg_preset *p = &gan->preset;
+    const int B = cfg->local_batch;
+    if (cg_net_build(&gan->g, "generator", p->g, p->n_g, p->noise_dim, 0, 0, B, 0, e) ||
+        cg_net_build(&gan->d, "discriminator", p->d, p->n_d, 1, 28, 28, B, 0, e))
+        return -1;
+    if (cg_net_out_size(&gan->g) != IMAGE_PIXELS || cg_net_out_size(&gan->d) != 1)
+        return cg_fail(e, "model '%s': generator must make 28x28 images and the "
+                          "discriminator one logit", cfg->model);
+    cg_tape_alloc(&gan->g, &gan->tape_g);
+    cg_tape_alloc(&gan->d, &gan->tape_real);
+    cg_tape_alloc(&gan->d, &gan->tape_fake);
+    gan->z = cg_alloc(sizeof(float) * (size_t)B * p->noise_dim);
+    gan->target = cg_alloc(sizeof(float) * 2 * (size_t)B);
+    for (int i = 0; i < B; i++)
+        gan->target[i] = 1.0f;
+    gan->dlogit = cg_alloc(sizeof(float) * (size_t)B);
+    gan->dfake = cg_alloc(sizeof(float) * (size_t)B * IMAGE_PIXELS);
+    gan->adam_g = (cg_adam){cfg->lr_g, cfg->beta1, cfg->beta2, cfg->eps, 0};
+    gan->adam_d = (cg_adam){cfg->lr_d, cfg->beta1, cfg->beta2, cfg->eps, 0};
+    return 0;
+}
+
+void cg_gan_free(cg_gan *gan)
+{
+    cg_tape_free(&gan->tape_g);
+    cg_tape_free(&gan->tape_real);
+    cg_tape_free(&gan->tape_fake);
+    cg_net_free(&gan->g);
+    cg_net_free(&gan->d);
+    cg_free(gan->z);
+    cg_free(gan->target);
+    cg_free(gan->dlogit);
+    cg_free(gan->dfake);
+    memset(gan, 0, sizeof *gan);
+}
+
+void cg_gan_init_weights(cg_gan *gan)
+{
+    /* Disjoint init streams for the two networks: tensor t of G uses stream 0 + t, of D
+     * 100 + t. */
+    cg_net_init(&gan->g, gan->cfg.seed, 0);
+    cg_net_init(&gan->d, gan->cfg.seed, 100);
+    cg_net *nets[2] = {&gan->g, &gan->d};
+    for (int k = 0; k < 2; k++) {
+        memset(nets[k]->adam_m, 0, sizeof(float) * nets[k]->n_params);
+        memset(nets[k]->adam_v, 0, sizeof(float) * nets[k]->n_params);
+    }
+    gan->adam_g.t = gan->adam_d.t = 0;
+}
+
+static double sum_sigmoid(int n, const float *logit)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        s += cg_sigmoidf(logit[i]);
+    return s;
+}
+
+void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
+                  const cg_gan_hooks *hooks, cg_gan_stats *stats)
+{
+    const cg_gan_config *cfg = &gan->cfg;
+    const int B = cfg->local_batch, nz = gan->preset.noise_dim;
+    const float Bg = (float)cfg->global_batch;
+    memset(gan->g.grad, 0, sizeof(float) * gan->g.n_params);
+    memset(gan->d.grad, 0, sizeof(float) * gan->d.n_params);
+
+    cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
+                       (uint64_t)first_sample * (uint64_t)nz);
+    cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample};
+    const float *fake = cg_net_forward(&gan->g, &gan->tape_g, gan->z, B, &o);
+    const float *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
+    /* Fakes follow the reals in the concatenated batch of the D loss. */
+    o.first_sample = (uint64_t)cfg->global_batch + (uint64_t)first_sample;
+    const float *lf = cg_net_forward(&gan->d, &gan->tape_fake, fake, B, &o);
+
+    /* D loss: mean over the 2B samples of the global concatenated batch. */
+    const float sd = 1.0f / (2.0f * Bg);
+    double loss_d = cg_bce_logits(B, lr, gan->target, sd, gan->dlogit);
+    cg_net_backward(&gan->d, &gan->tape_real, gan->dlogit, 1, NULL);
+    loss_d += cg_bce_logits(B, lf, gan->target + B, sd, gan->dlogit);
+    cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 1, NULL);
+    if (hooks && hooks->d_grads_ready)
+        hooks->d_grads_ready(hooks->user, gan);
+
+    /* G loss through the same D(fake): input gradient only, D's weights untouched. */
+    double loss_g = cg_bce_logits(B, lf, gan->target, 1.0f / Bg, gan->dlogit);
+    cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 0, gan->dfake);
+    cg_net_backward(&gan->g, &gan->tape_g, gan->dfake, 1, NULL);
+
+    if (stats) {
+        stats->loss_d = loss_d;
+        stats->loss_g = loss_g;
+        stats->d_real = sum_sigmoid(B, lr) / Bg;
+        stats->d_fake = sum_sigmoid(B, lf) / Bg;
+    }
+}
+
+void cg_gan_apply(cg_gan *gan)
+{
+    cg_adam_step(&gan->adam_g, gan->g.param, gan->g.grad, gan->g.adam_m, gan->g.adam_v,
+                 gan->g.n_params);
+    cg_adam_step(&gan->adam_d, gan->d.param, gan->d.grad, gan->d.adam_m, gan->d.adam_v,
+                 gan->d.n_params);
+}
+
+void cg_gan_generate(cg_gan *gan, const float *z, int n, float *out)
+{
+    cg_fwd_opts o = {0, gan->cfg.seed, 0, 0};
+    const float *y = cg_net_forward(&gan->g, &gan->tape_g, z, n, &o);
+    memcpy(out, y, sizeof(float) * (size_t)n * IMAGE_PIXELS);
+}

@@ -1,0 +1,46 @@
+/* chargan: a handwritten-character GAN trained data-parallel over MPI. */
+#include <stdio.h>
+#include <string.h>
+
+#include "chargan/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(cg_ctx *c, int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"bench", cg_cmd_bench, "time training steps on random input (or MPI collectives)"},
+    {"data", cg_cmd_data, "inspect an EMNIST data set and draw its first images"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: chargan COMMAND [options]   (chargan COMMAND --help for its options)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const command *cmd = NULL;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            cmd = &commands[i];
+    if (!cmd) {
+        fprintf(stderr, "chargan: error: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+    }
+    cg_ctx ctx;
+    cg_ctx_init(&ctx, &argc, &argv);
+    int rc = cmd->run(&ctx, argc - 2, argv + 2);
+    cg_ctx_finalize(&ctx);
+    return rc;
+}

@@ -1,0 +1,329 @@
+#include "chargan/nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "chargan/rng.h"
+
+int cg_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+int cg_convt_out(int in, int k, int stride, int pad, int out_pad)
+{
+    return (in - 1) * stride - 2 * pad + k + out_pad;
+}
+
+void cg_im2col(const float *x, int C, int H, int W, int B, int b0, int nb, int k, int stride,
+               int pad, int Ho, int Wo, float *col)
+{
+    const size_t ncol = (size_t)nb * Ho * Wo;
+    for (int c = 0; c < C; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((size_t)(c * k + ki) * k + kj) * ncol;
+                for (int bl = 0; bl < nb; bl++) {
+                    const float *img = x + ((size_t)c * B + b0 + bl) * H * W;
+                    for (int ho = 0; ho < Ho; ho++) {
+                        float *dst = row + ((size_t)bl * Ho + ho) * Wo;
+                        int hi = ho * stride - pad + ki;
+                        if (hi < 0 || hi >= H) {
+                            memset(dst, 0, sizeof(float) * (size_t)Wo);
+                            continue;
+                        }
+                        const float *src = img + (size_t)hi * W;
+                        for (int wo = 0; wo < Wo; wo++) {
+                            int wi = wo * stride - pad + kj;
+                            dst[wo] = (wi >= 0 && wi < W) ? src[wi] : 0.0f;
+                        }
+                    }
+                }
+            }
+}
+
+void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int k, int stride,
+               int pad, int Ho, int Wo, float *x)
+{
+    const size_t ncol = (size_t)nb * Ho * Wo;
+    for (int c = 0; c < C; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                const float *row = col + ((size_t)(c * k + ki) * k + kj) * ncol;
+                for (int bl = 0; bl < nb; bl++) {
+                    float *img = x + ((size_t)c * B + b0 + bl) * H * W;
+                    for (int ho = 0; ho < Ho; ho++) {
+                        int hi = ho * stride - pad + ki;
+                        if (hi < 0 || hi >= H)
+                            continue;
+                        const float *src = row + ((size_t)bl * Ho + ho) * Wo;
+                        float *dst = img + (size_t)hi * W;
+                        for (int wo = 0; wo < Wo; wo++) {
+                            int wi = wo * stride - pad + kj;
+                            if (wi >= 0 && wi < W)
+                                dst[wi] += src[wo];
+                        }
+                    }
+                }
+            }
+}
+
+int cg_chunk_samples(size_t rows, size_t cols, size_t col_cap, int B)
+{
+    size_t per = rows * cols;
+    size_t nb = per ? col_cap / per : (size_t)B;
+    if (nb < 1)
+        nb = 1;
+    if (nb > (size_t)B)
+        nb = (size_t)B;
+    return (int)nb;
+}
+
+/* Adds b[c] to every element of channel c of a [C][n] array. */
+static void add_channel_bias(int C, size_t n, const float *b, float *y)
+{
+    for (int c = 0; c < C; c++) {
+        float bc = b[c];
+        float *row = y + (size_t)c * n;
+        for (size_t i = 0; i < n; i++)
+            row[i] += bc;
+    }
+}
+
+/* db[c] += sum of channel c of a [C][n] array. */
+static void channel_sum(int C, size_t n, const float *dy, float *db)
+{
+    for (int c = 0; c < C; c++) {
+        const float *row = dy + (size_t)c * n;
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++)
+            s += row[i];
+        db[c] += (float)s;
+    }
+}
+
+void cg_conv2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                       const float *b, float *y, float *col, size_t col_cap)
+{
+    const int rows = g->cin * g->k * g->k;
+    const int hw = g->hout * g->wout;
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, B);
+    for (int b0 = 0; b0 < B; b0 += nb) {
+        int n = B - b0 < nb ? B - b0 : nb;
+        cg_im2col(x, g->cin, g->hin, g->win, B, b0, n, g->k, g->stride, g->pad, g->hout,
+                  g->wout, col);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, n * hw, rows, 1.0f, w,
+                    rows, col, n * hw, 0.0f, y + (size_t)b0 * hw, B * hw);
+    }
+    if (b)
+        add_channel_bias(g->cout, (size_t)B * hw, b, y);
+}
+
+void cg_conv2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                        const float *dy, float *dw, float *db, float *dx, float *col,
+                        size_t col_cap)
+{
+    const int rows = g->cin * g->k * g->k;
+    const int hw = g->hout * g->wout;
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, B);
+    if (db)
+        channel_sum(g->cout, (size_t)B * hw, dy, db);
+    if (dx)
+        memset(dx, 0, sizeof(float) * (size_t)g->cin * B * g->hin * g->win);
+    for (int b0 = 0; b0 < B; b0 += nb) {
+        int n = B - b0 < nb ? B - b0 : nb;
+        const float *dyc = dy + (size_t)b0 * hw;
+        if (dw) {
+            cg_im2col(x, g->cin, g->hin, g->win, B, b0, n, g->k, g->stride, g->pad, g->hout,
+                      g->wout, col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cout, rows, n * hw, 1.0f,
+                        dyc, B * hw, col, n * hw, 1.0f, dw, rows);
+        }
+        if (dx) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, n * hw, g->cout, 1.0f, w,
+                        rows, dyc, B * hw, 0.0f, col, n * hw);
+            cg_col2im(col, g->cin, g->hin, g->win, B, b0, n, g->k, g->stride, g->pad, g->hout,
+                      g->wout, dx);
+        }
+    }
+}
+
+void cg_convt2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                        const float *b, float *y, float *col, size_t col_cap)
+{
+    /* The adjoint of a convolution (cout,hout,wout) -> (cin,hin,win): a GEMM into columns
+     * followed by col2im, which scatters the columns onto the larger output. */
+    const int rows = g->cout * g->k * g->k;
+    const int hw_in = g->hin * g->win;
+    const size_t hw_out = (size_t)g->hout * g->wout;
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, B);
+    memset(y, 0, sizeof(float) * (size_t)g->cout * B * hw_out);
+    for (int b0 = 0; b0 < B; b0 += nb) {
+        int n = B - b0 < nb ? B - b0 : nb;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, n * hw_in, g->cin, 1.0f, w,
+                    rows, x + (size_t)b0 * hw_in, B * hw_in, 0.0f, col, n * hw_in);
+        cg_col2im(col, g->cout, g->hout, g->wout, B, b0, n, g->k, g->stride, g->pad, g->hin,
+                  g->win, y);
+    }
+    if (b)
+        add_channel_bias(g->cout, (size_t)B * hw_out, b, y);
+}
+
+void cg_convt2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
+                         const float *dy, float *dw, float *db, float *dx, float *col,
+                         size_t col_cap)
+{
+    const int rows = g->cout * g->k * g->k;
+    const int hw_in = g->hin * g->win;
+    const size_t hw_out = (size_t)g->hout * g->wout;
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, B);
+    if (db)
+        channel_sum(g->cout, (size_t)B * hw_out, dy, db);
+    for (int b0 = 0; b0 < B; b0 += nb) {
+        int n = B - b0 < nb ? B - b0 : nb;
+        cg_im2col(dy, g->cout, g->hout, g->wout, B, b0, n, g->k, g->stride, g->pad, g->hin,
+                  g->win, col);
+        if (dw)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cin, rows, n * hw_in, 1.0f,
+                        x + (size_t)b0 * hw_in, B * hw_in, col, n * hw_in, 1.0f, dw, rows);
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cin, n * hw_in, rows,
+                        1.0f, w, rows, col, n * hw_in, 0.0f, dx + (size_t)b0 * hw_in,
+                        B * hw_in);
+    }
+}
+
+void cg_dense_forward(int B, int in, int out, const float *x, const float *w, const float *b,
+                      float *y)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, out, in, 1.0f, x, in, w, out,
+                0.0f, y, out);
+    if (b)
+        for (int i = 0; i < B; i++) {
+            float *row = y + (size_t)i * out;
+            for (int j = 0; j < out; j++)
+                row[j] += b[j];
+        }
+}
+
+void cg_dense_backward(int B, int in, int out, const float *x, const float *w, const float *dy,
+                       float *dw, float *db, float *dx)
+{
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, B, 1.0f, x, in, dy, out,
+                    1.0f, dw, out);
+    if (db)
+        for (int i = 0; i < B; i++) {
+            const float *row = dy + (size_t)i * out;
+            for (int j = 0; j < out; j++)
+                db[j] += row[j];
+        }
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, in, out, 1.0f, dy, out, w, out,
+                    0.0f, dx, in);
+}
+
+float cg_sigmoidf(float x)
+{
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+void cg_act_forward(cg_act act, float alpha, size_t n, float *y)
+{
+    switch (act) {
+    case CG_ACT_NONE:
+        break;
+    case CG_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        break;
+    case CG_ACT_LEAKY:
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? y[i] : alpha * y[i];
+        break;
+    case CG_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            y[i] = cg_sigmoidf(y[i]);
+        break;
+    case CG_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            y[i] = tanhf(y[i]);
+        break;
+    }
+}
+
+void cg_act_backward(cg_act act, float alpha, size_t n, const float *y, float *dy)
+{
+    switch (act) {
+    case CG_ACT_NONE:
+        break;
+    case CG_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case CG_ACT_LEAKY: /* alpha > 0 keeps the sign, so y > 0 exactly when the input was */
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f ? dy[i] : alpha * dy[i];
+        break;
+    case CG_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= y[i] * (1.0f - y[i]);
+        break;
+    case CG_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= 1.0f - y[i] * y[i];
+        break;
+    }
+}
+
+void cg_dropout_forward(int B, int F, float rate, uint64_t seed, uint64_t stream,
+                        uint64_t first_sample, float *y, uint8_t *mask)
+{
+    const float scale = 1.0f / (1.0f - rate);
+    for (int i = 0; i < B; i++)
+        for (int f = 0; f < F; f++) {
+            size_t at = (size_t)i * F + f;
+            uint64_t index = (first_sample + (uint64_t)i) * (uint64_t)F + (uint64_t)f;
+            uint8_t keep = cg_rng_uniform(seed, stream, index) >= rate;
+            mask[at] = keep;
+            y[at] = keep ? y[at] * scale : 0.0f;
+        }
+}
+
+void cg_dropout_backward(int B, int F, float rate, const uint8_t *mask, float *dy)
+{
+    const float scale = 1.0f / (1.0f - rate);
+    const size_t n = (size_t)B * F;
+    for (size_t i = 0; i < n; i++)
+        dy[i] = mask[i] ? dy[i] * scale : 0.0f;
+}
+
+double cg_bce_logits(int n, const float *logit, const float *target, float scale,
+                     float *dlogit)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        double l = logit[i], t = target[i];
+        sum += (l > 0.0 ? l : 0.0) - l * t + log1p(exp(-fabs(l)));
+        if (dlogit)
+            dlogit[i] = scale * (cg_sigmoidf(logit[i]) - target[i]);
+    }
+    return sum * scale;
+}
+
+void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            memcpy(cbhw + ((size_t)c * B + b) * HW, flat + ((size_t)b * C + c) * HW,
+                   sizeof(float) * (size_t)HW);
+}
+
+void cg_cbhw_to_flat(int B, int C, int HW, const float *cbhw, float *flat)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            memcpy(flat + ((size_t)b * C + c) * HW, cbhw + ((size_t)c * B + b) * HW,
+                   sizeof(float) * (size_t)HW);
+}
