@@ -1,6 +1,7 @@
 #include "chargan/dist.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@ void cg_ctx_set_threads(cg_ctx *c, int threads)
     }
     c->threads = threads;
     openblas_set_num_threads(threads);
+    omp_set_num_threads(threads);
 }
 
 void cg_ctx_init(cg_ctx *c, int *argc, char ***argv)

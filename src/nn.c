@@ -17,6 +17,9 @@ void cg_im2col(const float *x, int C, int H, int W, int B, int b0, int nb, int k
                int pad, int Ho, int Wo, float *col)
 {
     const size_t ncol = (size_t)nb * Ho * Wo;
+    /* Rows are independent: split them over the rank's threads (the GEMMs use the same
+     * threads through OpenBLAS; the two never run at once). */
+#pragma omp parallel for collapse(3) schedule(static)
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
@@ -44,6 +47,9 @@ void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int
                int pad, int Ho, int Wo, float *x)
 {
     const size_t ncol = (size_t)nb * Ho * Wo;
+    /* Channels write disjoint parts of x, so they can be split over threads; the k*k rows of
+     * one channel overlap and stay in one thread. */
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
