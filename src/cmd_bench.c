@@ -8,33 +8,13 @@
 #include "chargan/gan.h"
 #include "chargan/rng.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-double cg_median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-/* FLOPs of one training step at batch B, as the issue defines the minimal step. */
-double cg_gan_step_flops(const cg_gan *gan, int B)
-{
-    return B * cg_net_fwd_flops(&gan->g) + 2.0 * B * cg_net_fwd_flops(&gan->d) +
-           2.0 * B * cg_net_bwd_flops(&gan->d, 1, 0) + B * cg_net_bwd_flops(&gan->d, 0, 1) +
-           B * cg_net_bwd_flops(&gan->g, 1, 0);
-}
-
 static void bench_usage(FILE *f)
 {
     fprintf(f, "usage: chargan bench [--model seed|small] [--batch B] [--steps N] [--threads T]\n"
                "       chargan bench --sgemm N [--steps N] [--threads T]\n"
                "Runs N full training steps (both networks, Adam) on random input and prints a\n"
                "JSON line: ms_per_step (median after 2 warm-up steps), gflops, peak_rss_mb and\n"
-               "a per-layer breakdown. --sgemm times an N x N x N cblas_sgemm instead.\n");
+               "a per-layer breakdown.\n\noptions:\n");
 }
 
 static int bench_sgemm(int n, int reps, int threads)
@@ -74,28 +54,28 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     cg_gan_config cfg;
     cg_gan_default_config(&cfg);
     int steps = 10, threads = 0, sgemm = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            bench_usage(stdout);
-            return 0;
-        } else if (v && !strcmp(a, "--model")) {
-            snprintf(cfg.model, sizeof cfg.model, "%s", v), i++;
-        } else if (v && !strcmp(a, "--batch")) {
-            cfg.global_batch = cfg.local_batch = atoi(v), i++;
-        } else if (v && !strcmp(a, "--steps")) {
-            steps = atoi(v), i++;
-        } else if (v && !strcmp(a, "--threads")) {
-            threads = atoi(v), i++;
-        } else if (v && !strcmp(a, "--sgemm")) {
-            sgemm = atoi(v), i++;
-        } else {
-            fprintf(stderr, "chargan: error: bench: unknown or incomplete option '%s'\n", a);
-            bench_usage(stderr);
-            return 2;
-        }
+    const char *model = cfg.model;
+    const cg_opt opts[] = {
+        {"model", CG_OPT_STR, &model, "seed | small (default seed)"},
+        {"batch", CG_OPT_INT, &cfg.global_batch, "batch (default 64)"},
+        {"steps", CG_OPT_INT, &steps, "measured steps after 2 warm-up steps (default 10)"},
+        {"threads", CG_OPT_INT, &threads, "BLAS threads (default: cores / ranks per node)"},
+        {"sgemm", CG_OPT_INT, &sgemm, "time an N x N x N sgemm instead"},
+    };
+    const int nopts = (int)(sizeof opts / sizeof opts[0]);
+    cg_error perr;
+    int pr = cg_parse_opts(opts, nopts, argc, argv, NULL, &perr);
+    if (pr == 1) {
+        bench_usage(stdout);
+        cg_print_opts(stdout, opts, nopts);
+        return 0;
     }
+    if (pr) {
+        fprintf(stderr, "chargan: error: bench: %s\n", perr.msg);
+        return 2;
+    }
+    snprintf(cfg.model, sizeof cfg.model, "%s", model);
+    cfg.local_batch = cfg.global_batch;
     if (steps < 1 || cfg.global_batch < 1 || threads < 0 || sgemm < 0) {
         fprintf(stderr, "chargan: error: bench: --steps, --batch, --threads and --sgemm must "
                         "be positive\n");

@@ -143,3 +143,10 @@ void cg_gan_generate(cg_gan *gan, const float *z, int n, float *out)
     const float *y = cg_net_forward(&gan->g, &gan->tape_g, z, n, &o);
     memcpy(out, y, sizeof(float) * (size_t)n * IMAGE_PIXELS);
 }
+
+double cg_gan_step_flops(const cg_gan *gan, int B)
+{
+    return B * cg_net_fwd_flops(&gan->g) + 2.0 * B * cg_net_fwd_flops(&gan->d) +
+           2.0 * B * cg_net_bwd_flops(&gan->d, 1, 0) + B * cg_net_bwd_flops(&gan->d, 0, 1) +
+           B * cg_net_bwd_flops(&gan->g, 1, 0);
+}

@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     {"bench", cg_cmd_bench, "time training steps on random input (or MPI collectives)"},
+    {"train", cg_cmd_train, "train the GAN (under mpirun for several ranks)"},
     {"data", cg_cmd_data, "inspect an EMNIST data set and draw its first images"},
 };
 

@@ -75,6 +75,11 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
 /* Adam on both networks from the (reduced) gradients. */
 void cg_gan_apply(cg_gan *gan);
 
+/* FLOPs (2 per multiply-add) of one training step at batch B: G forward (B), D forward on
+ * real and fake (2B), D backward for the D loss (weights and inputs, no input gradient for D's
+ * first layer), D input-gradient pass for the G loss (B), G backward (none into the noise). */
+double cg_gan_step_flops(const cg_gan *gan, int B);
+
 /* Generates n images (n <= local_batch) from the noise vectors z (n x noise_dim) into out
  * [n][28][28], in [0,1], inference mode. */
 void cg_gan_generate(cg_gan *gan, const float *z, int n, float *out);

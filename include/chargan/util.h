@@ -24,6 +24,9 @@ double cg_now(void);
 void *cg_alloc(size_t bytes);
 void cg_free(void *p);
 
+/* Median of v[0..n) (sorts v). */
+double cg_median(double *v, int n);
+
 /* Peak resident set size of this process in MB (from getrusage). */
 double cg_peak_rss_mb(void);
 

@@ -1,0 +1,28 @@
+/* The data-parallel training loop (chargan train). */
+#ifndef CHARGAN_TRAIN_H
+#define CHARGAN_TRAIN_H
+#include "chargan/data.h"
+#include "chargan/dist.h"
+#include "chargan/gan.h"
+
+typedef struct {
+    cg_gan_config gan;      /* global_batch set; local_batch derived from the rank count */
+    cg_data_opts data;
+    long epochs;            /* used when steps == 0 */
+    long steps;             /* total steps of the run, counted from its start */
+    const char *out;        /* output directory */
+    int log_every;
+    int check_every;        /* compare parameter checksums across ranks every N steps; 0 off */
+    int threads;            /* BLAS threads per rank; 0 = cores / ranks on the node */
+} cg_train_opts;
+
+void cg_train_default_opts(cg_train_opts *o);
+
+/* Runs training; collective. Returns the process exit code (0 ok, 1 failure, with the
+ * message printed once). */
+int cg_train(cg_ctx *c, const cg_train_opts *o);
+
+/* Order-independent checksum of a float buffer's bit patterns. */
+uint64_t cg_checksum(const float *p, size_t n);
+
+#endif

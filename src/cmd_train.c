@@ -1,0 +1,108 @@
+/* chargan train: option parsing and validation; the loop is in train.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chargan/cli.h"
+#include "chargan/train.h"
+
+static void usage(FILE *f, const cg_opt *opts, int n)
+{
+    fprintf(f, "usage: [mpirun -np P] chargan train [options]\n"
+               "Trains the GAN data-parallel over the MPI ranks. Every step the global batch\n"
+               "is split over the ranks; the result does not depend on the number of ranks.\n"
+               "Defaults are the seed's: model seed, batch 64, first 60,000 images, 50 epochs,\n"
+               "Adam lr 1e-5 (G) / 3e-5 (D), beta1 0.5, beta2 0.999.\n\noptions:\n");
+    cg_print_opts(f, opts, n);
+}
+
+/* The same checks run on every rank on the same arguments, so every rank reaches the same
+ * verdict without communicating; only rank 0 prints it. */
+static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, cg_error *e)
+{
+    cg_preset p;
+    if (cg_preset_get(model, o->gan.noise_dim, &p))
+        return cg_fail(e, "--model '%s' is unknown (known: %s)", model, cg_preset_names());
+    if (o->gan.global_batch < 1)
+        return cg_fail(e, "--batch %d must be positive", o->gan.global_batch);
+    if (o->gan.global_batch % c->size)
+        return cg_fail(e, "--batch %d is not divisible by the %d ranks; use a multiple of %d",
+                       o->gan.global_batch, c->size, c->size);
+    if (o->steps < 0)
+        return cg_fail(e, "--steps %ld must not be negative", o->steps);
+    if (o->steps == 0 && o->epochs < 1)
+        return cg_fail(e, "--epochs %ld must be positive", o->epochs);
+    if (!(o->gan.lr_g > 0.0f) || !(o->gan.lr_d > 0.0f))
+        return cg_fail(e, "--lr-g and --lr-d must be positive");
+    if (!(o->gan.beta1 >= 0.0f && o->gan.beta1 < 1.0f) ||
+        !(o->gan.beta2 >= 0.0f && o->gan.beta2 < 1.0f))
+        return cg_fail(e, "--beta1 and --beta2 must be in [0, 1)");
+    if (!(o->gan.eps > 0.0f))
+        return cg_fail(e, "--eps must be positive");
+    if (o->gan.noise_dim < 1 || o->gan.noise_dim > 100000)
+        return cg_fail(e, "--noise-dim %d must be in 1..100000", o->gan.noise_dim);
+    if (o->data.limit < 0)
+        return cg_fail(e, "--limit %ld must not be negative", o->data.limit);
+    if (o->log_every < 0 || o->check_every < 0 || o->threads < 0)
+        return cg_fail(e, "--log-every, --check-every and --threads must not be negative");
+    if (!o->out || !*o->out)
+        return cg_fail(e, "--out must name a directory");
+    /* Launched by srun without PMI wiring, every task comes up as a singleton and would
+     * train alone: refuse instead of silently running P independent jobs. */
+    const char *ntasks = getenv("SLURM_NTASKS");
+    if (ntasks && atoi(ntasks) > 1 && c->size == 1)
+        return cg_fail(e, "this is a single MPI rank but SLURM_NTASKS=%s: the launcher did not "
+                          "connect the tasks (use 'srun --mpi=pmix' or mpirun)", ntasks);
+    return 0;
+}
+
+int cg_cmd_train(cg_ctx *c, int argc, char **argv)
+{
+    cg_train_opts o;
+    cg_train_default_opts(&o);
+    const char *model = o.gan.model;
+    long seed = (long)o.gan.seed;
+    const cg_opt opts[] = {
+        {"data", CG_OPT_STR, &o.data.data, "EMNIST images file, CSV or directory (default: "
+                                           "$EMNIST_DIR, then ./data/emnist)"},
+        {"split", CG_OPT_STR, &o.data.split, "split in a directory (default balanced-train)"},
+        {"labels", CG_OPT_STR, &o.data.labels, "labels file for an images file"},
+        {"limit", CG_OPT_LONG, &o.data.limit, "use the first N images (default 60000; 0 = all)"},
+        {"model", CG_OPT_STR, &model, "seed | small (default seed)"},
+        {"batch", CG_OPT_INT, &o.gan.global_batch, "global batch, divisible by the ranks (64)"},
+        {"epochs", CG_OPT_LONG, &o.epochs, "epochs to train (default 50)"},
+        {"steps", CG_OPT_LONG, &o.steps, "steps to train (overrides --epochs)"},
+        {"lr-g", CG_OPT_FLOAT, &o.gan.lr_g, "generator learning rate (1e-5)"},
+        {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d, "discriminator learning rate (3e-5)"},
+        {"beta1", CG_OPT_FLOAT, &o.gan.beta1, "Adam beta1 (0.5)"},
+        {"beta2", CG_OPT_FLOAT, &o.gan.beta2, "Adam beta2 (0.999)"},
+        {"eps", CG_OPT_FLOAT, &o.gan.eps, "Adam epsilon (1e-7)"},
+        {"noise-dim", CG_OPT_INT, &o.gan.noise_dim, "noise dimension (150)"},
+        {"seed", CG_OPT_LONG, &seed, "random seed: weights, noise, data order (1)"},
+        {"out", CG_OPT_STR, &o.out, "output directory (chargan-out)"},
+        {"log-every", CG_OPT_INT, &o.log_every, "progress line every N steps (50; 0 = quiet)"},
+        {"check-every", CG_OPT_INT, &o.check_every,
+         "debug: verify every N steps that all ranks hold bit-identical parameters"},
+        {"threads", CG_OPT_INT, &o.threads, "BLAS threads per rank (cores / ranks per node)"},
+    };
+    const int n = (int)(sizeof opts / sizeof opts[0]);
+    cg_error e = {{0}};
+    int r = cg_parse_opts(opts, n, argc, argv, NULL, &e);
+    if (r == 1) {
+        if (c->rank == 0)
+            usage(stdout, opts, n);
+        return 0;
+    }
+    if (r == 0 && seed < 0)
+        r = cg_fail(&e, "--seed %ld must not be negative", seed);
+    if (r == 0)
+        r = validate(c, &o, model, &e);
+    if (r) {
+        if (c->rank == 0)
+            fprintf(stderr, "chargan: error: train: %s\n", e.msg);
+        return 2;
+    }
+    snprintf(o.gan.model, sizeof o.gan.model, "%s", model);
+    o.gan.seed = (uint64_t)seed;
+    return cg_train(c, &o);
+}
