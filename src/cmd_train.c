@@ -21,7 +21,7 @@ static void usage(FILE *f, const cg_opt *opts, int n)
 static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, cg_error *e)
 {
     cg_preset p;
-    if (cg_preset_get(model, o->gan.noise_dim, &p))
+    if (cg_preset_get(model, o->gan.noise_dim, 0, &p))
         return cg_fail(e, "--model '%s' is unknown (known: %s)", model, cg_preset_names());
     if (o->gan.global_batch < 1)
         return cg_fail(e, "--batch %d must be positive", o->gan.global_batch);
@@ -32,8 +32,8 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, 
         return cg_fail(e, "--steps %ld must not be negative", o->steps);
     if (o->steps == 0 && o->epochs < 1)
         return cg_fail(e, "--epochs %ld must be positive", o->epochs);
-    if (!(o->gan.lr_g > 0.0f) || !(o->gan.lr_d > 0.0f))
-        return cg_fail(e, "--lr-g and --lr-d must be positive");
+    if (!(o->gan.lr_g >= 0.0f) || !(o->gan.lr_d >= 0.0f))
+        return cg_fail(e, "--lr-g and --lr-d must be positive (0: the model's default)");
     if (!(o->gan.beta1 >= 0.0f && o->gan.beta1 < 1.0f) ||
         !(o->gan.beta2 >= 0.0f && o->gan.beta2 < 1.0f))
         return cg_fail(e, "--beta1 and --beta2 must be in [0, 1)");
@@ -45,6 +45,10 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, 
         return cg_fail(e, "--limit %ld must not be negative", o->data.limit);
     if (o->log_every < 0 || o->check_every < 0 || o->threads < 0)
         return cg_fail(e, "--log-every, --check-every and --threads must not be negative");
+    if (o->ckpt_every < 0 || o->sample_every < 0 || o->keep < 0)
+        return cg_fail(e, "--ckpt-every, --sample-every and --keep must not be negative");
+    if (o->resume && !*o->resume)
+        return cg_fail(e, "--resume needs 'auto' or a checkpoint file");
     if (!o->out || !*o->out)
         return cg_fail(e, "--out must name a directory");
     /* Launched by srun without PMI wiring, every task comes up as a singleton and would
@@ -68,12 +72,14 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         {"split", CG_OPT_STR, &o.data.split, "split in a directory (default balanced-train)"},
         {"labels", CG_OPT_STR, &o.data.labels, "labels file for an images file"},
         {"limit", CG_OPT_LONG, &o.data.limit, "use the first N images (default 60000; 0 = all)"},
-        {"model", CG_OPT_STR, &model, "seed | small (default seed)"},
+        {"model", CG_OPT_STR, &model, "seed | small | dcgan (default seed)"},
         {"batch", CG_OPT_INT, &o.gan.global_batch, "global batch, divisible by the ranks (64)"},
         {"epochs", CG_OPT_LONG, &o.epochs, "epochs to train (default 50)"},
         {"steps", CG_OPT_LONG, &o.steps, "steps to train (overrides --epochs)"},
-        {"lr-g", CG_OPT_FLOAT, &o.gan.lr_g, "generator learning rate (1e-5)"},
-        {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d, "discriminator learning rate (3e-5)"},
+        {"conditional", CG_OPT_FLAG, &o.conditional,
+         "class-conditional G and D (the label joins G's noise and D's features)"},
+        {"lr-g", CG_OPT_FLOAT, &o.gan.lr_g, "generator learning rate (seed, small: 1e-5; dcgan: 2e-4)"},
+        {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d, "discriminator learning rate (seed, small: 3e-5; dcgan: 2e-4)"},
         {"beta1", CG_OPT_FLOAT, &o.gan.beta1, "Adam beta1 (0.5)"},
         {"beta2", CG_OPT_FLOAT, &o.gan.beta2, "Adam beta2 (0.999)"},
         {"eps", CG_OPT_FLOAT, &o.gan.eps, "Adam epsilon (1e-7)"},
@@ -84,6 +90,13 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         {"check-every", CG_OPT_INT, &o.check_every,
          "debug: verify every N steps that all ranks hold bit-identical parameters"},
         {"threads", CG_OPT_INT, &o.threads, "BLAS threads per rank (cores / ranks per node)"},
+        {"ckpt-every", CG_OPT_LONG, &o.ckpt_every,
+         "checkpoint every N steps (always at the end and on SIGTERM/SIGINT/SIGUSR1)"},
+        {"keep", CG_OPT_INT, &o.keep, "keep the newest K checkpoints (3; 0 = all)"},
+        {"resume", CG_OPT_STR, &o.resume,
+         "auto (newest valid checkpoint in OUT/checkpoints) or a checkpoint file"},
+        {"sample-every", CG_OPT_LONG, &o.sample_every,
+         "write OUT/samples/step-N.h5 and .png every N steps (and at the end)"},
     };
     const int n = (int)(sizeof opts / sizeof opts[0]);
     cg_error e = {{0}};

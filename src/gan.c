@@ -14,8 +14,8 @@ void cg_gan_default_config(cg_gan_config *cfg)
     cfg->noise_dim = 150;
     cfg->global_batch = 64;
     cfg->local_batch = 64;
-    cfg->lr_g = 1e-5f;
-    cfg->lr_d = 3e-5f;
+    cfg->lr_g = 0.0f; /* the preset's */
+    cfg->lr_d = 0.0f;
     cfg->beta1 = 0.5f;
     cfg->beta2 = 0.999f;
     cfg->eps = 1e-7f;
@@ -26,8 +26,16 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
 {
     memset(gan, 0, sizeof *gan);
     gan->cfg = *cfg;
-    if (cg_preset_get(cfg->model, cfg->noise_dim, &gan->preset))
+    if (cg_preset_get(cfg->model, cfg->noise_dim, cfg->n_classes, &gan->preset))
         return cg_fail(e, "unknown model '%s' (known: %s)", cfg->model, cg_preset_names());
+    if (cfg->n_classes < 0 || cfg->n_classes > 256)
+        return cg_fail(e, "%d classes: not in 0..256", cfg->n_classes);
+    if (gan->cfg.lr_g <= 0.0f)
+        gan->cfg.lr_g = gan->preset.lr_g;
+    if (gan->cfg.lr_d <= 0.0f)
+        gan->cfg.lr_d = gan->preset.lr_d;
+    cfg = &gan->cfg;
+    gan->data_lo = gan->preset.tanh_output ? -1.0f : 0.0f;
     if (cfg->local_batch < 1 || cfg->global_batch < cfg->local_batch)
         return cg_fail(e, "batch %d (local %d) is not valid", cfg->global_batch,
                        cfg->local_batch);
@@ -48,6 +56,7 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
         gan->target[i] = 1.0f;
     gan->dlogit = cg_alloc(sizeof(float) * (size_t)B);
     gan->dfake = cg_alloc(sizeof(float) * (size_t)B * IMAGE_PIXELS);
+    gan->labels = cg_alloc(sizeof(int32_t) * (size_t)B);
     gan->adam_g = (cg_adam){cfg->lr_g, cfg->beta1, cfg->beta2, cfg->eps, 0};
     gan->adam_d = (cg_adam){cfg->lr_d, cfg->beta1, cfg->beta2, cfg->eps, 0};
     return 0;
@@ -64,6 +73,7 @@ void cg_gan_free(cg_gan *gan)
     cg_free(gan->target);
     cg_free(gan->dlogit);
     cg_free(gan->dfake);
+    cg_free(gan->labels);
     memset(gan, 0, sizeof *gan);
 }
 
@@ -100,7 +110,7 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
 
     cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
                        (uint64_t)first_sample * (uint64_t)nz);
-    cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample};
+    cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, gan->labels};
     const float *fake = cg_net_forward(&gan->g, &gan->tape_g, gan->z, B, &o);
     const float *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
     /* Fakes follow the reals in the concatenated batch of the D loss. */
@@ -137,11 +147,22 @@ void cg_gan_apply(cg_gan *gan)
                  gan->d.n_params);
 }
 
-void cg_gan_generate(cg_gan *gan, const float *z, int n, float *out)
+void cg_gan_generate(cg_gan *gan, const float *z, const int32_t *labels, int n, float *out)
 {
-    cg_fwd_opts o = {0, gan->cfg.seed, 0, 0};
+    const int K = gan->preset.n_classes;
+    if (K > 0 && !labels) {
+        for (int i = 0; i < n; i++)
+            gan->labels[i] = i % K;
+        labels = gan->labels;
+    }
+    cg_fwd_opts o = {0, gan->cfg.seed, 0, 0, labels};
     const float *y = cg_net_forward(&gan->g, &gan->tape_g, z, n, &o);
-    memcpy(out, y, sizeof(float) * (size_t)n * IMAGE_PIXELS);
+    const size_t count = (size_t)n * IMAGE_PIXELS;
+    if (gan->preset.tanh_output)
+        for (size_t i = 0; i < count; i++)
+            out[i] = 0.5f * (y[i] + 1.0f);
+    else
+        memcpy(out, y, sizeof(float) * count);
 }
 
 double cg_gan_step_flops(const cg_gan *gan, int B)

@@ -13,7 +13,13 @@ typedef struct {
 static const command commands[] = {
     {"bench", cg_cmd_bench, "time training steps on random input (or MPI collectives)"},
     {"train", cg_cmd_train, "train the GAN (under mpirun for several ranks)"},
+    {"sample", cg_cmd_sample, "generate samples from a checkpoint (HDF5 + PNG)"},
+    {"write", cg_cmd_write, "write a line of text in generated handwriting"},
+    {"compare", cg_cmd_compare, "compare the parameters of two checkpoints"},
     {"data", cg_cmd_data, "inspect an EMNIST data set and draw its first images"},
+    {"info", cg_cmd_info, "show what a checkpoint or sample file (HDF5) holds"},
+    {"classifier", cg_cmd_classifier, "train (or test) the EMNIST classifier used by eval"},
+    {"eval", cg_cmd_eval, "score a checkpoint: FID, confidence, classes covered (JSON)"},
 };
 
 static void usage(FILE *f)

@@ -8,13 +8,21 @@
 
 /* ---- presets: the model tables ------------------------------------------------------- */
 
-#define DENSE(n, a) {CG_OP_DENSE, (n), 0, 0, 0, 0, (a), 0.0f, 0.0f}
-#define DENSE_LEAKY(n, al) {CG_OP_DENSE, (n), 0, 0, 0, 0, CG_ACT_LEAKY, (al), 0.0f}
-#define UNFLATTEN(c, hw) {CG_OP_UNFLATTEN, (c), (hw), 0, 0, 0, CG_ACT_NONE, 0.0f, 0.0f}
-#define FLATTEN() {CG_OP_FLATTEN, 0, 0, 0, 0, 0, CG_ACT_NONE, 0.0f, 0.0f}
-#define CONV(c, k, s, p, a, al) {CG_OP_CONV, (c), (k), (s), (p), 0, (a), (al), 0.0f}
-#define CONVT(c, k, s, p, op, a, al) {CG_OP_CONVT, (c), (k), (s), (p), (op), (a), (al), 0.0f}
-#define DROPOUT(r) {CG_OP_DROPOUT, 0, 0, 0, 0, 0, CG_ACT_NONE, 0.0f, (r)}
+#define DENSE(n, a) {.op = CG_OP_DENSE, .out = (n), .act = (a)}
+#define DENSE_LEAKY(n, al) {.op = CG_OP_DENSE, .out = (n), .act = CG_ACT_LEAKY, .alpha = (al)}
+#define BN_DENSE(n, a) {.op = CG_OP_DENSE, .out = (n), .act = (a), .bn = 1}
+#define UNFLATTEN(c, hw) {.op = CG_OP_UNFLATTEN, .out = (c), .k = (hw)}
+#define FLATTEN() {.op = CG_OP_FLATTEN}
+#define CONV(c, ks, s, p, a, al)                                                              \
+    {.op = CG_OP_CONV, .out = (c), .k = (ks), .stride = (s), .pad = (p), .act = (a), .alpha = (al)}
+#define CONVT(c, ks, s, p, op_, a, al)                                                        \
+    {.op = CG_OP_CONVT, .out = (c), .k = (ks), .stride = (s), .pad = (p), .out_pad = (op_),     \
+     .act = (a), .alpha = (al)}
+#define BN_CONVT(c, ks, s, p, op_, a)                                                         \
+    {.op = CG_OP_CONVT, .out = (c), .k = (ks), .stride = (s), .pad = (p), .out_pad = (op_),     \
+     .act = (a), .bn = 1}
+#define DROPOUT(r) {.op = CG_OP_DROPOUT, .rate = (r)}
+#define LABELS(n) {.op = CG_OP_LABELS, .out = (n)}
 
 /* The Keras DCGAN the project started from, with every channel width divided by `div`
  * (1: "seed", 4: "small"). Keras' 'same' padding for k = 3 is pad 1; for stride 2 the
@@ -41,9 +49,45 @@ static void seed_family(cg_preset *p, int div)
     p->n_d = (int)(sizeof d / sizeof d[0]);
     memcpy(p->g, g, sizeof g);
     memcpy(p->d, d, sizeof d);
+    p->lr_g = 1e-5f, p->lr_d = 3e-5f;
 }
 
-int cg_preset_get(const char *name, int noise_dim, cg_preset *p)
+/* DCGAN (Radford et al. 2016) sized for 28x28: G projects the noise to 128x7x7 and doubles
+ * the size twice with 4x4 stride-2 transposed convolutions, batch normalization and ReLU,
+ * ending in tanh; D mirrors it with strided convolutions and LeakyReLU(0.2), no batch norm,
+ * and a hidden dense layer after the convolutions (where a conditional D sees the label). */
+static void dcgan(cg_preset *p)
+{
+    const cg_layer_spec g[] = {
+        BN_DENSE(128 * 7 * 7, CG_ACT_RELU),
+        UNFLATTEN(128, 7),
+        BN_CONVT(64, 4, 2, 1, 0, CG_ACT_RELU),
+        CONVT(1, 4, 2, 1, 0, CG_ACT_TANH, 0.0f),
+    };
+    const cg_layer_spec d[] = {
+        CONV(64, 4, 2, 1, CG_ACT_LEAKY, 0.2f),
+        CONV(128, 4, 2, 1, CG_ACT_LEAKY, 0.2f),
+        FLATTEN(),
+        DENSE_LEAKY(256, 0.2f),
+        DENSE(1, CG_ACT_NONE),
+    };
+    p->n_g = (int)(sizeof g / sizeof g[0]);
+    p->n_d = (int)(sizeof d / sizeof d[0]);
+    memcpy(p->g, g, sizeof g);
+    memcpy(p->d, d, sizeof d);
+    p->tanh_output = 1;
+    p->lr_g = p->lr_d = 2e-4f;
+}
+
+/* Inserts `spec` at position `at` of a layer table of n layers. */
+static void insert_layer(cg_layer_spec *t, int *n, int at, cg_layer_spec spec)
+{
+    memmove(t + at + 1, t + at, sizeof *t * (size_t)(*n - at));
+    t[at] = spec;
+    (*n)++;
+}
+
+int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p)
 {
     memset(p, 0, sizeof *p);
     p->noise_dim = noise_dim > 0 ? noise_dim : 150;
@@ -53,13 +97,28 @@ int cg_preset_get(const char *name, int noise_dim, cg_preset *p)
     } else if (!strcmp(name, "small")) {
         p->name = "small";
         seed_family(p, 4);
+    } else if (!strcmp(name, "dcgan")) {
+        p->name = "dcgan";
+        dcgan(p);
     } else {
         return -1;
+    }
+    if (n_classes > 0) {
+        /* Conditional: the one-hot label joins the noise at G's input and the features at
+         * the input of D's first dense layer, so D judges image and class together. */
+        p->n_classes = n_classes;
+        const cg_layer_spec labels = LABELS(n_classes);
+        insert_layer(p->g, &p->n_g, 0, labels);
+        for (int i = 0; i < p->n_d; i++)
+            if (p->d[i].op == CG_OP_FLATTEN) {
+                insert_layer(p->d, &p->n_d, i + 1, labels);
+                break;
+            }
     }
     return 0;
 }
 
-const char *cg_preset_names(void) { return "seed, small"; }
+const char *cg_preset_names(void) { return "seed, small, dcgan"; }
 
 /* ---- building ------------------------------------------------------------------------ */
 
@@ -81,6 +140,8 @@ static int add_tensor(cg_net *net, const char *layer, const char *what, int ndim
     t->offset = net->n_params;
     t->fan_in = fan_in;
     t->fan_out = fan_out;
+    t->init = 0.0f;
+    t->trainable = 1;
     net->n_params += t->count;
     return net->n_tensors++;
 }
@@ -98,7 +159,7 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
     net->n_layers = n_layers;
     net->max_batch = max_batch;
     int c = in_c, h = in_h, w = in_w;
-    int counts[6] = {0};
+    int counts[7] = {0}, n_bn = 0, widest_bn = 0;
     size_t max_act = shape_size(c, h, w), max_col = 0;
     for (int i = 0; i < n_layers; i++) {
         cg_layer *L = &net->layers[i];
@@ -106,9 +167,10 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
         L->spec = *s;
         L->in_c = c, L->in_h = h, L->in_w = w;
         L->w_tensor = L->b_tensor = -1;
+        L->bn_gamma = L->bn_beta = L->bn_mean = L->bn_var = -1;
         const int spatial = h > 0;
         static const char *prefix[] = {"dense", "unflatten", "flatten", "conv", "convt",
-                                       "dropout"};
+                                       "dropout", "labels"};
         snprintf(L->name, sizeof L->name, "%s%d", prefix[s->op], counts[s->op]++);
         switch (s->op) {
         case CG_OP_DENSE: {
@@ -117,7 +179,8 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
                                name, i, L->name);
             int kd[2] = {c, s->out}, bd[1] = {s->out};
             L->w_tensor = add_tensor(net, L->name, "kernel", 2, kd, c, s->out, e);
-            L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
+            if (!s->bn)
+                L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
             L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 2.0 * c * s->out;
             c = s->out;
             break;
@@ -161,7 +224,8 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
                 return cg_fail(e, "%s layer %d (%s): output size %dx%d", name, i, L->name,
                                g->hout, g->wout);
             int bd[1] = {s->out};
-            L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
+            if (!s->bn)
+                L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
             /* The multiply-adds per sample: every output (conv) or input (transposed) pixel
              * meets a cin*cout*k*k block of weights. */
             double pixels = s->op == CG_OP_CONV ? (double)g->hout * g->wout : (double)h * w;
@@ -171,6 +235,11 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
             c = s->out, h = g->hout, w = g->wout;
             break;
         }
+        case CG_OP_LABELS:
+            if (spatial || s->out < 1)
+                return cg_fail(e, "%s layer %d: labels join flat inputs", name, i);
+            c += s->out;
+            break;
         case CG_OP_DROPOUT:
             if (spatial)
                 return cg_fail(e, "%s layer %d: dropout is supported on flat inputs", name, i);
@@ -178,6 +247,26 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
                 return cg_fail(e, "%s layer %d: dropout rate %g not in [0,1)", name, i,
                                (double)s->rate);
             break;
+        }
+        if (s->bn) {
+            if (s->op != CG_OP_DENSE && s->op != CG_OP_CONV && s->op != CG_OP_CONVT)
+                return cg_fail(e, "%s layer %d: batch norm follows dense or conv layers", name,
+                               i);
+            char bn_name[24];
+            snprintf(bn_name, sizeof bn_name, "bn%d", n_bn++);
+            int cd[1] = {c};
+            L->bn_gamma = add_tensor(net, bn_name, "gamma", 1, cd, 0, 0, e);
+            L->bn_beta = add_tensor(net, bn_name, "beta", 1, cd, 0, 0, e);
+            L->bn_mean = add_tensor(net, bn_name, "running_mean", 1, cd, 0, 0, e);
+            L->bn_var = add_tensor(net, bn_name, "running_var", 1, cd, 0, 0, e);
+            if (L->bn_var < 0)
+                return -1;
+            net->tensors[L->bn_gamma].init = 1.0f;
+            net->tensors[L->bn_var].init = 1.0f;
+            net->tensors[L->bn_mean].trainable = 0;
+            net->tensors[L->bn_var].trainable = 0;
+            if (c > widest_bn)
+                widest_bn = c;
         }
         if (net->n_tensors == CG_MAX_TENSORS)
             return cg_fail(e, "%s: too many tensors", name);
@@ -204,6 +293,7 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
     net->adam_v = cg_alloc(sizeof(float) * net->n_params);
     net->fwd_seconds = cg_alloc(sizeof(double) * (size_t)n_layers);
     net->bwd_seconds = cg_alloc(sizeof(double) * (size_t)n_layers);
+    net->bn_scratch = cg_alloc(sizeof(double) * (2 * (size_t)widest_bn + 1));
     return 0;
 }
 
@@ -218,6 +308,7 @@ void cg_net_free(cg_net *net)
     cg_free(net->adam_v);
     cg_free(net->fwd_seconds);
     cg_free(net->bwd_seconds);
+    cg_free(net->bn_scratch);
     memset(net, 0, sizeof *net);
 }
 
@@ -227,7 +318,8 @@ void cg_net_init(cg_net *net, uint64_t seed, uint64_t stream_base)
         const cg_tensor *T = &net->tensors[t];
         float *p = net->param + T->offset;
         if (T->fan_in == 0) {
-            memset(p, 0, sizeof(float) * T->count);
+            for (size_t i = 0; i < T->count; i++)
+                p[i] = T->init;
             continue;
         }
         const float limit = sqrtf(6.0f / (float)(T->fan_in + T->fan_out));
@@ -266,6 +358,10 @@ int cg_tape_alloc(const cg_net *net, cg_tape *t)
         t->act[i] = cg_alloc(sizeof(float) * n);
         if (L->spec.op == CG_OP_DROPOUT)
             t->mask[i] = cg_alloc(n);
+        if (L->spec.bn) {
+            t->xhat[i] = cg_alloc(sizeof(float) * n);
+            t->invstd[i] = cg_alloc(sizeof(float) * (size_t)L->out_c);
+        }
     }
     return 0;
 }
@@ -275,6 +371,8 @@ void cg_tape_free(cg_tape *t)
     for (int i = 0; i < CG_MAX_LAYERS; i++) {
         cg_free(t->act[i]);
         cg_free(t->mask[i]);
+        cg_free(t->xhat[i]);
+        cg_free(t->invstd[i]);
     }
     memset(t, 0, sizeof *t);
 }
@@ -286,11 +384,25 @@ static const float *tensor_ptr(const cg_net *net, const float *base, int t)
     return t < 0 ? NULL : base + net->tensors[t].offset;
 }
 
+/* Where the elements of one batch-norm channel lie: CBHW keeps a channel contiguous, flat
+ * [B][F] interleaves channels. */
+static void bn_view(const cg_layer *L, int B, size_t *cs, size_t *es, size_t *n)
+{
+    if (L->out_h > 0) {
+        *n = (size_t)B * L->out_h * L->out_w;
+        *cs = *n, *es = 1;
+    } else {
+        *n = (size_t)B;
+        *cs = 1, *es = (size_t)L->out_c;
+    }
+}
+
 const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
                             const cg_fwd_opts *o)
 {
     t->batch = B;
     t->input = input;
+    t->labels = o ? o->labels : NULL;
     const float *x = input;
     for (int i = 0; i < net->n_layers; i++) {
         const double t0 = cg_now();
@@ -324,6 +436,20 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
             else
                 memset(t->mask[i], 1, out_n);
             break;
+        case CG_OP_LABELS:
+            cg_labels_forward(B, L->in_c, L->spec.out, x, t->labels, y);
+            break;
+        }
+        if (L->spec.bn) {
+            size_t cs, es, n;
+            bn_view(L, B, &cs, &es, &n);
+            float *par = net->param;
+            cg_bn_forward(L->out_c, n, cs, es, y, t->xhat[i], t->invstd[i],
+                          par + net->tensors[L->bn_gamma].offset,
+                          par + net->tensors[L->bn_beta].offset,
+                          par + net->tensors[L->bn_mean].offset,
+                          par + net->tensors[L->bn_var].offset, 0.1f, 1e-5f,
+                          o && o->training, &net->sync, net->bn_scratch);
         }
         cg_act_forward(L->spec.act, L->spec.alpha, out_n, y);
         x = y;
@@ -335,7 +461,8 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
 static int first_param_layer(const cg_net *net)
 {
     for (int i = 0; i < net->n_layers; i++)
-        if (net->layers[i].w_tensor >= 0 || net->layers[i].b_tensor >= 0)
+        if (net->layers[i].w_tensor >= 0 || net->layers[i].b_tensor >= 0 ||
+            net->layers[i].bn_gamma >= 0)
             return i;
     return net->n_layers;
 }
@@ -354,6 +481,15 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         const float *y = t->act[i];
         const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
         cg_act_backward(L->spec.act, L->spec.alpha, out_n, y, g);
+        if (L->spec.bn) {
+            size_t cs, es, n;
+            bn_view(L, B, &cs, &es, &n);
+            cg_bn_backward(L->out_c, n, cs, es, g, t->xhat[i], t->invstd[i],
+                           net->param + net->tensors[L->bn_gamma].offset,
+                           param_grads ? net->grad + net->tensors[L->bn_gamma].offset : NULL,
+                           param_grads ? net->grad + net->tensors[L->bn_beta].offset : NULL,
+                           &net->sync, net->bn_scratch);
+        }
         /* The input gradient goes to the caller at layer 0, is skipped at the stop layer,
          * and otherwise lands in the other ping-pong buffer. */
         float *gx = i == 0 ? dx : (i == stop ? NULL : net->dbuf[cur ^ 1]);
@@ -384,6 +520,10 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
             cg_dropout_backward(B, L->out_c, L->spec.rate, t->mask[i], g);
             if (gx)
                 memcpy(gx, g, sizeof(float) * out_n);
+            break;
+        case CG_OP_LABELS:
+            if (gx)
+                cg_labels_backward(B, L->in_c, L->spec.out, g, gx);
             break;
         }
         net->bwd_seconds[i] += cg_now() - t0;

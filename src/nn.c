@@ -333,3 +333,101 @@ void cg_cbhw_to_flat(int B, int C, int HW, const float *cbhw, float *flat)
             memcpy(flat + ((size_t)b * C + c) * HW, cbhw + ((size_t)c * B + b) * HW,
                    sizeof(float) * (size_t)HW);
 }
+
+void cg_bn_forward(int C, size_t n, size_t cs, size_t es, float *y, float *xhat,
+                   float *invstd, const float *gamma, const float *beta, float *run_mean,
+                   float *run_var, float momentum, float eps, int training, const cg_sync *sync,
+                   double *scratch)
+{
+    double *s1 = scratch, *s2 = scratch + C, *count = scratch + 2 * C;
+    if (training) {
+        for (int c = 0; c < C; c++) {
+            const float *yc = y + (size_t)c * cs;
+            double a = 0.0, b = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                double v = yc[j * es];
+                a += v;
+                b += v * v;
+            }
+            s1[c] = a, s2[c] = b;
+        }
+        *count = (double)n;
+        if (sync && sync->sum)
+            sync->sum(sync->user, scratch, 2 * C + 1);
+    }
+    for (int c = 0; c < C; c++) {
+        double mean, var;
+        if (training) {
+            const double N = *count;
+            mean = s1[c] / N;
+            var = s2[c] / N - mean * mean;
+            if (var < 0.0)
+                var = 0.0;
+            run_mean[c] = (float)((1.0 - momentum) * run_mean[c] + momentum * mean);
+            run_var[c] = (float)((1.0 - momentum) * run_var[c] +
+                                 momentum * var * (N > 1.0 ? N / (N - 1.0) : 1.0));
+        } else {
+            mean = run_mean[c], var = run_var[c];
+        }
+        const float is = (float)(1.0 / sqrt(var + (double)eps));
+        const float m = (float)mean, gc = gamma[c], bc = beta[c];
+        invstd[c] = is;
+        float *yc = y + (size_t)c * cs, *xc = xhat + (size_t)c * cs;
+        for (size_t j = 0; j < n; j++) {
+            float xh = (yc[j * es] - m) * is;
+            xc[j * es] = xh;
+            yc[j * es] = gc * xh + bc;
+        }
+    }
+}
+
+void cg_bn_backward(int C, size_t n, size_t cs, size_t es, float *g, const float *xhat,
+                    const float *invstd, const float *gamma, float *dgamma, float *dbeta,
+                    const cg_sync *sync, double *scratch)
+{
+    /* dL/dz = invstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = gamma * g, the
+     * means over the GLOBAL batch. */
+    double *sa = scratch, *sb = scratch + C, *count = scratch + 2 * C;
+    for (int c = 0; c < C; c++) {
+        const float *gc = g + (size_t)c * cs, *xc = xhat + (size_t)c * cs;
+        double a = 0.0, b = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            a += gc[j * es];
+            b += (double)gc[j * es] * xc[j * es];
+        }
+        if (dbeta)
+            dbeta[c] += (float)a;
+        if (dgamma)
+            dgamma[c] += (float)b;
+        sa[c] = a, sb[c] = b;
+    }
+    *count = (double)n;
+    if (sync && sync->sum)
+        sync->sum(sync->user, scratch, 2 * C + 1);
+    for (int c = 0; c < C; c++) {
+        const double N = *count;
+        const float ma = (float)(sa[c] / N), mb = (float)(sb[c] / N);
+        const float gm = gamma[c], is = invstd[c];
+        float *gc = g + (size_t)c * cs;
+        const float *xc = xhat + (size_t)c * cs;
+        for (size_t j = 0; j < n; j++)
+            gc[j * es] = gm * is * (gc[j * es] - ma - xc[j * es] * mb);
+    }
+}
+
+void cg_labels_forward(int B, int F, int K, const float *x, const int32_t *labels, float *y)
+{
+    for (int i = 0; i < B; i++) {
+        float *row = y + (size_t)i * (F + K);
+        memcpy(row, x + (size_t)i * F, sizeof(float) * (size_t)F);
+        memset(row + F, 0, sizeof(float) * (size_t)K);
+        if (labels[i] >= 0 && labels[i] < K)
+            row[F + labels[i]] = 1.0f;
+    }
+}
+
+void cg_labels_backward(int B, int F, int K, const float *dy, float *dx)
+{
+    for (int i = 0; i < B; i++)
+        memcpy(dx + (size_t)i * F, dy + (size_t)i * (F + K), sizeof(float) * (size_t)F);
+}

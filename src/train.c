@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include "chargan/ckpt.h"
+#include "chargan/png.h"
 #include "chargan/rng.h"
 
 void cg_train_default_opts(cg_train_opts *o)
@@ -19,6 +23,45 @@ void cg_train_default_opts(cg_train_opts *o)
     o->epochs = 50;
     o->out = "chargan-out";
     o->log_every = 50;
+    o->keep = 3;
+}
+
+/* ---- signals ------------------------------------------------------------------------- */
+
+/* The one piece of process-global state: a signal handler can only talk to the loop through
+ * a static flag. SIGTERM, SIGINT and SIGUSR1 ask for a checkpoint and a clean exit after the
+ * current step; a second SIGINT ends the process at once (a checkpoint being written then is
+ * only a temporary file, never a half-written final one). */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig)
+{
+    if (sig == SIGINT && stop_signal == SIGINT) {
+        static const char msg[] = "chargan: second interrupt: exiting now\n";
+        if (write(2, msg, sizeof msg - 1) < 0) {
+            /* nothing more to do in a signal handler */
+        }
+        _exit(130);
+    }
+    stop_signal = sig;
+}
+
+static void install_signal_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1"
+                                                                                 : "a signal";
 }
 
 uint64_t cg_checksum(const float *p, size_t n)
@@ -99,12 +142,159 @@ static void start_d_reduction(void *user, cg_gan *gan)
                        r->c->world, &r->req_d);
 }
 
+/* Batch-norm statistics are sums over the global batch. */
+static void sum_over_ranks(void *user, double *buf, int n)
+{
+    cg_ctx *c = user;
+    if (c->size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->world);
+}
+
 static int all_finite(const float *p, size_t n)
 {
     float acc = 0.0f;
     for (size_t i = 0; i < n; i++)
         acc += p[i] * 0.0f; /* NaN or Inf anywhere makes acc NaN */
     return acc == 0.0f;
+}
+
+/* ---- checkpoints and samples --------------------------------------------------------- */
+
+static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const cg_dataset *ds,
+                        long total, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "{\"model\": \"%s\", \"conditional\": %s, \"n_classes\": %d, \"classes\": \"%s\", "
+             "\"noise_dim\": %d, \"global_batch\": %d, \"lr_g\": %g, \"lr_d\": %g, "
+             "\"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"seed\": %llu, \"steps\": %ld, "
+             "\"epochs\": %ld, \"data\": \"%s\", \"limit\": %ld, \"images\": %ld, "
+             "\"ckpt_every\": %ld, \"sample_every\": %ld}",
+             cfg->model, cfg->n_classes ? "true" : "false", cfg->n_classes,
+             cfg->n_classes ? ds->chars : "", cfg->noise_dim, cfg->global_batch,
+             (double)cfg->lr_g, (double)cfg->lr_d, (double)cfg->beta1, (double)cfg->beta2,
+             (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
+             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every);
+    /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
+    for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 10); p++)
+        if (*p == '"' || *p == '\\')
+            *p = '\'';
+}
+
+/* Rank 0 writes; every rank learns whether it worked. */
+static int write_checkpoint(cg_ctx *c, const cg_train_opts *o, const cg_gan *gan, long step,
+                            long epoch, const char *config, char *path, size_t len)
+{
+    cg_error e = {{0}};
+    int st = 0;
+    if (c->rank == 0) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/checkpoints", o->out);
+        double t0 = cg_now();
+        st = cg_ckpt_write(dir, gan, step, epoch, c->size, config, path, len, &e);
+        if (!st && o->keep > 0 && cg_ckpt_prune(dir, o->keep, &e) < 0) {
+            fprintf(stderr, "chargan: warning: %s\n", e.msg);
+        }
+        if (!st && o->log_every > 0) {
+            printf("checkpoint: %s (%.2f s)\n", path, cg_now() - t0);
+            fflush(stdout);
+        }
+    }
+    if (cg_bcast_status(c, 0, st, &e)) {
+        if (c->rank == 0)
+            fprintf(stderr, "chargan: error: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+#define SAMPLE_GRID 81 /* 9 x 9, like the seed's figure */
+
+/* Rank 0 only: the same 81 noise vectors every time, so pictures across steps compare. */
+static void write_samples(const cg_train_opts *o, cg_gan *gan, const cg_dataset *ds, long step)
+{
+    const int nz = gan->preset.noise_dim, K = gan->preset.n_classes;
+    const int chunk = gan->cfg.local_batch;
+    float *z = cg_alloc(sizeof(float) * (size_t)SAMPLE_GRID * nz);
+    float *img = cg_alloc(sizeof(float) * (size_t)SAMPLE_GRID * CG_IMG_PIXELS);
+    int32_t labels[SAMPLE_GRID];
+    char captions[SAMPLE_GRID + 1] = {0};
+    cg_rng_normal_fill(z, (long)SAMPLE_GRID * nz, gan->cfg.seed, cg_stream(CG_RNG_SAMPLE, 0), 0);
+    for (int i = 0; i < SAMPLE_GRID; i++) {
+        labels[i] = K ? i % K : 0;
+        captions[i] = K ? ds->chars[labels[i]] : ' ';
+    }
+    for (int i = 0; i < SAMPLE_GRID; i += chunk) {
+        int n = SAMPLE_GRID - i < chunk ? SAMPLE_GRID - i : chunk;
+        cg_gan_generate(gan, z + (size_t)i * nz, K ? labels + i : NULL, n,
+                        img + (size_t)i * CG_IMG_PIXELS);
+    }
+    char path[4200];
+    cg_error e;
+    snprintf(path, sizeof path, "%s/samples/step-%08ld.h5", o->out, step);
+    if (cg_samples_write(path, img, SAMPLE_GRID, step, gan->cfg.model, gan->cfg.seed,
+                         K ? labels : NULL, &e))
+        fprintf(stderr, "chargan: warning: %s\n", e.msg);
+    snprintf(path, sizeof path, "%s/samples/step-%08ld.png", o->out, step);
+    if (cg_png_grid(path, img, SAMPLE_GRID, 9, 3, K ? captions : NULL, &e))
+        fprintf(stderr, "chargan: warning: %s\n", e.msg);
+    cg_free(z);
+    cg_free(img);
+}
+
+/* Finds and loads the checkpoint to resume from on rank 0 and broadcasts the state.
+ * Returns the step to continue from (0: fresh start) or -1 on error (printed). */
+static long resume_state(cg_ctx *c, const cg_train_opts *o, cg_gan *gan)
+{
+    cg_error e = {{0}};
+    char path[4200] = {0};
+    int st = 0;
+    long step = 0;
+    if (c->rank == 0) {
+        if (!strcmp(o->resume, "auto")) {
+            char dir[4200];
+            snprintf(dir, sizeof dir, "%s/checkpoints", o->out);
+            int found = cg_ckpt_find_latest(dir, gan->cfg.model, path, sizeof path, &e);
+            st = found < 0 ? -1 : 0;
+            if (found == 0)
+                printf("resume: no checkpoint in %s; starting from scratch\n", dir);
+        } else {
+            snprintf(path, sizeof path, "%s", o->resume);
+        }
+        if (!st && path[0]) {
+            cg_ckpt_meta m;
+            st = cg_ckpt_load(path, gan, &m, &e);
+            if (!st) {
+                if (m.seed != gan->cfg.seed || m.global_batch != gan->cfg.global_batch)
+                    st = cg_fail(&e, "%s: trained with --seed %llu --batch %d, but this run "
+                                     "asks for --seed %llu --batch %d; a resumed run must use "
+                                     "the same values",
+                                 path, (unsigned long long)m.seed, m.global_batch,
+                                 (unsigned long long)gan->cfg.seed, gan->cfg.global_batch);
+                step = m.step;
+                if (!st)
+                    printf("resume: %s (step %ld, written by %d rank%s)\n", path, m.step,
+                           m.world_size, m.world_size > 1 ? "s" : "");
+                cg_ckpt_meta_free(&m);
+            }
+        }
+        fflush(stdout);
+    }
+    if (cg_bcast_status(c, 0, st, &e)) {
+        if (c->rank == 0)
+            fprintf(stderr, "chargan: error: %s\n", e.msg);
+        return -1;
+    }
+    long adam[2] = {gan->adam_g.t, gan->adam_d.t};
+    MPI_Bcast(&step, 1, MPI_LONG, 0, c->world);
+    MPI_Bcast(adam, 2, MPI_LONG, 0, c->world);
+    gan->adam_g.t = adam[0], gan->adam_d.t = adam[1];
+    cg_net *nets[2] = {&gan->g, &gan->d};
+    for (int k = 0; k < 2; k++) {
+        float *bufs[3] = {nets[k]->param, nets[k]->adam_m, nets[k]->adam_v};
+        for (int b = 0; b < 3; b++)
+            MPI_Bcast(bufs[b], (int)nets[k]->n_params, MPI_FLOAT, 0, c->world);
+    }
+    return step;
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -145,6 +335,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
 
     cg_gan_config cfg = o->gan;
     cfg.local_batch = cfg.global_batch / c->size;
+    cfg.n_classes = o->conditional ? ds.n_classes : 0;
     cg_sampler sampler;
     cg_gan gan;
     memset(&sampler, 0, sizeof sampler);
@@ -158,12 +349,39 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         return 1;
     }
     const long total = o->steps > 0 ? o->steps : o->epochs * sampler.batches_per_epoch;
+    cfg = gan.cfg; /* with the preset's defaults filled in */
+    gan.g.sync = gan.d.sync = (cg_sync){sum_over_ranks, c};
 
-    /* Rank 0 initializes; one broadcast per flat buffer makes every rank identical. */
+    /* Rank 0 initializes (or loads a checkpoint); one broadcast per flat buffer makes every
+     * rank identical. */
+    long first_step = 0;
     if (c->rank == 0)
         cg_gan_init_weights(&gan);
-    MPI_Bcast(gan.g.param, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
-    MPI_Bcast(gan.d.param, (int)gan.d.n_params, MPI_FLOAT, 0, c->world);
+    if (o->resume) {
+        first_step = resume_state(c, o, &gan);
+        if (first_step < 0) {
+            cg_gan_free(&gan);
+            cg_sampler_free(&sampler);
+            cg_data_free(&ds);
+            return 1;
+        }
+    } else {
+        MPI_Bcast(gan.g.param, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
+        MPI_Bcast(gan.d.param, (int)gan.d.n_params, MPI_FLOAT, 0, c->world);
+    }
+    char *config = cg_alloc(8192);
+    config_json(o, &cfg, &ds, total, config, 8192);
+    if (first_step >= total) {
+        if (c->rank == 0)
+            printf("chargan train: the run is already complete (step %ld of %ld); nothing to "
+                   "do\n", first_step, total);
+        cg_free(config);
+        cg_gan_free(&gan);
+        cg_sampler_free(&sampler);
+        cg_data_free(&ds);
+        return 0;
+    }
+    install_signal_handlers();
 
     int metrics_fd = -1;
     if (c->rank == 0) {
@@ -178,37 +396,40 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                cfg.model, gan.g.n_params, gan.d.n_params, c->size, c->size > 1 ? "s" : "",
                c->n_nodes, c->n_nodes > 1 ? "s" : "", c->threads, c->threads > 1 ? "s" : "");
         printf("data: %s: %ld images (loaded in %.2f s); global batch %d (%d per rank), "
-               "%ld batches per epoch, %ld steps\n",
+               "%ld batches per epoch, %ld steps%s\n",
                ds.source, ds.n, t_load, cfg.global_batch, cfg.local_batch,
-               sampler.batches_per_epoch, total);
+               sampler.batches_per_epoch, total, first_step ? " (resumed)" : "");
         fflush(stdout);
     }
 
     const int lb = cfg.local_batch;
     float *real = cg_alloc(sizeof(float) * (size_t)lb * CG_IMG_PIXELS);
     int64_t *idx = cg_alloc(sizeof(int64_t) * (size_t)lb);
-    double *step_ms = cg_alloc(sizeof(double) * (size_t)(total > 0 ? total : 1));
+    double *step_ms = cg_alloc(sizeof(double) * (size_t)(total - first_step));
     reducer red = {c, MPI_REQUEST_NULL, 0.0};
     cg_gan_hooks hooks = {start_d_reduction, &red};
-    int rc = 0;
-    long step = 0, epoch = 0, done = 0;
+    int rc = 0, stopped_by = 0;
+    long step = 0, epoch = first_step / sampler.batches_per_epoch, done = first_step;
     double t_start = cg_now(), wait_total = 0.0;
-    for (step = 0; step < total; step++) {
+    char ckpt_path[4200] = {0};
+    for (step = first_step; step < total; step++) {
         const double t0 = cg_now();
         env_failure_injection(c, step);
         epoch = cg_sampler_batch(&sampler, step, c->rank, c->size, idx);
-        cg_data_batch(&ds, idx, lb, 0.0f, 1.0f, real, NULL);
+        cg_data_batch(&ds, idx, lb, gan.data_lo, 1.0f, real, gan.labels);
         cg_gan_stats s;
         cg_gan_grads(&gan, real, step, (long)c->rank * lb, &hooks, &s);
 
         /* G's gradient is complete: reduce it while D's reduction may still be in flight,
          * then the losses (4 numbers) for logging and the NaN check. */
         double w0 = cg_now();
-        double stats[4] = {s.loss_d, s.loss_g, s.d_real, s.d_fake};
+        /* stats[4] carries the stop request: a signal may reach only some ranks, and the
+         * sum makes every rank stop after the same step. */
+        double stats[5] = {s.loss_d, s.loss_g, s.d_real, s.d_fake, (double)stop_signal};
         if (c->size > 1) {
             MPI_Allreduce(MPI_IN_PLACE, gan.g.grad, (int)gan.g.n_params, MPI_FLOAT, MPI_SUM,
                           c->world);
-            MPI_Allreduce(MPI_IN_PLACE, stats, 4, MPI_DOUBLE, MPI_SUM, c->world);
+            MPI_Allreduce(MPI_IN_PLACE, stats, 5, MPI_DOUBLE, MPI_SUM, c->world);
             MPI_Wait(&red.req_d, MPI_STATUS_IGNORE);
         }
         const double wait = cg_now() - w0;
@@ -227,7 +448,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         }
         cg_gan_apply(&gan);
         done = step + 1;
-        step_ms[step] = 1e3 * (cg_now() - t0);
+        step_ms[step - first_step] = 1e3 * (cg_now() - t0);
 
         if (o->check_every > 0 && done % o->check_every == 0) {
             uint64_t sum[2] = {cg_checksum(gan.g.param, gan.g.n_params),
@@ -243,14 +464,14 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                 rc = 1;
                 break;
             }
-            if (c->rank == 0 && o->log_every > 0)
+            if (c->rank == 0)
                 printf("check: step %ld: parameters bit-identical on all %d ranks (%016llx)\n",
                        done, c->size, (unsigned long long)sum[0]);
         }
         if (c->rank == 0 && o->log_every > 0 && (done % o->log_every == 0 || done == total)) {
             double el = cg_now() - t_start;
-            double ips = (double)done * cfg.global_batch / el;
-            double eta = el / (double)done * (double)(total - done);
+            double ips = (double)(done - first_step) * cfg.global_batch / el;
+            double eta = el / (double)(done - first_step) * (double)(total - done);
             printf("step %ld/%ld epoch %ld loss_G %.4f loss_D %.4f D(x) %.3f D(G(z)) %.3f "
                    "%.1f img/s ETA %.0fs\n",
                    done, total, epoch + 1, stats[1], stats[0], stats[2], stats[3], ips, eta);
@@ -264,19 +485,46 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                      1e3 * wait, el, eta);
             append_line(metrics_fd, line);
         }
+        if (stats[4] != 0.0) {
+            stopped_by = 1;
+            break;
+        }
+        if (c->rank == 0 && o->sample_every > 0 && done % o->sample_every == 0)
+            write_samples(o, &gan, &ds, done);
+        if (o->ckpt_every > 0 && done % o->ckpt_every == 0 && done < total &&
+            write_checkpoint(c, o, &gan, done, epoch, config, ckpt_path, sizeof ckpt_path)) {
+            rc = 1;
+            break;
+        }
+    }
+    /* The final checkpoint: at the end of the run, or when a signal asked to stop. */
+    if (rc == 0 && done > first_step) {
+        if (c->rank == 0 && (done == total || stopped_by) &&
+            !(o->sample_every > 0 && done % o->sample_every == 0))
+            write_samples(o, &gan, &ds, done);
+        if (write_checkpoint(c, o, &gan, done, epoch, config, ckpt_path, sizeof ckpt_path))
+            rc = 1;
+    }
+    if (rc == 0 && done < total && c->rank == 0) {
+        printf("chargan train: stopped by %s after step %ld of %ld; checkpoint %s.\n"
+               "To continue, run the same command with --resume auto.\n",
+               stop_signal ? signal_name((int)stop_signal) : "a signal on another rank", done,
+               total, ckpt_path);
+        fflush(stdout);
     }
     const double wall = cg_now() - t_start;
     if (c->rank == 0 && rc == 0) {
-        double med = done ? cg_median(step_ms, (int)done) : 0.0;
+        const long ran = done - first_step;
+        double med = ran ? cg_median(step_ms, (int)ran) : 0.0;
         char line[768];
         snprintf(line, sizeof line,
                  "{\"summary\": true, \"model\": \"%s\", \"ranks\": %d, \"threads\": %d, "
                  "\"global_batch\": %d, \"steps\": %ld, \"wall_s\": %.3f, \"images_per_s\": %.2f, "
                  "\"median_ms_per_step\": %.3f, \"mpi_wait_ms_per_step\": %.3f, "
                  "\"gflops\": %.2f}\n",
-                 cfg.model, c->size, c->threads, cfg.global_batch, done, wall,
-                 wall > 0 ? (double)done * cfg.global_batch / wall : 0.0, med,
-                 done ? 1e3 * wait_total / (double)done : 0.0,
+                 cfg.model, c->size, c->threads, cfg.global_batch, ran, wall,
+                 wall > 0 ? (double)ran * cfg.global_batch / wall : 0.0, med,
+                 ran ? 1e3 * wait_total / (double)ran : 0.0,
                  med > 0 ? cg_gan_step_flops(&gan, cfg.global_batch) / (med * 1e6) : 0.0);
         fputs(line, stdout);
         fflush(stdout);
@@ -284,6 +532,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     }
     if (metrics_fd >= 0)
         close(metrics_fd);
+    cg_free(config);
     cg_free(real);
     cg_free(idx);
     cg_free(step_ms);

@@ -24,7 +24,14 @@ int cg_parse_opts(const cg_opt *opts, int n, int argc, char **argv, const char *
 void cg_print_opts(FILE *f, const cg_opt *opts, int n);
 
 int cg_cmd_bench(cg_ctx *c, int argc, char **argv);
+int cg_bench_allreduce(cg_ctx *c, int argc, char **argv); /* bench --allreduce */
 int cg_cmd_data(cg_ctx *c, int argc, char **argv);
 int cg_cmd_train(cg_ctx *c, int argc, char **argv);
+int cg_cmd_sample(cg_ctx *c, int argc, char **argv);
+int cg_cmd_write(cg_ctx *c, int argc, char **argv);
+int cg_cmd_compare(cg_ctx *c, int argc, char **argv);
+int cg_cmd_info(cg_ctx *c, int argc, char **argv);
+int cg_cmd_classifier(cg_ctx *c, int argc, char **argv);
+int cg_cmd_eval(cg_ctx *c, int argc, char **argv);
 
 #endif

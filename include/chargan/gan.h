@@ -25,8 +25,9 @@ typedef struct {
     int noise_dim;
     int global_batch; /* B */
     int local_batch;  /* this rank's share, B / P */
-    float lr_g, lr_d, beta1, beta2, eps;
+    float lr_g, lr_d, beta1, beta2, eps; /* lr 0: the preset's default */
     uint64_t seed;
+    int n_classes;    /* > 0: conditional generation over this many classes */
 } cg_gan_config;
 
 /* Sums over this rank's samples, each divided by the global count, so that a SUM over ranks
@@ -53,10 +54,15 @@ struct cg_gan {
     float *target;  /* local_batch ones, then local_batch zeros */
     float *dlogit;  /* local_batch */
     float *dfake;   /* local_batch x 784: dL_G / d fake */
+    int32_t *labels; /* local_batch: classes of the real batch (conditional models; the
+                        caller fills them before cg_gan_grads). The fakes of a step are
+                        asked for the same classes, so G sees the data's class mix. */
+    float data_lo;  /* real images are scaled to [data_lo, 1]: 0 (sigmoid G), -1 (tanh G) */
 };
 
-/* Fills cfg with the seed's defaults for the preset (batch 64, lr 1e-5 / 3e-5, beta1 0.5,
- * beta2 0.999, eps 1e-7, noise 150). */
+/* Fills cfg with the seed's defaults (model seed, batch 64, the preset's learning rates —
+ * 1e-5 / 3e-5 for seed and small, 2e-4 for dcgan — beta1 0.5, beta2 0.999, eps 1e-7,
+ * noise 150, unconditional). */
 void cg_gan_default_config(cg_gan_config *cfg);
 
 /* Allocates everything a step needs. Returns 0, or -1 with e set (unknown model, ...). */
@@ -81,7 +87,9 @@ void cg_gan_apply(cg_gan *gan);
 double cg_gan_step_flops(const cg_gan *gan, int B);
 
 /* Generates n images (n <= local_batch) from the noise vectors z (n x noise_dim) into out
- * [n][28][28], in [0,1], inference mode. */
-void cg_gan_generate(cg_gan *gan, const float *z, int n, float *out);
+ * [n][28][28], in [0,1] whatever G's output range, inference mode (batch norm uses its
+ * running averages; nothing is synchronized). Conditional models draw class labels[i]
+ * (labels NULL: classes i mod n_classes); unconditional ones ignore labels. */
+void cg_gan_generate(cg_gan *gan, const float *z, const int32_t *labels, int n, float *out);
 
 #endif

@@ -16,6 +16,7 @@ typedef enum {
     CG_OP_CONV,      /* out = channels, k, stride, pad */
     CG_OP_CONVT,     /* out = channels, k, stride, pad, out_pad */
     CG_OP_DROPOUT,   /* rate; active in training only */
+    CG_OP_LABELS,    /* flat [B][F] -> [B][F+out]: appends the one-hot class label */
 } cg_op;
 
 typedef struct {
@@ -25,6 +26,7 @@ typedef struct {
     cg_act act;
     float alpha; /* LeakyReLU slope */
     float rate;  /* dropout rate */
+    int bn;      /* batch normalization between the linear op (then without bias) and act */
 } cg_layer_spec;
 
 #define CG_MAX_LAYERS 16
@@ -37,7 +39,9 @@ typedef struct {
     size_t count;
     int ndim;
     int dims[4];        /* natural shape, row-major */
-    int fan_in, fan_out; /* Keras' Glorot fans; 0 for biases (initialized to zero) */
+    int fan_in, fan_out; /* Keras' Glorot fans; 0 for tensors set to `init` instead */
+    float init;          /* initial value when fan_in == 0: 0 (biases, beta), 1 (gamma) */
+    int trainable;       /* 0: state kept with the parameters (BN running averages) */
 } cg_tensor;
 
 typedef struct {
@@ -46,6 +50,7 @@ typedef struct {
     int in_c, in_h, in_w;    /* in_h = in_w = 0 for flat inputs: in_c features */
     int out_c, out_h, out_w; /* likewise */
     int w_tensor, b_tensor;  /* tensor indices, -1 when absent */
+    int bn_gamma, bn_beta, bn_mean, bn_var; /* batch-norm tensors, -1 without bn */
     cg_conv_geom geom;
     double fwd_flops, bwd_w_flops, bwd_x_flops; /* per sample */
 } cg_layer;
@@ -64,6 +69,8 @@ typedef struct {
     size_t max_act;        /* largest activation of one layer at max_batch, in floats */
     float *dbuf[2];        /* ping-pong buffers for activation gradients */
     double *fwd_seconds, *bwd_seconds; /* per layer, accumulated (for bench) */
+    cg_sync sync;          /* sums batch-norm statistics over ranks; {NULL} alone */
+    double *bn_scratch;    /* 2 * widest bn layer + 1 */
 } cg_net;
 
 /* Activations of one forward pass, kept for its backward pass. */
@@ -72,6 +79,9 @@ typedef struct {
     const float *input;
     float *act[CG_MAX_LAYERS]; /* output of layer i, max_batch sized */
     uint8_t *mask[CG_MAX_LAYERS];
+    float *xhat[CG_MAX_LAYERS];   /* batch-norm: normalized pre-activation */
+    float *invstd[CG_MAX_LAYERS]; /* batch-norm: per channel */
+    const int32_t *labels;        /* of the pass, for CG_OP_LABELS */
 } cg_tape;
 
 /* Options of one forward pass. Dropout keys its masks by global sample index. */
@@ -80,17 +90,22 @@ typedef struct {
     uint64_t seed;
     uint64_t step;
     uint64_t first_sample; /* global index of the tape's sample 0 */
+    const int32_t *labels; /* class of each sample, for conditional networks */
 } cg_fwd_opts;
 
 typedef struct {
     const char *name;
     int noise_dim;
+    int n_classes;    /* > 0: conditional (labels enter G's input and D after flatten) */
+    int tanh_output;  /* G ends in tanh: data are scaled to [-1, 1] for training */
+    float lr_g, lr_d; /* the preset's Adam learning rates (beta1 0.5, beta2 0.999) */
     int n_g, n_d;
     cg_layer_spec g[CG_MAX_LAYERS], d[CG_MAX_LAYERS];
 } cg_preset;
 
-/* Fills p with the named preset ("seed", "small"). Returns 0, or -1 for an unknown name. */
-int cg_preset_get(const char *name, int noise_dim, cg_preset *p);
+/* Fills p with the named preset ("seed", "small", "dcgan"); n_classes > 0 makes it
+ * conditional. Returns 0, or -1 for an unknown name. */
+int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p);
 /* Comma-separated list of preset names, for help and error messages. */
 const char *cg_preset_names(void);
 

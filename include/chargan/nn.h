@@ -80,6 +80,11 @@ void cg_dropout_forward(int B, int F, float rate, uint64_t seed, uint64_t stream
                         uint64_t first_sample, float *y, uint8_t *mask);
 void cg_dropout_backward(int B, int F, float rate, const uint8_t *mask, float *dy);
 
+/* Appends the one-hot code of each sample's label to flat activations: y[B][F+K] =
+ * [x | onehot(label, K)]. The backward pass keeps the first F columns. */
+void cg_labels_forward(int B, int F, int K, const float *x, const int32_t *labels, float *y);
+void cg_labels_backward(int B, int F, int K, const float *dy, float *dx);
+
 /* Binary cross-entropy on logits, stable form max(l,0) - l*t + log1p(exp(-|l|)).
  * Returns scale * sum_i loss_i and, when dlogit is not NULL, sets
  * dlogit[i] = scale * (sigmoid(l_i) - t_i). */
@@ -88,6 +93,30 @@ double cg_bce_logits(int n, const float *logit, const float *target, float scale
 
 /* Numerically stable logistic function. */
 float cg_sigmoidf(float x);
+
+/* Sums a small array of doubles over every process that shares a batch (MPI_Allreduce in
+ * training); NULL function: a single process. Batch normalization uses it so that its
+ * statistics are those of the GLOBAL batch, which keeps training independent of the number
+ * of ranks. */
+typedef struct {
+    void (*sum)(void *user, double *buf, int n);
+    void *user;
+} cg_sync;
+
+/* Batch normalization over the n elements of each of C channels, element j of channel c at
+ * c*cs + j*es (CBHW: cs = B*H*W, es = 1; flat [B][F]: cs = 1, es = F). In training the
+ * statistics are the batch's (synchronized through sync), biased variance, and the running
+ * averages move by `momentum` (running = (1-m) running + m batch, unbiased variance as
+ * PyTorch); in inference the running averages are used. y holds the input and receives
+ * gamma * xhat + beta; xhat (same layout) and invstd (C) are kept for the backward pass. */
+void cg_bn_forward(int C, size_t n, size_t cs, size_t es, float *y, float *xhat,
+                   float *invstd, const float *gamma, const float *beta, float *run_mean,
+                   float *run_var, float momentum, float eps, int training, const cg_sync *sync,
+                   double *scratch /* 2C+1 */);
+/* g holds dL/d(output) and receives dL/d(input). dgamma, dbeta accumulate (may be NULL). */
+void cg_bn_backward(int C, size_t n, size_t cs, size_t es, float *g, const float *xhat,
+                    const float *invstd, const float *gamma, float *dgamma, float *dbeta,
+                    const cg_sync *sync, double *scratch /* 2C+1 */);
 
 /* Copies between [B][C*HW] (flat, NCHW order per sample) and [C][B][HW]. */
 void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw);

@@ -14,6 +14,11 @@ typedef struct {
     int log_every;
     int check_every;        /* compare parameter checksums across ranks every N steps; 0 off */
     int threads;            /* BLAS threads per rank; 0 = cores / ranks on the node */
+    int conditional;        /* condition on the data set's classes */
+    long ckpt_every;        /* checkpoint every N steps (0: only at the end and on signals) */
+    int keep;               /* keep the newest K checkpoints (0: all) */
+    const char *resume;     /* NULL, "auto" (newest valid in OUT/checkpoints) or a file */
+    long sample_every;      /* sample file + PNG every N steps (0: only at the end) */
 } cg_train_opts;
 
 void cg_train_default_opts(cg_train_opts *o);

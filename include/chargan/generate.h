@@ -1,0 +1,26 @@
+/* Generating from a checkpoint: open a trained GAN for inference, name its classes, draw
+ * samples. Shared by `chargan sample`, `chargan write`, `chargan compare` and `chargan eval`. */
+#ifndef CHARGAN_GENERATE_H
+#define CHARGAN_GENERATE_H
+#include "chargan/ckpt.h"
+#include "chargan/gan.h"
+
+/* Builds the checkpoint's model for batches of up to `batch` images and loads its weights.
+ * classes (CG_GEN_MAX_CLASSES + 1 bytes, may be NULL) receives the character of each class of
+ * a conditional model, from the run's configuration. m receives the meta data (free with
+ * cg_ckpt_meta_free). Returns 0, or -1 with e set; on failure nothing needs freeing. */
+#define CG_GEN_MAX_CLASSES 64
+int cg_gan_open(const char *path, int batch, cg_gan *gan, cg_ckpt_meta *m, char *classes,
+                cg_error *e);
+
+/* The class that draws character ch: its own class, or for a lowercase letter EMNIST merges
+ * into its uppercase class (c i j k l m o p s u v w x y z) that class. -1 when none. */
+int cg_class_of_char(const char *classes, char ch);
+
+/* Generates n images [n][28][28] in [0,1] in batches of the gan's local batch; noise of image
+ * i is normal(seed, stream(CG_RNG_SAMPLE, 1), (first + i) * noise_dim + j), so any image can
+ * be regenerated alone. labels (n, may be NULL) picks classes of a conditional model. */
+void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
+                 float *out, float *z_scratch);
+
+#endif

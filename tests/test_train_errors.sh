@@ -1,0 +1,56 @@
+# chargan train: every bad flag is refused before any work, on every rank, with one error
+# line and no hang; a failure on one rank ends a 4-rank job quickly; a NaN stops training.
+set -u
+. "$(dirname "$0")/common.sh"
+BIN=$1 SRC=$3
+make_tmpdir
+DATA=$(emnist_dir "$SRC")
+COMMON=(--data "$DATA" --split balanced-train-part --model small --log-every 0)
+
+# run NAME NP ARGS...: runs chargan train under mpirun, keeps status and stderr.
+run() {
+    local name=$1 np=$2
+    shift 2
+    CG_TIMEOUT=60 mpirun_np "$np" "$BIN" train "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    echo $? >"$TMP/$name.rc"
+}
+
+run batch 2 "${COMMON[@]}" --batch 63 --steps 2 --out "$TMP/o"
+expect_error "$TMP/batch.rc" "$TMP/batch.err" "batch not divisible" "--batch 63" "2 ranks"
+run negsteps 2 "${COMMON[@]}" --steps -5 --out "$TMP/o"
+expect_error "$TMP/negsteps.rc" "$TMP/negsteps.err" "negative steps" "--steps -5"
+run model 2 "${COMMON[@]}" --model huge --steps 2 --out "$TMP/o"
+expect_error "$TMP/model.rc" "$TMP/model.err" "unknown model" "huge" "seed, small"
+run number 1 "${COMMON[@]}" --steps 2x --out "$TMP/o"
+expect_error "$TMP/number.rc" "$TMP/number.err" "not a number" "--steps" "2x"
+run flag 1 "${COMMON[@]}" --stpes 2 --out "$TMP/o"
+expect_error "$TMP/flag.rc" "$TMP/flag.err" "unknown option" "--stpes"
+run lr 1 "${COMMON[@]}" --lr-g -1 --steps 2 --out "$TMP/o"
+expect_error "$TMP/lr.rc" "$TMP/lr.err" "negative lr" "--lr-g"
+touch "$TMP/afile"
+run out 2 "${COMMON[@]}" --steps 2 --out "$TMP/afile/sub"
+expect_error "$TMP/out.rc" "$TMP/out.err" "unwritable --out" "$TMP/afile"
+run data 4 --data "$TMP/nothing-here" --steps 2 --out "$TMP/o"
+expect_error "$TMP/data.rc" "$TMP/data.err" "missing data on 4 ranks" "$TMP/nothing-here"
+# Nothing of the refused runs may have trained or written checkpoints.
+[ ! -d "$TMP/o/checkpoints" ] || fail "a refused run wrote checkpoints"
+
+# A rank that dies abruptly (as on out-of-memory) ends the whole job, promptly.
+start=$(date +%s)
+CHARGAN_TEST_FAIL_RANK=2 CHARGAN_TEST_FAIL_STEP=3 \
+    run inject 4 "${COMMON[@]}" --steps 50 --out "$TMP/inj"
+took=$(( $(date +%s) - start ))
+rc=$(cat "$TMP/inject.rc")
+[ "$rc" != 0 ] || fail "injected failure: exit status 0"
+[ "$rc" != 124 ] || fail "injected failure: the job hung"
+grep -q "rank 2: injected failure at step 3" "$TMP/inject.err" ||
+    { cat "$TMP/inject.err"; fail "injected failure: message does not name rank and cause"; }
+[ "$took" -le 10 ] || fail "injected failure: the job took ${took}s to end (limit 10s)"
+ok "injected failure on rank 2 ended the 4-rank job in ${took}s (exit $rc)"
+
+# A learning rate that blows up gives non-finite losses: training stops, exit 1, and no
+# checkpoint of garbage is written.
+run nan 2 "${COMMON[@]}" --lr-d 1e30 --lr-g 1e30 --steps 30 --out "$TMP/nan"
+expect_error "$TMP/nan.rc" "$TMP/nan.err" "NaN stops training" "non-finite"
+[ -z "$(ls "$TMP/nan/checkpoints" 2>/dev/null)" ] || fail "NaN run wrote a checkpoint"
+echo "all train error cases passed"
