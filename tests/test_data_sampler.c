@@ -1,0 +1,163 @@
+/* Distributed sampler semantics (issue 3):
+ *   - the union over ranks of global batch `step`, in rank order, is the same for P = 1, 2, 4
+ *     (and for P not dividing B, with parts differing by at most one index);
+ *   - each epoch is a permutation, its batches are disjoint, n % B images are left out;
+ *   - the permutation differs between epochs and seeds and is the same for the same seed;
+ *   - golden values pin the exact algorithm (computed independently in Python: splitmix64
+ *     rounds of cg_rng_u64, Fisher-Yates from the top with j = (u * (i + 1)) >> 64);
+ *   - stepping back and forth between epochs recomputes correctly. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chargan/data.h"
+#include "testutil.h"
+
+static int64_t *global_batch(cg_sampler *s, long step, int P, long *epoch)
+{
+    int64_t *out = calloc((size_t)s->global_batch, sizeof *out);
+    int at = 0;
+    for (int r = 0; r < P; r++) {
+        int k = cg_sampler_count(s, r, P);
+        *epoch = cg_sampler_batch(s, step, r, P, out + at);
+        at += k;
+    }
+    CHECKF(at == s->global_batch, "P=%d: parts add up to %d, not %d", P, at, s->global_batch);
+    return out;
+}
+
+static void test_union_independent_of_P(void)
+{
+    const long n = 1000;
+    const int B = 64;
+    cg_sampler s1, s2, s4, s3;
+    cg_error e;
+    CHECK(cg_sampler_init(&s1, n, B, 42, &e) == 0);
+    CHECK(cg_sampler_init(&s2, n, B, 42, &e) == 0);
+    CHECK(cg_sampler_init(&s4, n, B, 42, &e) == 0);
+    CHECK(cg_sampler_init(&s3, n, B, 42, &e) == 0);
+    CHECK(s1.batches_per_epoch == 15); /* 1000 / 64, the last 40 images dropped */
+    long bad = 0, bad3 = 0;
+    for (long step = 0; step < 50; step++) { /* 3+ epochs */
+        long e1, e2, e4, e3;
+        int64_t *a = global_batch(&s1, step, 1, &e1), *b = global_batch(&s2, step, 2, &e2),
+                *c = global_batch(&s4, step, 4, &e4), *d = global_batch(&s3, step, 3, &e3);
+        CHECK(e1 == step / 15 && e2 == e1 && e4 == e1 && e3 == e1);
+        bad += memcmp(a, b, B * sizeof *a) != 0 || memcmp(a, c, B * sizeof *a) != 0;
+        bad3 += memcmp(a, d, B * sizeof *a) != 0;
+        free(a), free(b), free(c), free(d);
+    }
+    CHECKF(bad == 0, "%ld global batches differ between P = 1, 2, 4", bad);
+    CHECKF(bad3 == 0, "%ld global batches differ with P = 3 (B %% P != 0)", bad3);
+    CHECK(cg_sampler_count(&s3, 0, 3) == 21 && cg_sampler_count(&s3, 1, 3) == 21 &&
+          cg_sampler_count(&s3, 2, 3) == 22);
+    CHECK(cg_sampler_count(&s4, 3, 4) == 16);
+    cg_sampler_free(&s1), cg_sampler_free(&s2), cg_sampler_free(&s4), cg_sampler_free(&s3);
+}
+
+static void test_epochs(void)
+{
+    const long n = 1000;
+    const int B = 64;
+    cg_sampler s;
+    cg_error e;
+    CHECK(cg_sampler_init(&s, n, B, 7, &e) == 0);
+    int64_t idx[64];
+    char *seen = calloc((size_t)n, 1);
+    int64_t first[3][64];
+    for (long ep = 0; ep < 3; ep++) {
+        memset(seen, 0, (size_t)n);
+        long dup = 0, out_of_range = 0;
+        for (long k = 0; k < s.batches_per_epoch; k++) {
+            long got = cg_sampler_batch(&s, ep * s.batches_per_epoch + k, 0, 1, idx);
+            CHECK(got == ep);
+            for (int i = 0; i < B; i++) {
+                if (idx[i] < 0 || idx[i] >= n) {
+                    out_of_range++;
+                    continue;
+                }
+                dup += seen[idx[i]]++;
+            }
+            if (k == 0)
+                memcpy(first[ep], idx, sizeof idx);
+        }
+        long used = 0;
+        for (long i = 0; i < n; i++)
+            used += seen[i];
+        CHECKF(dup == 0 && out_of_range == 0, "epoch %ld: %ld repeats, %ld out of range", ep, dup,
+               out_of_range);
+        CHECKF(used == 15 * 64, "epoch %ld uses %ld images, expected %d", ep, used, 15 * 64);
+        /* the full permutation is one */
+        memset(seen, 0, (size_t)n);
+        long perm_bad = 0;
+        for (long i = 0; i < n; i++)
+            perm_bad += seen[s.perm[i]]++;
+        CHECK(perm_bad == 0);
+    }
+    CHECK(memcmp(first[0], first[1], sizeof first[0]) != 0);
+    CHECK(memcmp(first[1], first[2], sizeof first[0]) != 0);
+    /* back to epoch 0 after epoch 2: recomputed, identical */
+    cg_sampler_batch(&s, 0, 0, 1, idx);
+    CHECK(memcmp(first[0], idx, sizeof idx) == 0 && s.cached_epoch == 0);
+    /* same seed: same; other seed: different */
+    cg_sampler t, u;
+    CHECK(cg_sampler_init(&t, n, B, 7, &e) == 0 && cg_sampler_init(&u, n, B, 8, &e) == 0);
+    int64_t a[64], b[64];
+    cg_sampler_batch(&t, 17, 0, 1, a);
+    cg_sampler_batch(&s, 17, 0, 1, idx);
+    cg_sampler_batch(&u, 17, 0, 1, b);
+    CHECK(memcmp(a, idx, sizeof a) == 0);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    cg_sampler_free(&s), cg_sampler_free(&t), cg_sampler_free(&u);
+    free(seen);
+}
+
+static void test_golden(void)
+{
+    /* from the Python reference (see the header comment) */
+    static const int64_t p42e0[10] = {9, 3, 5, 0, 6, 1, 8, 4, 2, 7};
+    static const int64_t p42e1[10] = {6, 8, 4, 9, 7, 1, 3, 0, 5, 2};
+    static const int64_t p7e3[20] = {8, 18, 6, 3, 2, 17, 5, 9, 4, 14,
+                                     19, 0, 13, 1, 15, 10, 12, 11, 7, 16};
+    cg_sampler s;
+    cg_error e;
+    int64_t idx[20];
+    CHECK(cg_sampler_init(&s, 10, 10, 42, &e) == 0);
+    CHECK(cg_sampler_batch(&s, 0, 0, 1, idx) == 0);
+    CHECK(memcmp(idx, p42e0, sizeof p42e0) == 0);
+    CHECK(cg_sampler_batch(&s, 1, 0, 1, idx) == 1);
+    CHECK(memcmp(idx, p42e1, sizeof p42e1) == 0);
+    /* rank 1 of 2 gets the second half */
+    cg_sampler_batch(&s, 0, 1, 2, idx);
+    CHECK(memcmp(idx, p42e0 + 5, 5 * sizeof *idx) == 0);
+    cg_sampler_free(&s);
+    CHECK(cg_sampler_init(&s, 20, 5, 7, &e) == 0);
+    /* epoch 3 = steps 12..15 (4 batches per epoch); step 13 is slice [5, 10) */
+    CHECK(cg_sampler_batch(&s, 13, 0, 1, idx) == 3);
+    CHECK(memcmp(idx, p7e3 + 5, 5 * sizeof *idx) == 0);
+    CHECK(memcmp(s.perm, p7e3, sizeof p7e3) == 0);
+    cg_sampler_free(&s);
+}
+
+static void test_errors(void)
+{
+    cg_sampler s;
+    cg_error e = {{0}};
+    CHECK(cg_sampler_init(&s, 10, 11, 1, &e) != 0);
+    CHECKF(strstr(e.msg, "10 images, fewer than one global batch (11)"), "%s", e.msg);
+    CHECK(cg_sampler_init(&s, 10, 0, 1, &e) != 0);
+    CHECKF(strstr(e.msg, "global batch must be >= 1"), "%s", e.msg);
+    CHECK(cg_sampler_init(&s, 10, 10, 1, &e) == 0 && s.batches_per_epoch == 1);
+    cg_sampler_free(&s);
+    cg_sampler_free(&s); /* twice is harmless */
+}
+
+int main(void)
+{
+    test_union_independent_of_P();
+    test_epochs();
+    test_golden();
+    test_errors();
+    return tu_finish("test_data_sampler");
+}
