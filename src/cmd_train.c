@@ -45,6 +45,8 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, 
         return cg_fail(e, "--limit %ld must not be negative", o->data.limit);
     if (o->log_every < 0 || o->check_every < 0 || o->threads < 0)
         return cg_fail(e, "--log-every, --check-every and --threads must not be negative");
+    if (o->eval_every < 0 || o->eval_n < 1)
+        return cg_fail(e, "--eval-every must not be negative and --eval-n must be positive");
     if (o->ckpt_every < 0 || o->sample_every < 0 || o->keep < 0)
         return cg_fail(e, "--ckpt-every, --sample-every and --keep must not be negative");
     if (o->resume && !*o->resume)
@@ -97,6 +99,10 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
          "auto (newest valid checkpoint in OUT/checkpoints) or a checkpoint file"},
         {"sample-every", CG_OPT_LONG, &o.sample_every,
          "write OUT/samples/step-N.h5 and .png every N steps (and at the end)"},
+        {"eval-every", CG_OPT_LONG, &o.eval_every,
+         "quality score (FID etc., see chargan eval) on rank 0 every N steps, to metrics.jsonl"},
+        {"classifier", CG_OPT_STR, &o.classifier, "classifier file for --eval-every"},
+        {"eval-n", CG_OPT_LONG, &o.eval_n, "samples per score (2000)"},
     };
     const int n = (int)(sizeof opts / sizeof opts[0]);
     cg_error e = {{0}};

@@ -12,6 +12,7 @@
 #include <signal.h>
 
 #include "chargan/ckpt.h"
+#include "chargan/classifier.h"
 #include "chargan/png.h"
 #include "chargan/rng.h"
 
@@ -24,6 +25,7 @@ void cg_train_default_opts(cg_train_opts *o)
     o->out = "chargan-out";
     o->log_every = 50;
     o->keep = 3;
+    o->eval_n = 2000;
 }
 
 /* ---- signals ------------------------------------------------------------------------- */
@@ -402,6 +404,36 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         fflush(stdout);
     }
 
+    /* The quality score runs on rank 0 between steps; the other ranks simply wait for it at
+     * the next step's reduction, so they lose the evaluation's time and no more. */
+    cg_classifier clf;
+    cg_evaluator ev;
+    int evaluating = 0;
+    memset(&clf, 0, sizeof clf);
+    memset(&ev, 0, sizeof ev);
+    if (o->eval_every > 0) {
+        st = 0;
+        if (c->rank == 0) {
+            if (!o->classifier)
+                st = cg_fail(&e, "--eval-every needs --classifier FILE (make one with "
+                                 "'chargan classifier train')");
+            else if (cg_classifier_load(o->classifier, &clf, 256, &e) == 0)
+                st = cg_eval_setup(&ev, &clf, &clf.heldout, 256, cfg.noise_dim, &e);
+            else
+                st = -1;
+            evaluating = st == 0;
+        }
+        if (cg_bcast_status(c, 0, st, &e)) {
+            if (c->rank == 0)
+                fprintf(stderr, "chargan: error: %s\n", e.msg);
+            cg_free(config);
+            cg_gan_free(&gan);
+            cg_sampler_free(&sampler);
+            cg_data_free(&ds);
+            return 1;
+        }
+    }
+
     const int lb = cfg.local_batch;
     float *real = cg_alloc(sizeof(float) * (size_t)lb * CG_IMG_PIXELS);
     int64_t *idx = cg_alloc(sizeof(int64_t) * (size_t)lb);
@@ -491,6 +523,25 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         }
         if (c->rank == 0 && o->sample_every > 0 && done % o->sample_every == 0)
             write_samples(o, &gan, &ds, done);
+        if (evaluating && (done % o->eval_every == 0 || done == total)) {
+            cg_eval_result r;
+            char js[512], line[768];
+            if (cg_eval_gan(&ev, &gan, cfg.n_classes ? ds.chars : NULL, o->eval_n, &r, &e)) {
+                fprintf(stderr, "chargan: warning: evaluation failed: %s\n", e.msg);
+            } else {
+                cg_eval_result_json(&r, js, sizeof js);
+                snprintf(line, sizeof line,
+                         "{\"eval\": true, \"step\": %ld, \"elapsed_s\": %.3f, \"score\": %s}\n",
+                         done, cg_now() - t_start, js);
+                append_line(metrics_fd, line);
+                if (o->log_every > 0) {
+                    printf("eval: step %ld FID %.2f confidence %.3f classes %d%s (%.1f s)\n",
+                           done, r.fid, r.confidence, r.classes_covered,
+                           cfg.n_classes ? " (conditional)" : "", r.seconds);
+                    fflush(stdout);
+                }
+            }
+        }
         if (o->ckpt_every > 0 && done % o->ckpt_every == 0 && done < total &&
             write_checkpoint(c, o, &gan, done, epoch, config, ckpt_path, sizeof ckpt_path)) {
             rc = 1;
@@ -532,6 +583,10 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     }
     if (metrics_fd >= 0)
         close(metrics_fd);
+    if (evaluating) {
+        cg_eval_free(&ev);
+        cg_classifier_free(&clf);
+    }
     cg_free(config);
     cg_free(real);
     cg_free(idx);
