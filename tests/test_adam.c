@@ -1,0 +1,152 @@
+/* cg_adam_step against values computed by hand, with the Keras-style update of optim.h:
+ *   t += 1
+ *   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+ *   lr_t = lr sqrt(1 - b2^t) / (1 - b1^t);   w -= lr_t m / (sqrt(v) + eps)
+ *
+ * 1. Three steps on a 3-element vector with "round" hyperparameters, so that every number
+ *    below can be checked with pencil and paper: lr = 0.1, b1 = 0.5, b2 = 0.75 and a large
+ *    eps = 0.25 (so the placement of eps, outside the square root, matters); m and v are
+ *    binary fractions and must match exactly; w to float precision.
+ * 2. One step with the project's hyperparameters (lr 1e-5, b1 0.5, b2 0.999, eps 1e-7): the
+ *    first Adam step moves every weight by ~lr against the sign of its gradient, whatever the
+ *    gradient's size, unless the gradient is comparable to eps.
+ * 3. A late step (t 9999 -> 10000), where the bias corrections have almost vanished, and a
+ *    long vector (every element updated independently), against the formula in double. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chargan/optim.h"
+#include "testutil.h"
+
+static void test_three_steps(void)
+{
+    cg_adam a = {0.1f, 0.5f, 0.75f, 0.25f, 0};
+    float w[3] = {1.0f, -0.5f, 2.0f};
+    float m[3] = {0}, v[3] = {0};
+
+    /* ---- step 1: g = (0.5, -1, 0) ------------------------------------------------------
+     * m = 0.5*0 + 0.5*g           = (0.25, -0.5, 0)
+     * v = 0.75*0 + 0.25*g^2       = (0.0625, 0.25, 0)
+     * lr_1 = 0.1 * sqrt(1 - 0.75) / (1 - 0.5) = 0.1 * 0.5 / 0.5 = 0.1
+     * sqrt(v) + eps               = (0.25 + 0.25, 0.5 + 0.25, 0 + 0.25) = (0.5, 0.75, 0.25)
+     * update = 0.1 * m / that     = (0.1 * 0.5, 0.1 * -0.6666667, 0) = (0.05, -0.06666667, 0)
+     * w = (1 - 0.05, -0.5 + 0.06666667, 2 - 0) = (0.95, -0.43333333, 2) */
+    const float g1[3] = {0.5f, -1.0f, 0.0f};
+    cg_adam_step(&a, w, g1, m, v, 3);
+    CHECK(a.t == 1);
+    CHECK(m[0] == 0.25f && m[1] == -0.5f && m[2] == 0.0f);
+    CHECK(v[0] == 0.0625f && v[1] == 0.25f && v[2] == 0.0f);
+    CHECK_NEAR(w[0], 0.95, 1e-6);
+    CHECK_NEAR(w[1], -0.43333333, 1e-6);
+    CHECK(w[2] == 2.0f); /* zero gradient, zero moments: untouched */
+
+    /* ---- step 2: g = (1, 1, 2) ---------------------------------------------------------
+     * m = 0.5*m + 0.5*g = (0.125 + 0.5, -0.25 + 0.5, 0 + 1)           = (0.625, 0.25, 1)
+     * v = 0.75*v + 0.25*g^2 = (0.046875 + 0.25, 0.1875 + 0.25, 0 + 1) = (0.296875, 0.4375, 1)
+     * lr_2 = 0.1 * sqrt(1 - 0.5625) / (1 - 0.25) = 0.1 * 0.66143783 / 0.75 = 0.08819171
+     * sqrt(v) + eps = (0.54486237 + 0.25, 0.66143783 + 0.25, 1 + 0.25)
+     *               = (0.79486237, 0.91143783, 1.25)
+     * m / that      = (0.78629965, 0.27429189, 0.8)
+     * update = lr_2 * that = (0.06934511, 0.02419027, 0.07055337)
+     * w = (0.95 - 0.06934511, -0.43333333 - 0.02419027, 2 - 0.07055337)
+     *   = (0.88065489, -0.45752360, 1.92944663) */
+    const float g2[3] = {1.0f, 1.0f, 2.0f};
+    cg_adam_step(&a, w, g2, m, v, 3);
+    CHECK(a.t == 2);
+    CHECK(m[0] == 0.625f && m[1] == 0.25f && m[2] == 1.0f);
+    CHECK(v[0] == 0.296875f && v[1] == 0.4375f && v[2] == 1.0f);
+    CHECK_NEAR(w[0], 0.88065489, 1e-6);
+    CHECK_NEAR(w[1], -0.45752360, 1e-6);
+    CHECK_NEAR(w[2], 1.92944663, 1e-6);
+
+    /* ---- step 3: g = (-0.5, 0.25, -2) --------------------------------------------------
+     * m = 0.5*m + 0.5*g = (0.3125 - 0.25, 0.125 + 0.125, 0.5 - 1)      = (0.0625, 0.25, -0.5)
+     * v = 0.75*v + 0.25*g^2
+     *   = (0.22265625 + 0.0625, 0.328125 + 0.015625, 0.75 + 1)     = (0.28515625, 0.34375, 1.75)
+     * lr_3 = 0.1 * sqrt(1 - 0.421875) / (1 - 0.125) = 0.1 * 0.76034531 / 0.875 = 0.08689661
+     * sqrt(v) + eps = (0.53400023 + 0.25, 0.58630197 + 0.25, 1.32287566 + 0.25)
+     *               = (0.78400023, 0.83630197, 1.57287566)
+     * m / that      = (0.07971936, 0.29893508, -0.31788908)
+     * update = lr_3 * that = (0.00692734, 0.02597645, -0.02762348)
+     * w = (0.88065489 - 0.00692734, -0.45752360 - 0.02597645, 1.92944663 + 0.02762348)
+     *   = (0.87372755, -0.48350005, 1.95707011) */
+    const float g3[3] = {-0.5f, 0.25f, -2.0f};
+    cg_adam_step(&a, w, g3, m, v, 3);
+    CHECK(a.t == 3);
+    CHECK(m[0] == 0.0625f && m[1] == 0.25f && m[2] == -0.5f);
+    CHECK(v[0] == 0.28515625f && v[1] == 0.34375f && v[2] == 1.75f);
+    CHECK_NEAR(w[0], 0.87372755, 1e-6);
+    CHECK_NEAR(w[1], -0.48350005, 1e-6);
+    CHECK_NEAR(w[2], 1.95707011, 1e-6);
+    printf("three steps: w = (%.8f, %.8f, %.8f)\n", w[0], w[1], w[2]);
+}
+
+static void test_first_step_project_defaults(void)
+{
+    /* lr 1e-5, b1 0.5, b2 0.999, eps 1e-7; w starts at 0 so w1 = -update keeps all digits.
+     * The hyperparameters are floats: b2 = 0.999f = 0.99900001287, 1 - b2 = 9.9998713e-4.
+     * lr_1 = 1e-5 * sqrt(9.9998713e-4) / (1 - 0.5) = 6.3245145e-7
+     * m = 0.5 g;  sqrt(v) = sqrt(9.9998713e-4 g^2) = 0.031622573 |g|
+     *   g = 0.3:  update = 6.3245145e-7 * 0.15 / (9.4867723e-3 + 1e-7) = 9.9998943e-6
+     *   g = -2:   update = 6.3245145e-7 * -1 / (6.3245146e-2 + 1e-7)   = -9.9999839e-6
+     *   g = 0:    update = 0 / (0 + 1e-7) = 0
+     *   g = 1e-9: update = 6.3245145e-7 * 5e-10 / (3.1622572e-11 + 1e-7) = 3.1612574e-9
+     * i.e. ~lr against the sign of g, except where g is comparable to eps. */
+    cg_adam a = {1e-5f, 0.5f, 0.999f, 1e-7f, 0};
+    float w[4] = {0}, m[4] = {0}, v[4] = {0};
+    const float g[4] = {0.3f, -2.0f, 0.0f, 1e-9f};
+    const double expect[4] = {-9.9998943e-6, 9.9999839e-6, 0.0, -3.1612574e-9};
+    cg_adam_step(&a, w, g, m, v, 4);
+    CHECK(a.t == 1);
+    for (int i = 0; i < 4; i++)
+        CHECKF(fabs(w[i] - expect[i]) <= 2e-6 * fabs(expect[i]) + 1e-15,
+               "default hyperparameters, g = %g: w = %.8g, expected %.8g", g[i], w[i], expect[i]);
+}
+
+static void test_late_step_and_long_vector(void)
+{
+    enum { N = 1001 };
+    static float w[N], m[N], v[N], g[N], w0[N], m0[N], v0[N];
+    tu_fill_uniform(w, N, -1.0f, 1.0f, 11);
+    tu_fill_uniform(m, N, -0.1f, 0.1f, 12);
+    tu_fill_uniform(v, N, 0.0f, 0.01f, 13);
+    tu_fill_uniform(g, N, -0.2f, 0.2f, 14);
+    memcpy(w0, w, sizeof w), memcpy(m0, m, sizeof m), memcpy(v0, v, sizeof v);
+    cg_adam a = {3e-5f, 0.5f, 0.999f, 1e-7f, 9999};
+    cg_adam_step(&a, w, g, m, v, N);
+    CHECK(a.t == 10000);
+    /* the reference in double from the float hyperparameters:
+     * lr_t = 3e-5 * sqrt(1 - 0.999f^10000) / (1 - 0.5^10000) = 3e-5 * 0.99997741 */
+    const double b1 = a.beta1, b2 = a.beta2, eps = a.eps;
+    const double lr_t = (double)a.lr * sqrt(1.0 - pow(b2, 10000.0)) / (1.0 - pow(b1, 10000.0));
+    CHECK_NEAR(lr_t / (double)a.lr, 0.99997741, 1e-8);
+    double worst = 0.0;
+    for (int i = 0; i < N; i++) {
+        const double mi = b1 * m0[i] + (1.0 - b1) * g[i];
+        const double vi = b2 * v0[i] + (1.0 - b2) * (double)g[i] * g[i];
+        const double upd = lr_t * mi / (sqrt(vi) + eps);
+        CHECKF(fabs(m[i] - mi) <= 1e-7 * (1e-3 + fabs(mi)) && fabs(v[i] - vi) <= 1e-6 * vi + 1e-12,
+               "element %d: m %g (%g) v %g (%g)", i, m[i], mi, v[i], vi);
+        /* w = w0 - upd rounded to float: within half an ulp of w, plus the float error of
+         * the update itself (relative ~1e-6) */
+        const double ulp = (double)nextafterf(fabsf(w[i]), INFINITY) - fabs((double)w[i]);
+        const double err = fabs((double)w[i] - ((double)w0[i] - upd));
+        worst = fmax(worst, err / ulp);
+        CHECKF(err <= 0.5 * ulp + 1e-5 * fabs(upd), "element %d: w %.9g, expected %.9g", i,
+               w[i], (double)w0[i] - upd);
+    }
+    printf("long vector: worst error of w %.3f ulp\n", worst);
+    /* n = 0 touches nothing */
+    float one = 1.0f;
+    cg_adam_step(&a, &one, g, m, v, 0);
+    CHECK(one == 1.0f && a.t == 10001);
+}
+
+int main(void)
+{
+    test_three_steps();
+    test_first_step_project_defaults();
+    test_late_step_and_long_vector();
+    return tu_finish("test_adam");
+}

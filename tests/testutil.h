@@ -1,0 +1,240 @@
+/* Small shared helpers for the C unit tests: CHECK macros that count failures instead of
+ * aborting (so one run reports every problem), deterministic random fills, and a central
+ * finite-difference gradient checker.
+ *
+ * Usage:
+ *     CHECK(x == 3);
+ *     CHECKF(fabs(a - b) < 1e-6, "a %g b %g", a, b);
+ *     CHECK_NEAR(a, b, tol);               // |a - b| <= tol, both printed on failure
+ *     ...
+ *     return tu_finish("test_name");       // prints a summary, returns the exit code
+ *
+ * Everything here is static: each test program is one translation unit. */
+#ifndef CHARGAN_TESTUTIL_H
+#define CHARGAN_TESTUTIL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chargan/rng.h"
+
+#if defined(__GNUC__)
+#define TU_UNUSED __attribute__((unused))
+#else
+#define TU_UNUSED
+#endif
+
+static int tu_failures TU_UNUSED = 0;
+static long tu_checks TU_UNUSED = 0;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        tu_checks++;                                                                         \
+        if (!(cond)) {                                                                       \
+            tu_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);         \
+        }                                                                                    \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                                    \
+    do {                                                                                     \
+        tu_checks++;                                                                         \
+        if (!(cond)) {                                                                       \
+            tu_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, __VA_ARGS__);                                                    \
+            fputc('\n', stderr);                                                             \
+        }                                                                                    \
+    } while (0)
+
+/* |a - b| <= tol (NaN fails). */
+#define CHECK_NEAR(a, b, tol)                                                                \
+    do {                                                                                     \
+        const double tu_a_ = (double)(a), tu_b_ = (double)(b), tu_t_ = (double)(tol);        \
+        CHECKF(fabs(tu_a_ - tu_b_) <= tu_t_, "%s = %.9g, %s = %.9g, |diff| %.3g > %.3g", #a,  \
+               tu_a_, #b, tu_b_, fabs(tu_a_ - tu_b_), tu_t_);                                \
+    } while (0)
+
+/* Prints the summary and returns the process exit code. */
+static TU_UNUSED int tu_finish(const char *name)
+{
+    if (tu_failures) {
+        fprintf(stderr, "%s: FAILED (%d of %ld checks)\n", name, tu_failures, tu_checks);
+        return 1;
+    }
+    printf("%s: OK (%ld checks)\n", name, tu_checks);
+    return 0;
+}
+
+/* ---- deterministic random data ------------------------------------------------------- */
+
+#define TU_SEED 0x5EEDu
+
+/* x[i] uniform in [lo, hi) from (TU_SEED, stream, i). */
+static TU_UNUSED void tu_fill_uniform(float *x, size_t n, float lo, float hi, uint64_t stream)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * cg_rng_uniform(TU_SEED, stream, i);
+}
+
+/* Like tu_fill_uniform in [-hi, hi], but |x[i]| >= gap (to stay away from kinks at 0). */
+static TU_UNUSED void tu_fill_away_from_zero(float *x, size_t n, float gap, float hi,
+                                             uint64_t stream)
+{
+    for (size_t i = 0; i < n; i++) {
+        float u = cg_rng_uniform(TU_SEED, stream, i);           /* [0, 1) */
+        float mag = gap + (hi - gap) * cg_rng_uniform(TU_SEED, stream ^ 0xABCDu, i);
+        x[i] = u < 0.5f ? -mag : mag;
+    }
+}
+
+static TU_UNUSED float *tu_falloc(size_t n)
+{
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static TU_UNUSED float *tu_fdup(const float *x, size_t n)
+{
+    float *p = tu_falloc(n);
+    memcpy(p, x, sizeof(float) * n);
+    return p;
+}
+
+/* max_i |a_i - b_i| / (1 + |b_i|); NaN in either gives +inf. */
+static TU_UNUSED double tu_max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / (1.0 + fabs((double)b[i]));
+        if (!(d <= worst))
+            worst = isnan(d) ? INFINITY : d;
+    }
+    return worst;
+}
+
+/* sum_i y_i r_i in double: the scalar loss the layer tests differentiate. */
+static TU_UNUSED double tu_dot(const float *y, const float *r, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)y[i] * (double)r[i];
+    return s;
+}
+
+/* ---- central finite differences ------------------------------------------------------ */
+
+/* The scalar loss as a function of whatever parameters the context points at. */
+typedef double (*tu_loss_fn)(void *ctx);
+
+typedef struct {
+    float h;          /* perturbation */
+    double tol;       /* an entry passes when |a - num| <= tol * max(floor, |a|) */
+    double floor;     /* absolute scale below which errors are measured against floor */
+    size_t max_fail;  /* entries allowed to fail (e.g. kinks) before the check fails */
+    int quiet;        /* 1: print only on failure */
+} tu_fd_opts;
+
+typedef struct {
+    size_t checked, failed;
+    double median, p90, worst; /* normalized errors |a - num| / max(floor, |a|) */
+    size_t worst_index;
+    double worst_analytic, worst_numeric;
+    double a_dot_n, a_dot_a, n_dot_n; /* over the checked entries: cosine and scale of the
+                                         numeric vs the analytic gradient as a whole */
+} tu_fd_report;
+
+/* Cosine of the angle between the checked analytic and numeric gradients, and the least-squares
+ * scale s of numeric ~ s * analytic (1 when they agree). */
+static TU_UNUSED double tu_fd_cosine(const tu_fd_report *r)
+{
+    return r->a_dot_n / sqrt(r->a_dot_a * r->n_dot_n);
+}
+static TU_UNUSED double tu_fd_scale(const tu_fd_report *r) { return r->a_dot_n / r->a_dot_a; }
+
+/* Worst normalized FD error seen by any tu_fd_check in this program (for a final summary). */
+static double tu_fd_global_worst TU_UNUSED = 0.0;
+static size_t tu_fd_global_checked TU_UNUSED = 0;
+
+static int tu_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Compares the analytic gradient grad[i] of f with respect to p[i] with the central difference
+ * (f(p + h e_i) - f(p - h e_i)) / (actual step), for the elements idx[0..nidx) of p, or all n
+ * elements when idx is NULL. The actual step is the float difference (p_i + h) - (p_i - h), so
+ * rounding of the perturbed parameter does not bias the quotient. p is restored bit-exactly.
+ * Prints one summary line (and each failing entry, up to 8), counts a CHECK failure when more
+ * than opts->max_fail entries fail, and returns the statistics. */
+static TU_UNUSED tu_fd_report tu_fd_check(const char *what, float *p, const float *grad, size_t n,
+                                          const size_t *idx, size_t nidx, tu_loss_fn f,
+                                          void *ctx, const tu_fd_opts *o)
+{
+    tu_fd_report r;
+    memset(&r, 0, sizeof r);
+    const size_t m = idx ? nidx : n;
+    double *err = malloc(sizeof(double) * (m ? m : 1));
+    int printed = 0;
+    for (size_t k = 0; k < m; k++) {
+        const size_t i = idx ? idx[k] : k;
+        const float p0 = p[i];
+        const float pp = p0 + o->h, pm = p0 - o->h;
+        p[i] = pp;
+        const double fp = f(ctx);
+        p[i] = pm;
+        const double fm = f(ctx);
+        p[i] = p0;
+        const double num = (fp - fm) / ((double)pp - (double)pm);
+        const double a = grad[i];
+        r.a_dot_n += a * num, r.a_dot_a += a * a, r.n_dot_n += num * num;
+        double e = fabs(a - num) / fmax(o->floor, fabs(a));
+        if (isnan(e))
+            e = INFINITY;
+        err[k] = e;
+        if (e > r.worst || k == 0) {
+            r.worst = e;
+            r.worst_index = i;
+            r.worst_analytic = a;
+            r.worst_numeric = num;
+        }
+        if (e > o->tol) {
+            r.failed++;
+            if (printed++ < 8)
+                fprintf(stderr, "  %s[%zu]: analytic %.8g numeric %.8g (normalized error %.3g)\n",
+                        what, i, a, num, e);
+        }
+    }
+    r.checked = m;
+    if (m) {
+        qsort(err, m, sizeof *err, tu_cmp_double);
+        r.median = err[m / 2];
+        r.p90 = err[(size_t)(0.9 * (double)(m - 1))];
+    }
+    free(err);
+    tu_fd_global_checked += m;
+    if (r.worst > tu_fd_global_worst)
+        tu_fd_global_worst = r.worst;
+    const int bad = r.failed > o->max_fail;
+    if (!o->quiet || bad || r.failed)
+        printf("  fd %-40s n=%-5zu median %.2e p90 %.2e worst %.2e (at %zu: %.6g vs %.6g)%s\n",
+               what, r.checked, r.median, r.p90, r.worst, r.worst_index, r.worst_analytic,
+               r.worst_numeric, r.failed ? " <-- entries over tolerance" : "");
+    tu_checks++;
+    if (bad) {
+        tu_failures++;
+        fprintf(stderr, "%s: %zu of %zu finite-difference entries over tolerance %.3g "
+                        "(allowed %zu)\n", what, r.failed, r.checked, o->tol, o->max_fail);
+    }
+    return r;
+}
+
+#endif
