@@ -23,6 +23,7 @@
      .act = (a), .bn = 1}
 #define DROPOUT(r) {.op = CG_OP_DROPOUT, .rate = (r)}
 #define LABELS(n) {.op = CG_OP_LABELS, .out = (n)}
+#define PROJECT(n) {.op = CG_OP_PROJECT, .out = (n)}
 
 /* The Keras DCGAN the project started from, with every channel width divided by `div`
  * (1: "seed", 4: "small"). Keras' 'same' padding for k = 3 is pad 1; for stride 2 the
@@ -104,16 +105,12 @@ int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p)
         return -1;
     }
     if (n_classes > 0) {
-        /* Conditional: the one-hot label joins the noise at G's input and the features at
-         * the input of D's first dense layer, so D judges image and class together. */
+        /* Conditional: the one-hot label joins the noise at G's input, and D's final dense
+         * layer becomes a projection: logit = w.h + b + embed[label].h, so D scores how well
+         * the image's features fit the class asked for (a projection discriminator). */
         p->n_classes = n_classes;
-        const cg_layer_spec labels = LABELS(n_classes);
-        insert_layer(p->g, &p->n_g, 0, labels);
-        for (int i = 0; i < p->n_d; i++)
-            if (p->d[i].op == CG_OP_FLATTEN) {
-                insert_layer(p->d, &p->n_d, i + 1, labels);
-                break;
-            }
+        insert_layer(p->g, &p->n_g, 0, (cg_layer_spec)LABELS(n_classes));
+        p->d[p->n_d - 1] = (cg_layer_spec)PROJECT(n_classes);
     }
     return 0;
 }
@@ -159,7 +156,7 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
     net->n_layers = n_layers;
     net->max_batch = max_batch;
     int c = in_c, h = in_h, w = in_w;
-    int counts[7] = {0}, n_bn = 0, widest_bn = 0;
+    int counts[8] = {0}, n_bn = 0, widest_bn = 0;
     size_t max_act = shape_size(c, h, w), max_col = 0;
     for (int i = 0; i < n_layers; i++) {
         cg_layer *L = &net->layers[i];
@@ -168,9 +165,10 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
         L->in_c = c, L->in_h = h, L->in_w = w;
         L->w_tensor = L->b_tensor = -1;
         L->bn_gamma = L->bn_beta = L->bn_mean = L->bn_var = -1;
+        L->e_tensor = -1;
         const int spatial = h > 0;
         static const char *prefix[] = {"dense", "unflatten", "flatten", "conv", "convt",
-                                       "dropout", "labels"};
+                                       "dropout", "labels", "project"};
         snprintf(L->name, sizeof L->name, "%s%d", prefix[s->op], counts[s->op]++);
         switch (s->op) {
         case CG_OP_DENSE: {
@@ -240,6 +238,18 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
                 return cg_fail(e, "%s layer %d: labels join flat inputs", name, i);
             c += s->out;
             break;
+        case CG_OP_PROJECT: {
+            if (spatial || s->out < 1 || s->bn)
+                return cg_fail(e, "%s layer %d: projection needs flat input and classes", name,
+                               i);
+            int kd[2] = {c, 1}, bd[1] = {1}, ed[2] = {s->out, c};
+            L->w_tensor = add_tensor(net, L->name, "kernel", 2, kd, c, 1, e);
+            L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
+            L->e_tensor = add_tensor(net, L->name, "embed", 2, ed, c, s->out, e);
+            L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 4.0 * c;
+            c = 1;
+            break;
+        }
         case CG_OP_DROPOUT:
             if (spatial)
                 return cg_fail(e, "%s layer %d: dropout is supported on flat inputs", name, i);
@@ -403,6 +413,7 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
     t->batch = B;
     t->input = input;
     t->labels = o ? o->labels : NULL;
+    t->training = o && o->training;
     const float *x = input;
     for (int i = 0; i < net->n_layers; i++) {
         const double t0 = cg_now();
@@ -438,6 +449,10 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
             break;
         case CG_OP_LABELS:
             cg_labels_forward(B, L->in_c, L->spec.out, x, t->labels, y);
+            break;
+        case CG_OP_PROJECT:
+            cg_project_forward(B, L->in_c, x, w, b, tensor_ptr(net, net->param, L->e_tensor),
+                               t->labels, y);
             break;
         }
         if (L->spec.bn) {
@@ -517,13 +532,21 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
             cg_convt2d_backward(&L->geom, B, x, w, g, dw, db, gx, net->col, net->col_cap);
             break;
         case CG_OP_DROPOUT:
-            cg_dropout_backward(B, L->out_c, L->spec.rate, t->mask[i], g);
+            if (t->training)
+                cg_dropout_backward(B, L->out_c, L->spec.rate, t->mask[i], g);
             if (gx)
                 memcpy(gx, g, sizeof(float) * out_n);
             break;
         case CG_OP_LABELS:
             if (gx)
                 cg_labels_backward(B, L->in_c, L->spec.out, g, gx);
+            break;
+        case CG_OP_PROJECT:
+            cg_project_backward(B, L->in_c, x, w, tensor_ptr(net, net->param, L->e_tensor),
+                                t->labels, g, dw, db,
+                                param_grads ? net->grad + net->tensors[L->e_tensor].offset
+                                            : NULL,
+                                gx);
             break;
         }
         net->bwd_seconds[i] += cg_now() - t0;

@@ -431,3 +431,38 @@ void cg_labels_backward(int B, int F, int K, const float *dy, float *dx)
     for (int i = 0; i < B; i++)
         memcpy(dx + (size_t)i * F, dy + (size_t)i * (F + K), sizeof(float) * (size_t)F);
 }
+
+void cg_project_forward(int B, int F, const float *h, const float *w, const float *b,
+                        const float *embed, const int32_t *labels, float *y)
+{
+    for (int i = 0; i < B; i++) {
+        const float *hi = h + (size_t)i * F, *ei = embed + (size_t)labels[i] * F;
+        double s = b ? b[0] : 0.0;
+        for (int f = 0; f < F; f++)
+            s += (double)hi[f] * ((double)w[f] + (double)ei[f]);
+        y[i] = (float)s;
+    }
+}
+
+void cg_project_backward(int B, int F, const float *h, const float *w, const float *embed,
+                         const int32_t *labels, const float *dy, float *dw, float *db,
+                         float *dembed, float *dh)
+{
+    for (int i = 0; i < B; i++) {
+        const float *hi = h + (size_t)i * F, *ei = embed + (size_t)labels[i] * F;
+        const float g = dy[i];
+        if (db)
+            db[0] += g;
+        if (dw)
+            for (int f = 0; f < F; f++)
+                dw[f] += g * hi[f];
+        if (dembed) {
+            float *de = dembed + (size_t)labels[i] * F;
+            for (int f = 0; f < F; f++)
+                de[f] += g * hi[f];
+        }
+        if (dh)
+            for (int f = 0; f < F; f++)
+                dh[(size_t)i * F + f] = g * (w[f] + ei[f]);
+    }
+}

@@ -17,6 +17,8 @@ typedef enum {
     CG_OP_CONVT,     /* out = channels, k, stride, pad, out_pad */
     CG_OP_DROPOUT,   /* rate; active in training only */
     CG_OP_LABELS,    /* flat [B][F] -> [B][F+out]: appends the one-hot class label */
+    CG_OP_PROJECT,   /* flat [B][F] -> [B][1]: w.h + b + embed[label].h (out = classes),
+                        the projection discriminator's output (Miyato & Koyama 2018) */
 } cg_op;
 
 typedef struct {
@@ -51,6 +53,7 @@ typedef struct {
     int out_c, out_h, out_w; /* likewise */
     int w_tensor, b_tensor;  /* tensor indices, -1 when absent */
     int bn_gamma, bn_beta, bn_mean, bn_var; /* batch-norm tensors, -1 without bn */
+    int e_tensor;            /* class embedding of a projection layer, -1 otherwise */
     cg_conv_geom geom;
     double fwd_flops, bwd_w_flops, bwd_x_flops; /* per sample */
 } cg_layer;
@@ -76,6 +79,7 @@ typedef struct {
 /* Activations of one forward pass, kept for its backward pass. */
 typedef struct {
     int batch;
+    int training; /* of the forward pass (inference dropout is the identity) */
     const float *input;
     float *act[CG_MAX_LAYERS]; /* output of layer i, max_batch sized */
     uint8_t *mask[CG_MAX_LAYERS];

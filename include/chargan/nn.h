@@ -80,6 +80,14 @@ void cg_dropout_forward(int B, int F, float rate, uint64_t seed, uint64_t stream
                         uint64_t first_sample, float *y, uint8_t *mask);
 void cg_dropout_backward(int B, int F, float rate, const uint8_t *mask, float *dy);
 
+/* Projection output: y[i] = h_i . (w + embed[label_i]) + b for h [B][F], embed [K][F].
+ * Backward accumulates dw, db, dembed (rows of the labels present) and writes dh. */
+void cg_project_forward(int B, int F, const float *h, const float *w, const float *b,
+                        const float *embed, const int32_t *labels, float *y);
+void cg_project_backward(int B, int F, const float *h, const float *w, const float *embed,
+                         const int32_t *labels, const float *dy, float *dw, float *db,
+                         float *dembed, float *dh);
+
 /* Appends the one-hot code of each sample's label to flat activations: y[B][F+K] =
  * [x | onehot(label, K)]. The backward pass keeps the first F columns. */
 void cg_labels_forward(int B, int F, int K, const float *x, const int32_t *labels, float *y);

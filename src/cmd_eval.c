@@ -1,0 +1,217 @@
+/* `chargan eval`: the quality score of a checkpoint, as one JSON object on stdout. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chargan/ckpt.h"
+#include "chargan/classifier.h"
+#include "chargan/cli.h"
+#include "chargan/data.h"
+#include "chargan/generate.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: chargan eval --checkpoint FILE [options]\n"
+            "\n"
+            "Scores a GAN checkpoint with the EMNIST classifier (`chargan classifier train`)\n"
+            "and prints one JSON object:\n"
+            "  generated   n samples of the checkpoint (noise of sample i from its seed, the\n"
+            "              same samples every time): fid = Frechet distance between the\n"
+            "              classifier's 128 penultimate features of the samples and of the real\n"
+            "              held-out images (fit stored in the classifier file); confidence =\n"
+            "              mean max-softmax probability; classes_covered = classes receiving\n"
+            "              >= 0.5%% of the samples (on bymerge's natural mix a few classes\n"
+            "              hold less than that: real data covers ~41 of 47);\n"
+            "              classes_covered_rel = classes receiving at least half of their share\n"
+            "              among the real held-out images; class_match = fraction classified\n"
+            "              as the class asked for (conditional models; null otherwise)\n"
+            "  real_floor  the same numbers for n real held-out images against the features of\n"
+            "              the real classifier-train images (class_match = their accuracy): what\n"
+            "              a perfect generator would score. Needs the data (--data, else\n"
+            "              $EMNIST_DIR, else ./data/emnist); null when it cannot be found.\n"
+            "  fid_over_floor  generated fid / real_floor fid\n"
+            "\n"
+            "options:\n");
+}
+
+/* Writes s as a JSON string (quotes and control characters escaped). */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
+{
+    const char *ckpt = NULL, *clf_path = getenv("CHARGAN_CLASSIFIER"), *data = NULL;
+    const char *split = "bymerge-test";
+    long n = 10000;
+    int batch = 250, no_floor = 0, threads = c->threads;
+    if (!clf_path || !clf_path[0])
+        clf_path = "classifier.h5";
+    const cg_opt opts[] = {
+        {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint to score (required)"},
+        {"classifier", CG_OPT_STR, &clf_path,
+         "classifier file (default $CHARGAN_CLASSIFIER, else ./classifier.h5)"},
+        {"n", CG_OPT_LONG, &n, "samples to generate and real images for the floor (10000)"},
+        {"data", CG_OPT_STR, &data,
+         "EMNIST data for the floor (default $EMNIST_DIR, then ./data/emnist)"},
+        {"split", CG_OPT_STR, &split,
+         "split the classifier was trained on (default bymerge-test)"},
+        {"no-floor", CG_OPT_FLAG, &no_floor, "skip the real-vs-real floor"},
+        {"batch", CG_OPT_INT, &batch, "images per forward pass (default 250)"},
+        {"threads", CG_OPT_INT, &threads, "BLAS/OpenMP threads (default: all cores)"},
+    };
+    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    const int root = c->rank == 0;
+    cg_error e = {{0}};
+    const int pr = cg_parse_opts(opts, n_opts, argc, argv, NULL, &e);
+    if (pr == 1) {
+        if (root) {
+            usage(stdout);
+            cg_print_opts(stdout, opts, n_opts);
+        }
+        return 0;
+    }
+    if (pr == 0 && !ckpt)
+        cg_fail(&e, "--checkpoint FILE is required (see --help)");
+    else if (pr == 0 && (n < 2 || n > 10000000 || batch < 1 || batch > 4096))
+        cg_fail(&e, "--n must be 2..10000000 and --batch 1..4096");
+    if (pr < 0 || !ckpt || n < 2 || n > 10000000 || batch < 1 || batch > 4096) {
+        if (root)
+            fprintf(stderr, "chargan: error: eval: %s\n", e.msg);
+        return 2;
+    }
+    if (c->size > 1) {
+        if (root)
+            fprintf(stderr, "chargan: error: eval runs in one process (started with %d "
+                            "ranks); run it without mpirun\n", c->size);
+        return 1;
+    }
+    if (threads > 0 && threads != c->threads)
+        cg_ctx_set_threads(c, threads);
+
+    const double t0 = cg_now();
+    cg_classifier clf;
+    cg_gan gan;
+    cg_ckpt_meta meta;
+    cg_evaluator ev, ev_floor;
+    cg_dataset ds;
+    memset(&clf, 0, sizeof clf);
+    memset(&gan, 0, sizeof gan);
+    memset(&meta, 0, sizeof meta);
+    memset(&ev, 0, sizeof ev);
+    memset(&ev_floor, 0, sizeof ev_floor);
+    memset(&ds, 0, sizeof ds);
+    int64_t *idx = NULL;
+    int rc = 1, have_gan = 0, have_floor = 0;
+    char classes[CG_GEN_MAX_CLASSES + 1] = {0};
+    char floor_note[700] = "";
+    cg_eval_result gen, flo;
+
+    if (cg_classifier_load(clf_path, &clf, batch, &e))
+        goto out;
+    if (!clf.has_stats) {
+        cg_fail(&e, "%s: the classifier file holds no feature statistics (/stats); make it "
+                    "with `chargan classifier train`", clf_path);
+        goto out;
+    }
+    if (cg_gan_open(ckpt, batch, &gan, &meta, classes, &e))
+        goto out;
+    have_gan = 1;
+    if (cg_eval_setup(&ev, &clf, &clf.heldout, batch, gan.preset.noise_dim, &e))
+        goto out;
+    if (cg_eval_gan(&ev, &gan, gan.preset.n_classes && classes[0] ? classes : NULL, n, &gen,
+                    &e))
+        goto out;
+
+    /* The floor: n real held-out images against the classifier-train fit. */
+    if (no_floor) {
+        snprintf(floor_note, sizeof floor_note, "skipped (--no-floor)");
+    } else {
+        cg_data_opts d = {0};
+        d.data = data;
+        d.split = split;
+        cg_error de = {{0}};
+        if (cg_data_load_local(&d, &ds, &de)) {
+            if (data) { /* asked for explicitly: an error */
+                e = de;
+                goto out;
+            }
+            snprintf(floor_note, sizeof floor_note, "no data for the floor: %.600s", de.msg);
+        } else if (ds.n_classes != clf.n_classes) {
+            cg_fail(&e, "%s has %d classes, but the classifier %s has %d", ds.source,
+                    ds.n_classes, clf_path, clf.n_classes);
+            goto out;
+        } else {
+            idx = malloc(sizeof(int64_t) * (size_t)n);
+            if (!idx) {
+                cg_fail(&e, "out of memory");
+                goto out;
+            }
+            const long m = cg_split_indices(ds.n, 1, n, idx);
+            if (cg_eval_setup(&ev_floor, &clf, &clf.train, batch, 0, &e) ||
+                cg_eval_images(&ev_floor, &ds, idx, m, &flo, &e))
+                goto out;
+            have_floor = 1;
+            if (m < n)
+                snprintf(floor_note, sizeof floor_note,
+                         "the held-out part has only %ld images (fewer than --n)", m);
+        }
+    }
+
+    char buf[512];
+    printf("{\"checkpoint\": ");
+    json_str(stdout, ckpt);
+    printf(", \"model\": ");
+    json_str(stdout, meta.model);
+    printf(", \"step\": %ld, \"conditional\": %s, \"classifier\": ", meta.step,
+           gan.preset.n_classes ? "true" : "false");
+    json_str(stdout, clf_path);
+    printf(", \"classifier_heldout_accuracy\": %.4f, \"n\": %ld,\n", clf.heldout_accuracy, n);
+    cg_eval_result_json(&gen, buf, sizeof buf);
+    printf(" \"generated\": %s,\n", buf);
+    if (have_floor) {
+        cg_eval_result_json(&flo, buf, sizeof buf);
+        printf(" \"real_floor\": %s,\n", buf);
+        printf(" \"fid_over_floor\": %.3f,", flo.fid > 0 ? gen.fid / flo.fid : NAN);
+    } else {
+        printf(" \"real_floor\": null,\n \"fid_over_floor\": null,");
+    }
+    if (floor_note[0]) {
+        printf(" \"floor_note\": ");
+        json_str(stdout, floor_note);
+        printf(",");
+    }
+    printf("\n \"reference\": \"generated: features of the %ld held-out images of the "
+           "classifier's data; real_floor: %ld held-out images vs the %ld classifier-train "
+           "images\",\n",
+           clf.heldout.n, have_floor ? flo.n : 0L, clf.train.n);
+    printf(" \"seconds\": %.2f}\n", cg_now() - t0);
+    fflush(stdout);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "chargan: error: %s\n", e.msg);
+    free(idx);
+    cg_eval_free(&ev);
+    cg_eval_free(&ev_floor);
+    cg_data_free(&ds);
+    if (have_gan) {
+        cg_gan_free(&gan);
+        cg_ckpt_meta_free(&meta);
+    }
+    cg_classifier_free(&clf);
+    return rc;
+}

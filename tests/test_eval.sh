@@ -1,0 +1,115 @@
+# `chargan classifier` and `chargan eval` as a user runs them: a tiny classifier (first 6000
+# images of bymerge-test, 2 epochs), tiny GAN runs (a few steps, unconditional and
+# conditional), the JSON of eval (fields, ranges, determinism, the real-vs-real floor, the
+# floor left out without data), and the one-line errors.
+# Called by ctest as: bash test_eval.sh CHARGAN_BINARY BUILD_DIR SOURCE_DIR
+set -u
+BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+SRC=$3
+. "$SRC/tests/common.sh"
+make_tmpdir
+EM=$(emnist_dir "$SRC") || exit 1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+# --help and usage errors
+"$BIN" classifier --help >"$TMP/help" 2>&1 || fail "classifier --help: exit status $?"
+grep -q -- "--epochs" "$TMP/help" && grep -q "held out" "$TMP/help" || fail "classifier --help"
+"$BIN" eval --help >"$TMP/help" 2>&1 || fail "eval --help: exit status $?"
+grep -q -- "--checkpoint" "$TMP/help" && grep -q "real_floor" "$TMP/help" || fail "eval --help"
+"$BIN" classifier fit >/dev/null 2>"$TMP/err"
+[ $? = 2 ] && grep -q "unknown sub-command 'fit'" "$TMP/err" || fail "unknown sub-command"
+"$BIN" eval >/dev/null 2>"$TMP/err"
+[ $? = 2 ] && grep -q -- "--checkpoint FILE is required" "$TMP/err" || fail "eval without --checkpoint"
+"$BIN" classifier train --epochs x >/dev/null 2>"$TMP/err"
+[ $? = 2 ] || fail "--epochs x: exit status not 2"
+ok "help and usage errors"
+
+# a tiny classifier
+"$BIN" classifier train --data "$EM" --split bymerge-test --limit 6000 --epochs 2 \
+    --out "$TMP/clf.h5" >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "classifier train"; }
+acc=$(sed -n 's/^held-out accuracy: \([0-9.]*\) .*/\1/p' "$TMP/out")
+[ -n "$acc" ] || { cat "$TMP/out"; fail "no held-out accuracy line"; }
+awk -v a="$acc" 'BEGIN { exit !(a > 0.5) }' || fail "tiny classifier held-out accuracy $acc"
+[ -s "$TMP/clf.h5" ] && [ ! -e "$TMP/.clf.h5.tmp" ] || fail "classifier file / temp file"
+ok "classifier train: held-out accuracy $acc"
+"$BIN" classifier test --classifier "$TMP/clf.h5" --data "$EM" --split bymerge-test \
+    --limit 6000 >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "classifier test"; }
+grep -q "^held-out accuracy: $acc " "$TMP/out" || { cat "$TMP/out"; fail "classifier test: accuracy differs from $acc"; }
+ok "classifier test reproduces $acc"
+
+# tiny GANs: a few steps of the small preset
+for kind in uncond cond; do
+    extra=
+    [ $kind = cond ] && extra=--conditional
+    "$BIN" train --data "$EM" --split bymerge-test --limit 2000 --model small --batch 32 \
+        --steps 3 --log-every 0 --out "$TMP/run-$kind" $extra >"$TMP/out" 2>&1 ||
+        { cat "$TMP/out"; fail "train $kind"; }
+done
+CK=$(ls "$TMP"/run-uncond/checkpoints/step-*.h5 | tail -1)
+CKC=$(ls "$TMP"/run-cond/checkpoints/step-*.h5 | tail -1)
+[ -f "$CK" ] && [ -f "$CKC" ] || fail "no checkpoints written"
+
+# eval: JSON fields and ranges
+check_json() { # FILE COND(0/1) FLOOR(0/1)
+    python3 - "$@" <<'EOF'
+import json, math, sys
+path, cond, floor = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
+j = json.load(open(path))
+g = j["generated"]
+assert j["n"] == 400 and g["n"] == 400, j
+assert g["fid"] > 0 and math.isfinite(g["fid"]), g
+assert 0 < g["confidence"] <= 1, g
+assert 1 <= g["classes_covered"] <= 47 and 0 <= g["classes_covered_rel"] <= 47, g
+assert j["conditional"] == cond, j
+if cond:
+    assert 0 <= g["class_match"] <= 1, g
+else:
+    assert g["class_match"] is None, g
+if floor:
+    f = j["real_floor"]
+    assert f["n"] == 400 and 0 < f["fid"] < g["fid"], (f, g)
+    assert f["classes_covered"] > 10 and f["classes_covered_rel"] > 10, f
+    assert 0.5 < f["class_match"] <= 1, f
+    assert abs(j["fid_over_floor"] - g["fid"] / f["fid"]) < 1e-2 * j["fid_over_floor"], j
+else:
+    assert j["real_floor"] is None and j["fid_over_floor"] is None and "floor_note" in j, j
+print("fid %.3f floor %s" % (g["fid"], j["real_floor"] and j["real_floor"]["fid"]))
+EOF
+}
+"$BIN" eval --checkpoint "$CK" --classifier "$TMP/clf.h5" --n 400 --data "$EM" \
+    >"$TMP/e1.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval"; }
+r=$(check_json "$TMP/e1.json" 0 1) || { cat "$TMP/e1.json"; fail "eval JSON"; }
+ok "eval unconditional: $r"
+CHARGAN_CLASSIFIER="$TMP/clf.h5" "$BIN" eval --checkpoint "$CK" --n 400 --data "$EM" \
+    >"$TMP/e2.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval with CHARGAN_CLASSIFIER"; }
+[ "$(grep -o '"generated": {[^}]*' "$TMP/e1.json" | sed 's/"seconds.*//')" = \
+  "$(grep -o '"generated": {[^}]*' "$TMP/e2.json" | sed 's/"seconds.*//')" ] ||
+    fail "eval is not deterministic: $(cat "$TMP/e1.json" "$TMP/e2.json")"
+ok "eval deterministic, \$CHARGAN_CLASSIFIER honoured"
+"$BIN" eval --checkpoint "$CKC" --classifier "$TMP/clf.h5" --n 400 --data "$EM" \
+    >"$TMP/e3.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval conditional"; }
+r=$(check_json "$TMP/e3.json" 1 1) || { cat "$TMP/e3.json"; fail "eval conditional JSON"; }
+ok "eval conditional: $r"
+(cd "$TMP" && env -u EMNIST_DIR "$BIN" eval --checkpoint "$CK" --classifier clf.h5 --n 400 \
+    >"$TMP/e4.json" 2>"$TMP/err") || { cat "$TMP/err"; fail "eval without data"; }
+r=$(check_json "$TMP/e4.json" 0 0) || { cat "$TMP/e4.json"; fail "eval without data JSON"; }
+ok "eval without data: floor null ($r)"
+
+# errors: one line naming the file
+run() { "$BIN" eval "$@" >/dev/null 2>"$TMP/err"; echo $? >"$TMP/rc"; }
+run --checkpoint "$CK" --classifier "$TMP/nothing.h5" --no-floor
+expect_error "$TMP/rc" "$TMP/err" "missing classifier" "$TMP/nothing.h5" "No such file"
+run --checkpoint "$CK" --classifier "$CK" --no-floor
+expect_error "$TMP/rc" "$TMP/err" "checkpoint as classifier" "$CK" "not a chargan classifier file"
+run --checkpoint "$TMP/clf.h5" --classifier "$TMP/clf.h5" --no-floor
+expect_error "$TMP/rc" "$TMP/err" "classifier as checkpoint" "$TMP/clf.h5"
+head -c 20000 "$TMP/clf.h5" >"$TMP/trunc.h5"
+run --checkpoint "$CK" --classifier "$TMP/trunc.h5" --no-floor
+expect_error "$TMP/rc" "$TMP/err" "truncated classifier" "$TMP/trunc.h5"
+run --checkpoint "$CK" --classifier "$TMP/clf.h5" --data "$TMP/none" --n 400
+expect_error "$TMP/rc" "$TMP/err" "explicit --data missing" "$TMP/none"
+"$BIN" classifier train --data "$EM" --split bymerge-test --limit 600 --epochs 1 \
+    --out "$TMP/no/such/dir/c.h5" >/dev/null 2>"$TMP/err"
+echo $? >"$TMP/rc"
+expect_error "$TMP/rc" "$TMP/err" "classifier output directory missing" "$TMP/no/such/dir"
+echo "all eval tests passed"
