@@ -68,6 +68,7 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
     cg_train_default_opts(&o);
     const char *model = o.gan.model;
     long seed = (long)o.gan.seed;
+    float time_limit = 0.0f;
     const cg_opt opts[] = {
         {"data", CG_OPT_STR, &o.data.data, "EMNIST images file, CSV or directory (default: "
                                            "$EMNIST_DIR, then ./data/emnist)"},
@@ -99,6 +100,8 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
          "auto (newest valid checkpoint in OUT/checkpoints) or a checkpoint file"},
         {"sample-every", CG_OPT_LONG, &o.sample_every,
          "write OUT/samples/step-N.h5 and .png every N steps (and at the end)"},
+        {"time-limit", CG_OPT_FLOAT, &time_limit,
+         "stop after this many seconds of training: checkpoint, exit 0 (0 = none)"},
         {"eval-every", CG_OPT_LONG, &o.eval_every,
          "quality score (FID etc., see chargan eval) on rank 0 every N steps, to metrics.jsonl"},
         {"classifier", CG_OPT_STR, &o.classifier, "classifier file for --eval-every"},
@@ -112,6 +115,8 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
             usage(stdout, opts, n);
         return 0;
     }
+    if (r == 0 && !(time_limit >= 0.0f))
+        r = cg_fail(&e, "--time-limit must not be negative");
     if (r == 0 && seed < 0)
         r = cg_fail(&e, "--seed %ld must not be negative", seed);
     if (r == 0)
@@ -122,6 +127,7 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         return 2;
     }
     snprintf(o.gan.model, sizeof o.gan.model, "%s", model);
+    o.time_limit = time_limit;
     o.gan.seed = (uint64_t)seed;
     return cg_train(c, &o);
 }

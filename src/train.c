@@ -442,7 +442,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     cg_gan_hooks hooks = {start_d_reduction, &red};
     int rc = 0, stopped_by = 0;
     long step = 0, epoch = first_step / sampler.batches_per_epoch, done = first_step;
-    double t_start = cg_now(), wait_total = 0.0;
+    double t_start = cg_now(), wait_total = 0.0, eval_seconds = 0.0;
     char ckpt_path[4200] = {0};
     for (step = first_step; step < total; step++) {
         const double t0 = cg_now();
@@ -457,7 +457,11 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         double w0 = cg_now();
         /* stats[4] carries the stop request: a signal may reach only some ranks, and the
          * sum makes every rank stop after the same step. */
-        double stats[5] = {s.loss_d, s.loss_g, s.d_real, s.d_fake, (double)stop_signal};
+        /* Rank 0's clock decides the time limit, so all ranks stop after the same step. */
+        const int out_of_time = c->rank == 0 && o->time_limit > 0 &&
+                                cg_now() - t_start >= o->time_limit;
+        double stats[5] = {s.loss_d, s.loss_g, s.d_real, s.d_fake,
+                           (double)stop_signal + (out_of_time ? 1000.0 : 0.0)};
         if (c->size > 1) {
             MPI_Allreduce(MPI_IN_PLACE, gan.g.grad, (int)gan.g.n_params, MPI_FLOAT, MPI_SUM,
                           c->world);
@@ -517,22 +521,21 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                      1e3 * wait, el, eta);
             append_line(metrics_fd, line);
         }
-        if (stats[4] != 0.0) {
-            stopped_by = 1;
-            break;
-        }
+        const int stopping = stats[4] != 0.0;
         if (c->rank == 0 && o->sample_every > 0 && done % o->sample_every == 0)
             write_samples(o, &gan, &ds, done);
-        if (evaluating && (done % o->eval_every == 0 || done == total)) {
+        if (evaluating && (done % o->eval_every == 0 || done == total || stopping)) {
             cg_eval_result r;
             char js[512], line[768];
             if (cg_eval_gan(&ev, &gan, cfg.n_classes ? ds.chars : NULL, o->eval_n, &r, &e)) {
                 fprintf(stderr, "chargan: warning: evaluation failed: %s\n", e.msg);
             } else {
                 cg_eval_result_json(&r, js, sizeof js);
+                eval_seconds += r.seconds;
                 snprintf(line, sizeof line,
-                         "{\"eval\": true, \"step\": %ld, \"elapsed_s\": %.3f, \"score\": %s}\n",
-                         done, cg_now() - t_start, js);
+                         "{\"eval\": true, \"step\": %ld, \"elapsed_s\": %.3f, "
+                         "\"train_s\": %.3f, \"score\": %s}\n",
+                         done, cg_now() - t_start, cg_now() - t_start - eval_seconds, js);
                 append_line(metrics_fd, line);
                 if (o->log_every > 0) {
                     printf("eval: step %ld FID %.2f confidence %.3f classes %d%s (%.1f s)\n",
@@ -541,6 +544,10 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                     fflush(stdout);
                 }
             }
+        }
+        if (stopping) {
+            stopped_by = stats[4] >= 1000.0 ? 2 : 1;
+            break;
         }
         if (o->ckpt_every > 0 && done % o->ckpt_every == 0 && done < total &&
             write_checkpoint(c, o, &gan, done, epoch, config, ckpt_path, sizeof ckpt_path)) {
@@ -559,7 +566,10 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     if (rc == 0 && done < total && c->rank == 0) {
         printf("chargan train: stopped by %s after step %ld of %ld; checkpoint %s.\n"
                "To continue, run the same command with --resume auto.\n",
-               stop_signal ? signal_name((int)stop_signal) : "a signal on another rank", done,
+               stopped_by == 2 ? "--time-limit"
+               : stop_signal ? signal_name((int)stop_signal)
+                             : "a signal on another rank",
+               done,
                total, ckpt_path);
         fflush(stdout);
     }

@@ -19,6 +19,7 @@ typedef struct {
     int keep;               /* keep the newest K checkpoints (0: all) */
     const char *resume;     /* NULL, "auto" (newest valid in OUT/checkpoints) or a file */
     long sample_every;      /* sample file + PNG every N steps (0: only at the end) */
+    double time_limit;      /* stop (checkpoint, exit 0) after this many seconds; 0: none */
     long eval_every;        /* quality score on rank 0 every N steps (0: never) */
     const char *classifier; /* classifier file for the score */
     long eval_n;            /* samples per score */

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Time to quality: trains models for a fixed wall-time budget on EMNIST bymerge, scoring the
+# samples every N steps (chargan train --eval-every, rank 0), then plots the Frechet distance
+# against wall time and draws the best model's samples and a line of text.
+#
+# usage: jobs/quality.sh OUT [RUN...]      RUN: dcgan-cond (default: all of them)
+#   env: CHARGAN (binary, default build/chargan), EMNIST_DIR, CLASSIFIER (made with
+#        `chargan classifier train`; built here when missing), NP (ranks, default 2),
+#        MINUTES_DCGAN (15), MINUTES_OTHER (5)
+set -euo pipefail
+OUT=${1:?usage: jobs/quality.sh OUT [RUN...]}
+shift
+RUNS=("$@")
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(dcgan-cond seed small)
+CHARGAN=${CHARGAN:-build/chargan}
+EMNIST_DIR=${EMNIST_DIR:-../shared/data/emnist}
+NP=${NP:-2}
+CLASSIFIER=${CLASSIFIER:-$OUT/classifier.h5}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mkdir -p "$OUT"
+
+if [ ! -f "$CLASSIFIER" ]; then
+    "$CHARGAN" classifier train --data "$EMNIST_DIR" --split bymerge-test --out "$CLASSIFIER"
+fi
+
+run() { # NAME MINUTES EVAL_EVERY ARGS...
+    local name=$1 minutes=$2 every=$3
+    shift 3
+    echo "== $name: $minutes min on $NP ranks (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+    mpirun --oversubscribe --bind-to none -np "$NP" "$CHARGAN" train --data "$EMNIST_DIR" \
+        --split bymerge-test --limit 0 --steps 1000000 --time-limit $((minutes * 60)) \
+        --eval-every "$every" --eval-n 5000 --classifier "$CLASSIFIER" --sample-every "$every" \
+        --log-every 500 --out "$OUT/$name" "$@" | tee "$OUT/$name.log"
+    # wall seconds, steps, FID, confidence, classes covered, class match (conditional)
+    grep '"eval": true' "$OUT/$name/metrics.jsonl" | sed -e 's/[{}",:]/ /g' |
+        awk '{ for (i = 1; i < NF; i++) v[$i] = $(i + 1);
+               print v["elapsed_s"], v["step"], v["fid"], v["confidence"], v["classes_covered"],
+                     v["class_match"] }' >"$OUT/$name.dat"
+}
+
+for r in "${RUNS[@]}"; do
+    case $r in
+    dcgan-cond) run dcgan-cond "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional ;;
+    dcgan) run dcgan "${MINUTES_DCGAN:-15}" 500 --model dcgan ;;
+    seed) run seed "${MINUTES_OTHER:-5}" 100 --model seed ;;
+    small) run small "${MINUTES_OTHER:-5}" 250 --model small ;;
+    *) echo "unknown run $r" >&2; exit 2 ;;
+    esac
+done
+
+# The curves (gnuplot from Debian's gnuplot-nox).
+plots=()
+for r in "${RUNS[@]}"; do
+    [ -s "$OUT/$r.dat" ] && plots+=("'$OUT/$r.dat' using (\$1/60):3 with linespoints title '$r'")
+done
+# Final scores of each run's last checkpoint on 10,000 samples, with the real-vs-real floor.
+floor=
+for r in "${RUNS[@]}"; do
+    last=$(ls "$OUT/$r"/checkpoints/step-*.h5 | sort | tail -1)
+    "$CHARGAN" eval --checkpoint "$last" --classifier "$CLASSIFIER" --data "$EMNIST_DIR" \
+        --split bymerge-test --n 10000 | tee "$OUT/$r.eval.json"
+    [ -n "$floor" ] || floor=$(sed -n 's/.*"real_floor": {[^}]*"fid": \([0-9.e+-]*\).*/\1/p' "$OUT/$r.eval.json")
+done
+gnuplot <<GP
+set terminal pngcairo size 900,560
+set output '$OUT/quality.png'
+set title 'chargan: Frechet distance (classifier features) vs wall time, EMNIST bymerge, $NP ranks on $(nproc) cores'
+set xlabel 'wall time (minutes, evaluation included)'
+set ylabel 'FID (log scale; lower is better)'
+set logscale y
+set grid
+${floor:+set arrow from graph 0, first $floor to graph 1, first $floor nohead dt 2 lc rgb 'gray'
+set label 'real vs real floor ($floor)' at graph 0.02, first $floor offset 0,0.7 tc rgb 'gray'}
+plot $(IFS=,; echo "${plots[*]}")
+GP
+echo "wrote $OUT/quality.png"
