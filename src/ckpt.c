@@ -77,7 +77,7 @@ static int fail_h5(cg_error *e, const char *fmt, ...)
  * The low bound stays at "earliest" (superblock version 0, as h5py writes by default): with a
  * 1.8 low bound (superblock version 2, checksummed) 1.10.8's H5Fget_file_image returns an
  * image whose superblock checksum is wrong, and we write files from their image. */
-static hid_t make_fapl(void)
+hid_t cg_h5_fapl(void)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
@@ -118,8 +118,8 @@ static hid_t vlen_str_type(void)
     return t;
 }
 
-static int attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val,
-                    const char *fname, cg_error *e)
+int cg_h5_attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val,
+                   const char *fname, cg_error *e)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = sp < 0 ? -1 : H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
@@ -131,31 +131,31 @@ static int attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const
     return rc;
 }
 
-static int attr_put_str(hid_t obj, const char *name, const char *s, const char *fname,
-                        cg_error *e)
+int cg_h5_attr_put_str(hid_t obj, const char *name, const char *s, const char *fname,
+                       cg_error *e)
 {
     hid_t t = vlen_str_type();
     if (t < 0)
         return fail_h5(e, "%s: cannot write attribute '%s'", fname, name);
-    int rc = attr_put(obj, name, t, t, &s, fname, e);
+    int rc = cg_h5_attr_put(obj, name, t, t, &s, fname, e);
     H5Tclose(t);
     return rc;
 }
 
 static int attr_put_i64(hid_t obj, const char *name, int64_t v, const char *fname, cg_error *e)
 {
-    return attr_put(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, fname, e);
+    return cg_h5_attr_put(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, fname, e);
 }
 
 static int attr_put_u64(hid_t obj, const char *name, uint64_t v, const char *fname,
                         cg_error *e)
 {
-    return attr_put(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, fname, e);
+    return cg_h5_attr_put(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, fname, e);
 }
 
 static int attr_put_i32(hid_t obj, const char *name, int32_t v, const char *fname, cg_error *e)
 {
-    return attr_put(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &v, fname, e);
+    return cg_h5_attr_put(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &v, fname, e);
 }
 
 /* A group whose links iterate in creation order (tensors in model order). */
@@ -173,9 +173,9 @@ static hid_t group_new(hid_t loc, const char *name, const char *fname, cg_error 
 }
 
 /* A chunked dataset with the Fletcher-32 checksum filter. */
-static int dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
-                    const hsize_t *dims, const hsize_t *chunk, const void *data,
-                    const char *fname, const char *gpath, cg_error *e)
+int cg_h5_dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
+                   const hsize_t *dims, const hsize_t *chunk, const void *data,
+                   const char *fname, const char *gpath, cg_error *e)
 {
     hid_t sp = H5Screate_simple(ndim, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -258,8 +258,6 @@ static int make_dirs(const char *path, cg_error *e)
     return 0;
 }
 
-typedef int (*fill_fn)(hid_t f, const void *ctx, const char *fname, cg_error *e);
-
 /* write(2) all of it, retrying short writes and EINTR. */
 static int write_all(int fd, const unsigned char *p, size_t n)
 {
@@ -278,7 +276,28 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Writes DIR/BASE through DIR/.BASE.tmp.
+int cg_path_dir(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    int n;
+    if (!slash)
+        n = snprintf(dir, len, ".");
+    else if (slash == path)
+        n = snprintf(dir, len, "/");
+    else
+        n = snprintf(dir, len, "%.*s", (int)(slash - path), path);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* PATH's temporary: DIR/.NAME.tmp (".NAME.tmp" when PATH has no directory part). */
+static int tmp_path(const char *path, char *tmp, size_t len)
+{
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    int n = snprintf(tmp, len, "%.*s.%s.tmp", (int)(base - path), path, base);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Crash-safe writing (cg_h5_begin, cg_h5_commit).
  *
  * The HDF5 file is built in memory (core driver, no backing store) and its image is written
  * with plain write(2), then fsync, close, rename, fsync of DIR. Two reasons: every I/O error
@@ -287,35 +306,40 @@ static int write_all(int fd, const unsigned char *p, size_t n)
  * tables and crashes in its atexit handler. One large sequential write is also the fastest
  * way to put the file on a parallel file system. The price is one in-memory copy of the file
  * (plus one transient copy of the image) on the writing rank. size_hint: expected file size
- * (the core driver's allocation increment). */
-static int safe_write(const char *dir, const char *base, const char *what, fill_fn fill,
-                      const void *ctx, size_t size_hint, char *path_out, size_t path_len,
-                      cg_error *e)
+ * (the core driver's allocation increment). The in-memory file is named after the temporary
+ * (an open file of the final name, e.g. one being read, must not clash with it). */
+hid_t cg_h5_begin(const char *path, const char *what, size_t size_hint, cg_error *e)
 {
-    char final[PATH_CAP], tmp[PATH_CAP];
-    if (snprintf(final, sizeof final, "%s/%s", dir, base) >= (int)sizeof final ||
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, base) >= (int)sizeof tmp)
-        return cg_fail(e, "%s/%s: path too long", dir, base);
-    if (path_out && path_len && strlen(final) >= path_len)
-        return cg_fail(e, "%s: path does not fit the caller's buffer", final);
-    cg_error sub = {{0}};
-    if (make_dirs(dir, &sub))
-        return cg_fail(e, "cannot write %s %s: %s", what, final, sub.msg);
-
-    /* 1. The file image in memory. */
+    char tmp[PATH_CAP];
+    if (tmp_path(path, tmp, sizeof tmp))
+        return cg_fail(e, "cannot write %s %s: path too long", what, path);
     h5_quiet();
-    hid_t fapl = make_fapl();
+    hid_t fapl = cg_h5_fapl();
     hid_t f = -1;
     if (fapl >= 0 && H5Pset_fapl_core(fapl, size_hint + ((size_t)1 << 20), 0) >= 0)
         f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     close_id(fapl);
     if (f < 0) {
+        cg_error sub = {{0}};
         fail_h5(&sub, "cannot create an HDF5 file in memory");
-        return cg_fail(e, "cannot write %s %s: %s", what, final, sub.msg);
+        return cg_fail(e, "cannot write %s %s: %s", what, path, sub.msg);
     }
+    return f;
+}
+
+void cg_h5_discard(hid_t file) { close_id(file); }
+
+int cg_h5_commit(hid_t f, const char *path, const char *what, cg_error *e)
+{
+    char dir[PATH_CAP], tmp[PATH_CAP];
+    cg_error sub = {{0}};
+    int rc = 0;
+    if (cg_path_dir(path, dir, sizeof dir) || tmp_path(path, tmp, sizeof tmp))
+        rc = cg_fail(&sub, "path too long");
+
+    /* 1. The file image in memory. */
     unsigned char *image = NULL;
     ssize_t size = 0;
-    int rc = fill(f, ctx, final, &sub);
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
         rc = fail_h5(&sub, "flush");
     if (rc == 0 && (size = H5Fget_file_image(f, NULL, 0)) <= 0)
@@ -328,7 +352,7 @@ static int safe_write(const char *dir, const char *base, const char *what, fill_
         rc = fail_h5(&sub, "close");
     if (rc) {
         free(image);
-        return cg_fail(e, "cannot write %s %s: %s", what, final, sub.msg);
+        return cg_fail(e, "cannot write %s %s: %s", what, path, sub.msg);
     }
 
     /* 2. Temporary file, fsync, rename, fsync of the directory. */
@@ -344,16 +368,44 @@ static int safe_write(const char *dir, const char *base, const char *what, fill_
             rc = cg_fail(&sub, "closing %s: %s", tmp, strerror(errno));
     }
     free(image);
-    if (rc == 0 && rename(tmp, final) != 0)
-        rc = cg_fail(&sub, "rename %s -> %s: %s", tmp, final, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = cg_fail(&sub, "rename %s -> %s: %s", tmp, path, strerror(errno));
     if (rc) {
         if (fd >= 0)
             unlink(tmp);
-        return cg_fail(e, "cannot write %s %s: %s", what, final, sub.msg);
+        return cg_fail(e, "cannot write %s %s: %s", what, path, sub.msg);
     }
     if (fsync_dir(dir))
-        return cg_fail(e, "%s %s written, but syncing directory %s failed: %s", what, final, dir,
+        return cg_fail(e, "%s %s written, but syncing directory %s failed: %s", what, path, dir,
                        strerror(errno));
+    return 0;
+}
+
+typedef int (*fill_fn)(hid_t f, const void *ctx, const char *fname, cg_error *e);
+
+/* Writes DIR/BASE crash-safely (cg_h5_begin, fill, cg_h5_commit), creating DIR when missing. */
+static int safe_write(const char *dir, const char *base, const char *what, fill_fn fill,
+                      const void *ctx, size_t size_hint, char *path_out, size_t path_len,
+                      cg_error *e)
+{
+    char final[PATH_CAP], tmp[PATH_CAP];
+    if (snprintf(final, sizeof final, "%s/%s", dir, base) >= (int)sizeof final ||
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, base) >= (int)sizeof tmp)
+        return cg_fail(e, "%s/%s: path too long", dir, base);
+    if (path_out && path_len && strlen(final) >= path_len)
+        return cg_fail(e, "%s: path does not fit the caller's buffer", final);
+    cg_error sub = {{0}};
+    if (make_dirs(dir, &sub))
+        return cg_fail(e, "cannot write %s %s: %s", what, final, sub.msg);
+    hid_t f = cg_h5_begin(final, what, size_hint, e);
+    if (f < 0)
+        return -1;
+    if (fill(f, ctx, final, &sub)) {
+        cg_h5_discard(f);
+        return cg_fail(e, "cannot write %s %s: %s", what, final, sub.msg);
+    }
+    if (cg_h5_commit(f, final, what, e))
+        return -1;
     if (path_out && path_len)
         snprintf(path_out, path_len, "%s", final);
     return 0;
@@ -380,8 +432,8 @@ static int put_net(hid_t f, const char *gpath, const cg_net *net, const float *b
         hsize_t dims[4];
         for (int i = 0; i < T->ndim; i++)
             dims[i] = (hsize_t)T->dims[i];
-        rc = dset_put(g, T->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T->ndim, dims, dims,
-                      buf + T->offset, fname, gpath, e);
+        rc = cg_h5_dset_put(g, T->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T->ndim, dims, dims,
+                            buf + T->offset, fname, gpath, e);
     }
     H5Gclose(g);
     return rc;
@@ -393,9 +445,9 @@ static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
     const cg_gan *gan = c->gan;
     char created[32];
     iso_now(created, sizeof created);
-    if (attr_put_str(f, "format", CG_CKPT_FORMAT, fname, e) ||
+    if (cg_h5_attr_put_str(f, "format", CG_CKPT_FORMAT, fname, e) ||
         attr_put_i32(f, "format_version", CG_CKPT_FORMAT_VERSION, fname, e) ||
-        attr_put_str(f, "model", gan->cfg.model, fname, e) ||
+        cg_h5_attr_put_str(f, "model", gan->cfg.model, fname, e) ||
         attr_put_i64(f, "step", c->step, fname, e) ||
         attr_put_i64(f, "epoch", c->epoch, fname, e) ||
         attr_put_u64(f, "seed", gan->cfg.seed, fname, e) ||
@@ -403,8 +455,8 @@ static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
         attr_put_i32(f, "global_batch", gan->cfg.global_batch, fname, e) ||
         attr_put_i32(f, "noise_dim", gan->preset.noise_dim, fname, e) ||
         attr_put_i32(f, "n_classes", gan->preset.n_classes, fname, e) ||
-        attr_put_str(f, "config", c->config ? c->config : "{}", fname, e) ||
-        attr_put_str(f, "created", created, fname, e))
+        cg_h5_attr_put_str(f, "config", c->config ? c->config : "{}", fname, e) ||
+        cg_h5_attr_put_str(f, "created", created, fname, e))
         return -1;
     if (put_net(f, "/generator", &gan->g, gan->g.param, fname, e) ||
         put_net(f, "/discriminator", &gan->d, gan->d.param, fname, e))
@@ -485,7 +537,7 @@ static hid_t open_ro(const char *path, cg_error *e)
         return cg_fail(e, "%s: empty file, not an HDF5 file", path);
     if (!has_hdf5_signature(path, (long long)st.st_size))
         return cg_fail(e, "%s: not an HDF5 file", path);
-    hid_t fapl = make_fapl();
+    hid_t fapl = cg_h5_fapl();
     hid_t f = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (f < 0)
         fail_h5(e, "%s: truncated or damaged HDF5 file", path);
@@ -493,26 +545,46 @@ static hid_t open_ro(const char *path, cg_error *e)
     return f;
 }
 
-/* Attribute readers: 1 read, 0 absent, -1 error (wrong type or unreadable). */
-static int attr_get_str(hid_t obj, const char *name, char **out, const char *fname,
-                        cg_error *e)
+/* Opens attribute NAME of obj and its type, which must be of class cls with one element
+ * (kind: "a string", ... for the message). 1: *a and *t are open (close both), 0: absent,
+ * -1: error (nothing open). */
+static int attr_open(hid_t obj, const char *name, H5T_class_t cls, const char *kind, hid_t *a,
+                     hid_t *t, const char *fname, cg_error *e)
 {
-    *out = NULL;
+    *a = *t = -1;
     htri_t ex = H5Aexists(obj, name);
     if (ex < 0)
         return fail_h5(e, "%s: cannot read attribute '%s'", fname, name);
     if (ex == 0)
         return 0;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t t = a < 0 ? -1 : H5Aget_type(a);
-    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
-    hid_t mt = -1;
+    hid_t at = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ty = at < 0 ? -1 : H5Aget_type(at);
+    hid_t sp = at < 0 ? -1 : H5Aget_space(at);
     int rc = 1;
-    if (t < 0 || sp < 0) {
+    if (ty < 0 || sp < 0)
         rc = fail_h5(e, "%s: cannot read attribute '%s'", fname, name);
-    } else if (H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_npoints(sp) != 1) {
-        rc = cg_fail(e, "%s: attribute '%s' is not a string", fname, name);
-    } else if (H5Tis_variable_str(t) > 0) {
+    else if (H5Tget_class(ty) != cls || H5Sget_simple_extent_npoints(sp) != 1)
+        rc = cg_fail(e, "%s: attribute '%s' is not %s", fname, name, kind);
+    close_id(sp);
+    if (rc == 1) {
+        *a = at, *t = ty;
+    } else {
+        close_id(ty);
+        close_id(at);
+    }
+    return rc;
+}
+
+/* Attribute readers: 1 read, 0 absent, -1 error (wrong type or unreadable). */
+static int attr_get_str(hid_t obj, const char *name, char **out, const char *fname,
+                        cg_error *e)
+{
+    *out = NULL;
+    hid_t a, t, mt = -1;
+    int rc = attr_open(obj, name, H5T_STRING, "a string", &a, &t, fname, e);
+    if (rc <= 0)
+        return rc;
+    if (H5Tis_variable_str(t) > 0) {
         char *s = NULL;
         mt = vlen_str_type();
         if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0 || H5Aread(a, mt, &s) < 0) {
@@ -535,7 +607,6 @@ static int attr_get_str(hid_t obj, const char *name, char **out, const char *fna
     if (rc == 1 && !*out)
         rc = cg_fail(e, "%s: out of memory", fname);
     close_id(mt);
-    close_id(sp);
     close_id(t);
     close_id(a);
     return rc;
@@ -544,22 +615,10 @@ static int attr_get_str(hid_t obj, const char *name, char **out, const char *fna
 static int attr_get_int(hid_t obj, const char *name, hid_t mtype, void *out, const char *fname,
                         cg_error *e)
 {
-    htri_t ex = H5Aexists(obj, name);
-    if (ex < 0)
-        return fail_h5(e, "%s: cannot read attribute '%s'", fname, name);
-    if (ex == 0)
-        return 0;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t t = a < 0 ? -1 : H5Aget_type(a);
-    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
-    int rc = 1;
-    if (t < 0 || sp < 0)
+    hid_t a, t;
+    int rc = attr_open(obj, name, H5T_INTEGER, "an integer", &a, &t, fname, e);
+    if (rc == 1 && H5Aread(a, mtype, out) < 0)
         rc = fail_h5(e, "%s: cannot read attribute '%s'", fname, name);
-    else if (H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(sp) != 1)
-        rc = cg_fail(e, "%s: attribute '%s' is not an integer", fname, name);
-    else if (H5Aread(a, mtype, out) < 0)
-        rc = fail_h5(e, "%s: cannot read attribute '%s'", fname, name);
-    close_id(sp);
     close_id(t);
     close_id(a);
     return rc;
@@ -602,7 +661,7 @@ static hid_t open_group(hid_t f, const char *fname, const char *gpath, cg_error 
     return o;
 }
 
-static void shape_str(char *buf, size_t n, int ndim, const hsize_t *dims)
+void cg_shape_str(char *buf, size_t n, int ndim, const hsize_t *dims)
 {
     size_t k = (size_t)snprintf(buf, n, "[");
     for (int i = 0; i < ndim && k < n; i++)
@@ -650,10 +709,10 @@ static int read_tensor(hid_t g, const char *fname, const char *gpath, const cg_t
         if (!same) {
             char hs[96], ws[96];
             if (nd <= 8)
-                shape_str(hs, sizeof hs, nd, have);
+                cg_shape_str(hs, sizeof hs, nd, have);
             else
                 snprintf(hs, sizeof hs, "%d dimensions", nd);
-            shape_str(ws, sizeof ws, T->ndim, want);
+            cg_shape_str(ws, sizeof ws, T->ndim, want);
             rc = cg_fail(e, "%s: %s/%s has shape %s, but model '%s' needs %s", fname, gpath,
                          T->name, hs, model, ws);
         } else if (H5Dread(o, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
@@ -763,36 +822,55 @@ static int read_format(hid_t f, const char *fname, char **fmt, cg_error *e)
     return attr_get_str(f, "format", fmt, fname, e) < 0 ? -1 : 0;
 }
 
-static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
+/* The root's format attribute must name a checkpoint (samples = 0) or a sample file
+ * (samples = 1), and then format_version must be CG_CKPT_FORMAT_VERSION. Returns 1 (*ver
+ * set), 0 when the file has no format attribute, or -1 with e set. */
+static int check_format(hid_t f, const char *path, int samples, int32_t *ver, cg_error *e)
 {
-    memset(m, 0, sizeof *m);
-    const char *what = "chargan checkpoint";
-    char *fmt = NULL, *model = NULL, *created = NULL;
+    const char *want = samples ? CG_SAMPLES_FORMAT : CG_CKPT_FORMAT;
+    const char *other = samples ? CG_CKPT_FORMAT : CG_SAMPLES_FORMAT;
+    const char *kind = samples ? "sample file" : "checkpoint";
+    char *fmt = NULL;
     if (read_format(f, path, &fmt, e))
         return -1;
-    if (!fmt) {
-        return cg_fail(e, "%s: not a chargan checkpoint (an HDF5 file without a 'format' "
-                          "attribute)", path);
-    }
-    if (strcmp(fmt, CG_CKPT_FORMAT) != 0) {
-        int samples = !strcmp(fmt, CG_SAMPLES_FORMAT);
-        cg_fail(e, samples ? "%s: this is a chargan sample file, not a checkpoint"
-                           : "%s: not a chargan checkpoint (format '%.100s')",
-                path, fmt);
+    if (!fmt)
+        return 0;
+    if (strcmp(fmt, want) != 0) {
+        if (!strcmp(fmt, other))
+            cg_fail(e, "%s: this is a chargan %s, not a %s", path,
+                    samples ? "checkpoint" : "sample file", kind);
+        else
+            cg_fail(e, "%s: not a chargan %s (format '%.100s')", path, kind, fmt);
         free(fmt);
         return -1;
     }
     free(fmt);
+    char what[32];
+    snprintf(what, sizeof what, "chargan %s", kind);
+    if (need(attr_get_int(f, "format_version", H5T_NATIVE_INT32, ver, path, e),
+             "format_version", path, what, e))
+        return -1;
+    if (*ver != CG_CKPT_FORMAT_VERSION)
+        return cg_fail(e, "%s: %s format_version %d is not supported (this chargan reads "
+                          "version %d)", path, kind, (int)*ver, CG_CKPT_FORMAT_VERSION);
+    return 1;
+}
+
+static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
+{
+    memset(m, 0, sizeof *m);
+    const char *what = "chargan checkpoint";
+    char *model = NULL, *created = NULL;
     int32_t ver = 0, ws = 0, gb = 0, nd = 0, nc = 0;
     int64_t step = 0, epoch = 0;
     uint64_t seed = 0;
-    if (need(attr_get_int(f, "format_version", H5T_NATIVE_INT32, &ver, path, e),
-             "format_version", path, what, e))
+    int r = check_format(f, path, 0, &ver, e);
+    if (r < 0)
         return -1;
-    if (ver != CG_CKPT_FORMAT_VERSION)
-        return cg_fail(e, "%s: checkpoint format_version %d is not supported (this chargan "
-                          "reads version %d)", path, (int)ver, CG_CKPT_FORMAT_VERSION);
-    int r = need(attr_get_str(f, "model", &model, path, e), "model", path, what, e);
+    if (r == 0)
+        return cg_fail(e, "%s: not a chargan checkpoint (an HDF5 file without a 'format' "
+                          "attribute)", path);
+    r = need(attr_get_str(f, "model", &model, path, e), "model", path, what, e);
     if (r == 0 && strlen(model) >= sizeof m->model)
         r = cg_fail(e, "%s: model name '%.40s' is too long", path, model);
     if (r == 0)
@@ -1121,22 +1199,22 @@ static int fill_samples(hid_t f, const void *vctx, const char *fname, cg_error *
     const samples_ctx *c = vctx;
     char created[32];
     iso_now(created, sizeof created);
-    if (attr_put_str(f, "format", CG_SAMPLES_FORMAT, fname, e) ||
+    if (cg_h5_attr_put_str(f, "format", CG_SAMPLES_FORMAT, fname, e) ||
         attr_put_i32(f, "format_version", CG_CKPT_FORMAT_VERSION, fname, e) ||
         attr_put_i64(f, "step", c->step, fname, e) ||
-        attr_put_str(f, "model", c->model, fname, e) ||
+        cg_h5_attr_put_str(f, "model", c->model, fname, e) ||
         attr_put_u64(f, "seed", c->seed, fname, e) ||
-        attr_put_str(f, "created", created, fname, e))
+        cg_h5_attr_put_str(f, "created", created, fname, e))
         return -1;
     const hsize_t n = (hsize_t)c->n;
     hsize_t dims[3] = {n, SIDE, SIDE}, chunk[3] = {n < 256 ? n : 256, SIDE, SIDE};
-    if (dset_put(f, "samples", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, dims, chunk, c->imgs,
-                 fname, "", e))
+    if (cg_h5_dset_put(f, "samples", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 3, dims, chunk,
+                       c->imgs, fname, "", e))
         return -1;
     if (c->labels) {
         hsize_t lchunk[1] = {n < 65536 ? n : 65536};
-        if (dset_put(f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, lchunk, c->labels,
-                     fname, "", e))
+        if (cg_h5_dset_put(f, "labels", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, lchunk,
+                           c->labels, fname, "", e))
             return -1;
     }
     return 0;
@@ -1159,46 +1237,47 @@ int cg_samples_write(const char *path, const float *imgs, int n, long step, cons
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     if (!base[0])
         return cg_fail(e, "%s: names a directory, not a file", path);
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    cg_path_dir(path, dir, sizeof dir); /* too long: safe_write says so */
     samples_ctx c = {imgs, n, step, model ? model : "", seed, labels};
     const size_t bytes = (size_t)n * (sizeof(float) * SIDE * SIDE + sizeof(int32_t));
     return safe_write(dir, base, "sample file", fill_samples, &c, bytes, NULL, 0, e);
+}
+
+/* Opens dataset /NAME of f, checks it holds 4-byte values of class cls (tname: "float32", ...
+ * for the message) and reads its dims. 0: dims filled; 1: not of rank ndim (no message);
+ * -1: error with e set. */
+static int dset_shape(hid_t f, const char *path, const char *name, H5T_class_t cls,
+                      const char *tname, int ndim, hsize_t *dims, cg_error *e)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0)
+        return fail_h5(e, "%s: /%s is not a readable dataset", path, name);
+    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
+    int rc = 0;
+    if (t < 0 || sp < 0)
+        rc = fail_h5(e, "%s: cannot read /%s", path, name);
+    else if (H5Tget_class(t) != cls || H5Tget_size(t) != 4)
+        rc = cg_fail(e, "%s: /%s is not %s", path, name, tname);
+    else if (H5Sget_simple_extent_ndims(sp) != ndim ||
+             H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
+        rc = 1;
+    close_id(sp);
+    close_id(t);
+    H5Dclose(d);
+    return rc;
 }
 
 /* Checks the sample layout of an open file; fills m (n, has_labels and the attributes). */
 static int samples_meta_f(hid_t f, const char *path, cg_samples_meta *m, cg_error *e)
 {
     memset(m, 0, sizeof *m);
-    char *fmt = NULL;
-    if (read_format(f, path, &fmt, e))
+    int32_t ver = 0;
+    int r = check_format(f, path, 1, &ver, e);
+    if (r < 0)
         return -1;
-    const int strict = fmt != NULL; /* our files carry all attributes; others may not */
-    if (fmt && strcmp(fmt, CG_SAMPLES_FORMAT) != 0) {
-        int ck = !strcmp(fmt, CG_CKPT_FORMAT);
-        cg_fail(e, ck ? "%s: this is a chargan checkpoint, not a sample file"
-                      : "%s: not a chargan sample file (format '%.100s')",
-                path, fmt);
-        free(fmt);
-        return -1;
-    }
-    free(fmt);
+    const int strict = r == 1; /* our files carry all attributes; others may not */
+    m->format_version = ver;
     const char *what = "chargan sample file";
-    if (strict) {
-        int32_t ver = 0;
-        if (need(attr_get_int(f, "format_version", H5T_NATIVE_INT32, &ver, path, e),
-                 "format_version", path, what, e))
-            return -1;
-        if (ver != CG_CKPT_FORMAT_VERSION)
-            return cg_fail(e, "%s: sample file format_version %d is not supported (this "
-                              "chargan reads version %d)", path, (int)ver,
-                           CG_CKPT_FORMAT_VERSION);
-        m->format_version = ver;
-    }
     htri_t ex = H5Lexists(f, "samples", H5P_DEFAULT);
     if (ex <= 0)
         return ex < 0 ? fail_h5(e, "%s: cannot read /samples", path)
@@ -1224,48 +1303,24 @@ static int samples_meta_f(hid_t f, const char *path, cg_samples_meta *m, cg_erro
     m->step = (long)step;
     m->seed = seed;
 
-    hid_t d = H5Dopen2(f, "samples", H5P_DEFAULT);
-    if (d < 0)
-        return fail_h5(e, "%s: /samples is not a readable dataset", path);
-    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
     hsize_t dims[3] = {0, 0, 0};
-    int rc = 0;
-    if (t < 0 || sp < 0)
-        rc = fail_h5(e, "%s: cannot read /samples", path);
-    else if (H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 4)
-        rc = cg_fail(e, "%s: /samples is not float32", path);
-    else if (H5Sget_simple_extent_ndims(sp) != 3 ||
-             H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || dims[1] != SIDE ||
-             dims[2] != SIDE || dims[0] < 1 || dims[0] > INT_MAX)
-        rc = cg_fail(e, "%s: /samples must have shape [N, 28, 28] with N >= 1", path);
-    close_id(sp);
-    close_id(t);
-    H5Dclose(d);
-    if (rc)
+    r = dset_shape(f, path, "samples", H5T_FLOAT, "float32", 3, dims, e);
+    if (r < 0)
         return -1;
+    if (r || dims[1] != SIDE || dims[2] != SIDE || dims[0] < 1 || dims[0] > INT_MAX)
+        return cg_fail(e, "%s: /samples must have shape [N, 28, 28] with N >= 1", path);
     m->n = (int)dims[0];
 
     ex = H5Lexists(f, "labels", H5P_DEFAULT);
     if (ex < 0)
         return fail_h5(e, "%s: cannot read /labels", path);
     if (ex > 0) {
-        d = H5Dopen2(f, "labels", H5P_DEFAULT);
-        if (d < 0)
-            return fail_h5(e, "%s: /labels is not a readable dataset", path);
-        t = H5Dget_type(d), sp = H5Dget_space(d);
         hsize_t ln = 0;
-        if (t < 0 || sp < 0)
-            rc = fail_h5(e, "%s: cannot read /labels", path);
-        else if (H5Tget_class(t) != H5T_INTEGER || H5Tget_size(t) != 4)
-            rc = cg_fail(e, "%s: /labels is not int32", path);
-        else if (H5Sget_simple_extent_ndims(sp) != 1 ||
-                 H5Sget_simple_extent_dims(sp, &ln, NULL) < 0 || ln != dims[0])
-            rc = cg_fail(e, "%s: /labels must have shape [%d] like /samples", path, m->n);
-        close_id(sp);
-        close_id(t);
-        H5Dclose(d);
-        if (rc)
+        r = dset_shape(f, path, "labels", H5T_INTEGER, "int32", 1, &ln, e);
+        if (r < 0)
             return -1;
+        if (r || ln != dims[0])
+            return cg_fail(e, "%s: /labels must have shape [%d] like /samples", path, m->n);
         m->has_labels = 1;
     }
     return 0;

@@ -3,7 +3,6 @@
 #include "chargan/classifier.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,8 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "chargan/ckpt.h"
 #include "chargan/rng.h"
 
 #ifndef M_PI
@@ -172,6 +171,24 @@ static void shift_image(const float *src, float *dst, int dy, int dx)
     }
 }
 
+/* Index of the largest of v[0..K) (the first one on ties). */
+static int argmax(const float *v, int K)
+{
+    int best = 0;
+    for (int k = 1; k < K; k++)
+        best = v[k] > v[best] ? k : best;
+    return best;
+}
+
+/* How many of the m rows of scores[m][K] have their argmax at labels[i]. */
+static long count_right(const float *scores, int m, int K, const int32_t *labels)
+{
+    long right = 0;
+    for (int i = 0; i < m; i++)
+        right += argmax(scores + (size_t)i * K, K) == labels[i];
+    return right;
+}
+
 double cg_classifier_accuracy(cg_classifier *c, const cg_dataset *ds, const int64_t *idx,
                               long n)
 {
@@ -184,13 +201,7 @@ double cg_classifier_accuracy(cg_classifier *c, const cg_dataset *ds, const int6
         const int m = n - s < B ? (int)(n - s) : B;
         cg_data_batch(ds, idx + s, m, 0.0f, 1.0f, x, lab);
         cg_classifier_forward(c, x, m, NULL, p);
-        for (int i = 0; i < m; i++) {
-            const float *r = p + (size_t)i * K;
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                best = r[k] > r[best] ? k : best;
-            right += best == lab[i];
-        }
+        right += count_right(p, m, K, lab);
     }
     cg_free(x);
     cg_free(p);
@@ -254,13 +265,7 @@ int cg_classifier_train(cg_classifier *c, const cg_dataset *ds, const int64_t *t
             const cg_fwd_opts fo = {1, o->seed, (uint64_t)step, 0, NULL};
             const float *logits = cg_net_forward(net, &c->tape, in, m, &fo);
             loss_sum += cg_softmax_xent(m, K, logits, lab, 1.0f / (float)m, dl, NULL) * m;
-            for (int i = 0; i < m; i++) {
-                const float *r = logits + (size_t)i * K;
-                int best = 0;
-                for (int k = 1; k < K; k++)
-                    best = r[k] > r[best] ? k : best;
-                right += best == lab[i];
-            }
+            right += count_right(logits, m, K, lab);
             seen += m;
             cg_net_backward(net, &c->tape, dl, 1, NULL);
             /* Cosine decay from lr to lr * lr_final over the run. */
@@ -352,77 +357,35 @@ static int h5_fail(cg_error *e, const char *fmt, ...)
     return cg_fail(e, "%s", head);
 }
 
-static hid_t make_fapl(void)
+/* Attribute with the same type in memory and in the file (as format_version 1 has it). */
+static int put_attr(hid_t obj, const char *name, hid_t type, const void *val, const char *path,
+                    cg_error *e)
 {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0)
-        return -1;
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    return fapl;
+    return cg_h5_attr_put(obj, name, type, type, val, path, e);
 }
 
-static int put_attr(hid_t obj, const char *name, hid_t type, const void *val)
+/* Dataset with a Fletcher-32 checksum, one chunk, in group gpath. */
+static int put_dset(hid_t loc, const char *gpath, const char *name, hid_t ftype, hid_t mtype,
+                    int ndim, const hsize_t *dims, const void *data, const char *path,
+                    cg_error *e)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 || H5Awrite(a, type, val) < 0 ? -1 : 0;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
+    return cg_h5_dset_put(loc, name, ftype, mtype, ndim, dims, dims, data, path, gpath, e);
 }
 
-static int put_attr_str(hid_t obj, const char *name, const char *s)
+static hid_t new_group(hid_t f, const char *name, const char *path, cg_error *e)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = put_attr(obj, name, t, &s);
-    H5Tclose(t);
-    return rc;
+    hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        h5_fail(e, "%s: cannot create group /%s", path, name);
+    return g;
 }
 
-/* Dataset with a Fletcher-32 checksum (one chunk) of ndim dims. */
-static int put_dset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
-                    const hsize_t *dims, const void *data)
-{
-    hid_t sp = H5Screate_simple(ndim, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    int rc = 0;
-    if (dcpl < 0 || H5Pset_chunk(dcpl, ndim, dims) < 0 || H5Pset_fletcher32(dcpl) < 0)
-        rc = -1;
-    hid_t d = rc ? -1 : H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        rc = -1;
-    if (d >= 0)
-        H5Dclose(d);
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    H5Sclose(sp);
-    return rc;
-}
-
-static int fsync_path(const char *path, int dir)
-{
-    int fd = open(path, O_RDONLY | (dir ? O_DIRECTORY : 0));
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    if (rc && dir && (errno == EINVAL || errno == ENOTSUP || errno == EROFS))
-        rc = 0;
-    close(fd);
-    return rc;
-}
-
-static int fill_file(hid_t f, const cg_classifier *c, int epochs, uint64_t seed)
+static int fill_file(hid_t f, const cg_classifier *c, int epochs, uint64_t seed,
+                     const char *path, cg_error *e)
 {
     const cg_net *net = &c->net;
     int rc = 0;
-    hid_t g = H5Gcreate2(f, "weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = new_group(f, "weights", path, e);
     if (g < 0)
         return -1;
     for (int t = 0; t < net->n_tensors && !rc; t++) {
@@ -430,14 +393,14 @@ static int fill_file(hid_t f, const cg_classifier *c, int epochs, uint64_t seed)
         hsize_t dims[4];
         for (int i = 0; i < T->ndim; i++)
             dims[i] = (hsize_t)T->dims[i];
-        rc = put_dset(g, T->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T->ndim, dims,
-                      net->param + T->offset);
+        rc = put_dset(g, "/weights", T->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, T->ndim, dims,
+                      net->param + T->offset, path, e);
     }
     H5Gclose(g);
     if (rc)
         return -1;
     if (c->has_stats) {
-        g = H5Gcreate2(f, "stats", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        g = new_group(f, "stats", path, e);
         if (g < 0)
             return -1;
         hsize_t d1[1] = {FEAT}, d2[2] = {FEAT, FEAT}, dk[1] = {(hsize_t)c->n_classes};
@@ -445,17 +408,16 @@ static int fill_file(hid_t f, const cg_classifier *c, int epochs, uint64_t seed)
         for (int k = 0; k < c->n_classes; k++)
             counts[k] = c->class_counts[k];
         int64_t nfit[2] = {c->heldout.n, c->train.n};
-        rc = put_dset(g, "heldout_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1,
-                      c->heldout.mean) ||
-             put_dset(g, "heldout_cov", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2,
-                      c->heldout.cov) ||
-             put_dset(g, "train_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1,
-                      c->train.mean) ||
-             put_dset(g, "train_cov", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, c->train.cov) ||
-             put_dset(g, "heldout_class_counts", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dk,
-                      counts) ||
-             put_attr(g, "heldout_fit_images", H5T_NATIVE_INT64, &nfit[0]) ||
-             put_attr(g, "train_fit_images", H5T_NATIVE_INT64, &nfit[1]);
+        const hid_t f64 = H5T_IEEE_F64LE, dbl = H5T_NATIVE_DOUBLE;
+        const char *gp = "/stats";
+        rc = put_dset(g, gp, "heldout_mean", f64, dbl, 1, d1, c->heldout.mean, path, e) ||
+             put_dset(g, gp, "heldout_cov", f64, dbl, 2, d2, c->heldout.cov, path, e) ||
+             put_dset(g, gp, "train_mean", f64, dbl, 1, d1, c->train.mean, path, e) ||
+             put_dset(g, gp, "train_cov", f64, dbl, 2, d2, c->train.cov, path, e) ||
+             put_dset(g, gp, "heldout_class_counts", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dk,
+                      counts, path, e) ||
+             put_attr(g, "heldout_fit_images", H5T_NATIVE_INT64, &nfit[0], path, e) ||
+             put_attr(g, "train_fit_images", H5T_NATIVE_INT64, &nfit[1], path, e);
         H5Gclose(g);
         if (rc)
             return -1;
@@ -473,68 +435,47 @@ static int fill_file(hid_t f, const cg_classifier *c, int epochs, uint64_t seed)
     snprintf(rule, sizeof rule,
              "image i is held out when splitmix64(i ^ 0x%016llX) %% 5 == 0 (about 20%%)",
              (unsigned long long)CG_HELDOUT_SALT);
-    rc = put_attr_str(f, "format", CG_CLF_FORMAT) ||
-         put_attr(f, "format_version", H5T_NATIVE_INT32, &version) ||
-         put_attr_str(f, "classes", classes) ||
-         put_attr(f, "n_classes", H5T_NATIVE_INT32, &nk) ||
-         put_attr(f, "feature_dim", H5T_NATIVE_INT32, &fd) ||
-         put_attr(f, "heldout_accuracy", H5T_NATIVE_DOUBLE, &c->heldout_accuracy) ||
-         put_attr(f, "train_accuracy", H5T_NATIVE_DOUBLE, &c->train_accuracy) ||
-         put_attr(f, "heldout_images", H5T_NATIVE_INT64, &nh) ||
-         put_attr(f, "train_images", H5T_NATIVE_INT64, &nt) ||
-         put_attr(f, "epochs", H5T_NATIVE_INT32, &ep) ||
-         put_attr(f, "seed", H5T_NATIVE_UINT64, &seed) ||
-         put_attr_str(f, "data", c->source) || put_attr_str(f, "split_rule", rule) ||
-         put_attr_str(f, "architecture",
-                      "conv 1->32 k3 s2 p1 relu; conv 32->64 k3 s2 p1 relu; flatten; "
-                      "dense 3136->128 relu (features); dropout 0.3; dense 128->K") ||
-         put_attr_str(f, "created", created);
+    rc = cg_h5_attr_put_str(f, "format", CG_CLF_FORMAT, path, e) ||
+         put_attr(f, "format_version", H5T_NATIVE_INT32, &version, path, e) ||
+         cg_h5_attr_put_str(f, "classes", classes, path, e) ||
+         put_attr(f, "n_classes", H5T_NATIVE_INT32, &nk, path, e) ||
+         put_attr(f, "feature_dim", H5T_NATIVE_INT32, &fd, path, e) ||
+         put_attr(f, "heldout_accuracy", H5T_NATIVE_DOUBLE, &c->heldout_accuracy, path, e) ||
+         put_attr(f, "train_accuracy", H5T_NATIVE_DOUBLE, &c->train_accuracy, path, e) ||
+         put_attr(f, "heldout_images", H5T_NATIVE_INT64, &nh, path, e) ||
+         put_attr(f, "train_images", H5T_NATIVE_INT64, &nt, path, e) ||
+         put_attr(f, "epochs", H5T_NATIVE_INT32, &ep, path, e) ||
+         put_attr(f, "seed", H5T_NATIVE_UINT64, &seed, path, e) ||
+         cg_h5_attr_put_str(f, "data", c->source, path, e) ||
+         cg_h5_attr_put_str(f, "split_rule", rule, path, e) ||
+         cg_h5_attr_put_str(f, "architecture",
+                            "conv 1->32 k3 s2 p1 relu; conv 32->64 k3 s2 p1 relu; flatten; "
+                            "dense 3136->128 relu (features); dropout 0.3; dense 128->K",
+                            path, e) ||
+         cg_h5_attr_put_str(f, "created", created, path, e);
     return rc ? -1 : 0;
 }
 
+/* Written like a checkpoint (cg_h5_begin / cg_h5_commit), but into an existing directory. */
 int cg_classifier_save(const char *path, const cg_classifier *c, int epochs, uint64_t seed,
                        cg_error *e)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    char dir[4096], tmp[4200];
-    const char *slash = strrchr(path, '/');
-    if (slash) {
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-        if (!dir[0])
-            snprintf(dir, sizeof dir, "/");
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, slash + 1);
-    } else {
-        snprintf(dir, sizeof dir, ".");
-        snprintf(tmp, sizeof tmp, ".%s.tmp", path);
-    }
+    char dir[4096];
+    cg_path_dir(path, dir, sizeof dir);
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode))
         return cg_fail(e, "cannot write classifier %s: directory %s does not exist", path, dir);
-    hid_t fapl = make_fapl();
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    const size_t stats = c->has_stats ? sizeof(double) * 2 * (FEAT + FEAT * FEAT) : 0;
+    hid_t f = cg_h5_begin(path, "classifier", sizeof(float) * c->net.n_params + stats, e);
     if (f < 0)
-        return h5_fail(e, "cannot write classifier %s: cannot create %s: %s", path, tmp,
-                       strerror(errno));
-    int rc = fill_file(f, c, epochs, seed);
-    if (!rc && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = -1;
-    if (H5Fclose(f) < 0)
-        rc = -1;
-    if (rc) {
-        unlink(tmp);
-        return h5_fail(e, "cannot write classifier %s: writing %s failed (disk full?)", path,
-                       tmp);
+        return -1;
+    cg_error sub = {{0}};
+    if (fill_file(f, c, epochs, seed, path, &sub)) {
+        cg_h5_discard(f);
+        return cg_fail(e, "cannot write classifier %s: %s", path, sub.msg);
     }
-    if (fsync_path(tmp, 0) || rename(tmp, path)) {
-        int err = errno;
-        unlink(tmp);
-        return cg_fail(e, "cannot write classifier %s: %s", path, strerror(err));
-    }
-    if (fsync_path(dir, 1))
-        return cg_fail(e, "classifier %s written, but syncing %s failed: %s", path, dir,
-                       strerror(errno));
-    return 0;
+    return cg_h5_commit(f, path, "classifier", e);
 }
 
 static int get_attr(hid_t obj, const char *name, hid_t mtype, void *out)
@@ -629,7 +570,7 @@ int cg_classifier_load(const char *path, cg_classifier *c, int max_batch, cg_err
         return cg_fail(e, "%s: %s", path, strerror(errno));
     if (H5Fis_hdf5(path) <= 0)
         return h5_fail(e, "%s: not an HDF5 file (or damaged)", path);
-    hid_t fapl = make_fapl();
+    hid_t fapl = cg_h5_fapl();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (f < 0)
@@ -774,9 +715,7 @@ static void score_batch(cg_evaluator *ev, int m, const int32_t *want, double *co
     cg_moments_add(&ev->mom, ev->feats, m);
     for (int i = 0; i < m; i++) {
         const float *p = ev->probs + (size_t)i * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            best = p[k] > p[best] ? k : best;
+        const int best = argmax(p, K);
         *conf += p[best];
         r->class_hist[best]++;
         if (want)

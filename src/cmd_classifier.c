@@ -61,106 +61,99 @@ static int load_parts(const clf_opts *o, cg_dataset *ds, int64_t **train, long *
     return 0;
 }
 
-static int do_train(const clf_opts *o)
-{
-    cg_error e = {{0}};
+/* What a sub-command holds; run() sets it up and releases it. */
+typedef struct {
+    cg_error e;
     cg_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    int64_t *train = NULL, *held = NULL;
-    long nt = 0, nh = 0;
+    int64_t *train, *held;
+    long nt, nh;
     cg_classifier c;
-    memset(&c, 0, sizeof c);
-    int rc = 1;
+} clf_run;
+
+/* The sub-commands return 0, or 1 with r->e set. */
+static int do_train(const clf_opts *o, clf_run *r)
+{
     const double t0 = cg_now();
     if (o->t.epochs < 1 || o->t.batch < 2 || !(o->t.lr > 0.0f) || o->t.shift < 0 ||
         o->t.shift > 8) {
-        cg_fail(&e, "classifier train: needs --epochs >= 1, --batch >= 2, --lr > 0, "
-                    "--shift 0..8");
-        goto out;
+        cg_fail(&r->e, "classifier train: needs --epochs >= 1, --batch >= 2, --lr > 0, "
+                       "--shift 0..8");
+        return 1;
     }
-    if (load_parts(o, &ds, &train, &nt, &held, &nh, &e))
-        goto out;
+    if (load_parts(o, &r->ds, &r->train, &r->nt, &r->held, &r->nh, &r->e))
+        return 1;
     char chars[CG_MAX_CLASSES];
-    for (int k = 0; k < ds.n_classes; k++)
-        chars[k] = ds.chars[k] ? ds.chars[k] : '?';
-    if (cg_classifier_init(&c, ds.n_classes, chars, o->t.batch < 256 ? 256 : o->t.batch,
-                           o->t.seed, &e))
-        goto out;
-    snprintf(c.source, sizeof c.source, "%s", ds.source);
-    printf("data: %s\n", ds.source);
-    printf("split: %ld classifier-train images, %ld held-out images (%d classes)\n", nt, nh,
-           ds.n_classes);
+    for (int k = 0; k < r->ds.n_classes; k++)
+        chars[k] = r->ds.chars[k] ? r->ds.chars[k] : '?';
+    if (cg_classifier_init(&r->c, r->ds.n_classes, chars, o->t.batch < 256 ? 256 : o->t.batch,
+                           o->t.seed, &r->e))
+        return 1;
+    snprintf(r->c.source, sizeof r->c.source, "%s", r->ds.source);
+    printf("data: %s\n", r->ds.source);
+    printf("split: %ld classifier-train images, %ld held-out images (%d classes)\n", r->nt,
+           r->nh, r->ds.n_classes);
     printf("classifier: %zu parameters; %d epochs, batch %d, lr %g -> %g (cosine), shift "
            "+-%d px, seed %llu, %d thread(s)\n",
-           c.net.n_params, o->t.epochs, o->t.batch, (double)o->t.lr,
+           r->c.net.n_params, o->t.epochs, o->t.batch, (double)o->t.lr,
            (double)(o->t.lr * o->t.lr_final), o->t.shift, (unsigned long long)o->t.seed,
            o->threads);
     fflush(stdout);
-    if (cg_classifier_train(&c, &ds, train, nt, held, nh, &o->t, stdout, &e))
-        goto out;
+    if (cg_classifier_train(&r->c, &r->ds, r->train, r->nt, r->held, r->nh, &o->t, stdout,
+                            &r->e))
+        return 1;
     const double t_stats = cg_now();
-    if (cg_classifier_compute_stats(&c, &ds, held, nh, train, nt, &e))
-        goto out;
-    const double fid_rr = cg_frechet_distance(&c.train, &c.heldout);
+    if (cg_classifier_compute_stats(&r->c, &r->ds, r->held, r->nh, r->train, r->nt, &r->e))
+        return 1;
+    const double fid_rr = cg_frechet_distance(&r->c.train, &r->c.heldout);
     printf("feature statistics: %.1f s; Frechet distance held-out vs classifier-train "
            "(all images) %.4f\n",
            cg_now() - t_stats, fid_rr);
-    if (cg_classifier_save(o->out, &c, o->t.epochs, o->t.seed, &e))
-        goto out;
+    if (cg_classifier_save(o->out, &r->c, o->t.epochs, o->t.seed, &r->e))
+        return 1;
     struct stat st;
     const long bytes = stat(o->out, &st) ? -1 : (long)st.st_size;
     printf("held-out accuracy: %.4f (%ld held-out images never trained on)\n",
-           c.heldout_accuracy, nh);
+           r->c.heldout_accuracy, r->nh);
     printf("wrote %s (%ld bytes) in %.1f s total\n", o->out, bytes, cg_now() - t0);
-    rc = 0;
-out:
-    if (rc)
-        fprintf(stderr, "chargan: error: %s\n", e.msg);
-    fflush(stdout);
-    cg_classifier_free(&c);
-    free(train);
-    free(held);
-    cg_data_free(&ds);
-    return rc;
+    return 0;
 }
 
-static int do_test(const clf_opts *o)
+static int do_test(const clf_opts *o, clf_run *r)
 {
-    cg_error e = {{0}};
-    cg_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    int64_t *train = NULL, *held = NULL;
-    long nt = 0, nh = 0;
-    cg_classifier c;
-    memset(&c, 0, sizeof c);
-    int rc = 1;
     if (!o->classifier) {
-        cg_fail(&e, "classifier test: --classifier FILE is required");
-        goto out;
+        cg_fail(&r->e, "classifier test: --classifier FILE is required");
+        return 1;
     }
-    if (cg_classifier_load(o->classifier, &c, 256, &e) ||
-        load_parts(o, &ds, &train, &nt, &held, &nh, &e))
-        goto out;
-    if (ds.n_classes != c.n_classes) {
-        cg_fail(&e, "%s has %d classes, but %s has %d", ds.source, ds.n_classes,
-                o->classifier, c.n_classes);
-        goto out;
+    if (cg_classifier_load(o->classifier, &r->c, 256, &r->e) ||
+        load_parts(o, &r->ds, &r->train, &r->nt, &r->held, &r->nh, &r->e))
+        return 1;
+    if (r->ds.n_classes != r->c.n_classes) {
+        cg_fail(&r->e, "%s has %d classes, but %s has %d", r->ds.source, r->ds.n_classes,
+                o->classifier, r->c.n_classes);
+        return 1;
     }
     const double t0 = cg_now();
-    const double acc = cg_classifier_accuracy(&c, &ds, held, nh);
-    printf("data: %s\n", ds.source);
+    const double acc = cg_classifier_accuracy(&r->c, &r->ds, r->held, r->nh);
+    printf("data: %s\n", r->ds.source);
     printf("classifier: %s (held-out accuracy recorded in the file: %.4f)\n", o->classifier,
-           c.heldout_accuracy);
-    printf("held-out accuracy: %.4f (%ld images, %.1f s)\n", acc, nh, cg_now() - t0);
-    rc = 0;
-out:
+           r->c.heldout_accuracy);
+    printf("held-out accuracy: %.4f (%ld images, %.1f s)\n", acc, r->nh, cg_now() - t0);
+    return 0;
+}
+
+/* Runs one sub-command: the error line on failure, then everything released. */
+static int run(const clf_opts *o, int (*sub)(const clf_opts *, clf_run *))
+{
+    clf_run r;
+    memset(&r, 0, sizeof r);
+    const int rc = sub(o, &r);
     if (rc)
-        fprintf(stderr, "chargan: error: %s\n", e.msg);
+        fprintf(stderr, "chargan: error: %s\n", r.e.msg);
     fflush(stdout);
-    cg_classifier_free(&c);
-    free(train);
-    free(held);
-    cg_data_free(&ds);
+    cg_classifier_free(&r.c);
+    free(r.train);
+    free(r.held);
+    cg_data_free(&r.ds);
     return rc;
 }
 
@@ -229,5 +222,5 @@ int cg_cmd_classifier(cg_ctx *c, int argc, char **argv)
     if (o.threads > 0 && o.threads != c->threads)
         cg_ctx_set_threads(c, o.threads);
     o.threads = c->threads;
-    return !strcmp(sub, "train") ? do_train(&o) : do_test(&o);
+    return run(&o, !strcmp(sub, "train") ? do_train : do_test);
 }

@@ -87,16 +87,6 @@ static int read_floats(hid_t f, const char *gpath, const char *name, float **x, 
     return rc;
 }
 
-static void shape_str(char *buf, size_t n, int ndim, const hsize_t *dims)
-{
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%llu", i ? ", " : "",
-                              (unsigned long long)dims[i]);
-    if (k < n)
-        snprintf(buf + k, n - k, "]");
-}
-
 /* The tensors of one network as the file holds them, in creation (= model) order. */
 static void print_net(hid_t f, const char *who)
 {
@@ -133,7 +123,7 @@ static void print_net(hid_t f, const char *who)
             printf("  %-16s (not a numeric dataset%s%s)\n", name, type[0] ? ": " : "", type);
             continue;
         }
-        shape_str(shape, sizeof shape, nd, dims);
+        cg_shape_str(shape, sizeof shape, nd, dims);
         stats s;
         size_t n = 1;
         for (int k = 0; k < nd; k++)

@@ -30,7 +30,7 @@
  *
  * Crash safety: a file is built in memory (HDF5 core driver), its image written to
  * DIR/.NAME.tmp in the same directory with write(2), fsync'ed, closed, renamed onto DIR/NAME,
- * and DIR is fsync'ed (so every I/O error is seen with its errno; see safe_write in ckpt.c).
+ * and DIR is fsync'ed (so every I/O error is seen with its errno; see cg_h5_begin in ckpt.c).
  * The writing rank holds about twice the file size in memory while writing. A kill at any moment leaves at worst a
  * stale *.tmp (ignored by readers, removed by cg_ckpt_prune and overwritten by the next write
  * of the same step); a file under a final name is always complete.
@@ -46,6 +46,7 @@
  * one-line message naming the file; HDF5's own error-stack printing is turned off. */
 #ifndef CHARGAN_CKPT_H
 #define CHARGAN_CKPT_H
+#include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -138,5 +139,49 @@ int cg_samples_read_meta(const char *path, cg_samples_meta *m, cg_error *e);
  * not HDF5, damaged, or an HDF5 file that is neither). */
 enum { CG_FILE_CHECKPOINT = 1, CG_FILE_SAMPLES = 2 };
 int cg_h5_file_kind(const char *path, cg_error *e);
+
+/* ---- crash-safe HDF5 writing, shared with other chargan files (the classifier's) -------- */
+
+/* The file access property list of every chargan HDF5 file: format bounds earliest..1.8, strong
+ * close, no file locking (see above). The low bound must stay "earliest" for files written
+ * through cg_h5_begin/cg_h5_commit: with a 1.8 low bound (superblock version 2) 1.10.8's
+ * H5Fget_file_image returns an image whose superblock checksum is wrong. Close with H5Pclose. */
+hid_t cg_h5_fapl(void);
+
+/* PATH's directory: "." when PATH has no '/', "/" for "/NAME", else everything before the last
+ * '/'. Returns -1 when it does not fit (dir then holds a truncated copy), else 0. */
+int cg_path_dir(const char *path, char *dir, size_t len);
+
+/* Crash-safe writing of PATH, as described above for checkpoints:
+ *     hid_t f = cg_h5_begin(path, "classifier", expected_size, e);
+ *     ...create groups, datasets and attributes in f...
+ *     on failure: cg_h5_discard(f); else: cg_h5_commit(f, path, "classifier", e);
+ * cg_h5_begin creates the file in memory (HDF5 core driver, no backing store; size_hint: the
+ * expected file size) and touches no disk. cg_h5_commit flushes the file, takes its image,
+ * closes it (always), writes the image to DIR/.NAME.tmp (DIR: cg_path_dir(PATH), which must
+ * exist) with write(2), fsyncs and closes it, renames it onto PATH and fsyncs DIR. On failure
+ * the temporary is removed, an existing PATH is untouched, and e reads "cannot write WHAT
+ * PATH: reason" ("WHAT PATH written, but syncing directory DIR failed: ..." when only the last
+ * fsync failed). Both return -1 on failure; cg_h5_begin also turns off HDF5's error printing. */
+hid_t cg_h5_begin(const char *path, const char *what, size_t size_hint, cg_error *e);
+int cg_h5_commit(hid_t file, const char *path, const char *what, cg_error *e);
+void cg_h5_discard(hid_t file); /* closes a cg_h5_begin file without writing anything */
+
+/* Writers for files being built; on failure they return -1 with e = "FNAME: cannot write
+ * ..." and HDF5's innermost reason. Scalar attribute NAME of type ftype in the file from a
+ * value of memory type mtype: */
+int cg_h5_attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val,
+                   const char *fname, cg_error *e);
+/* ...a variable-length UTF-8 string attribute: */
+int cg_h5_attr_put_str(hid_t obj, const char *name, const char *s, const char *fname,
+                       cg_error *e);
+/* ...a dataset NAME in loc (gpath: loc's path, for the message) chunked by `chunk`, with the
+ * Fletcher-32 checksum filter and no fill values, holding all of data: */
+int cg_h5_dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
+                   const hsize_t *dims, const hsize_t *chunk, const void *data,
+                   const char *fname, const char *gpath, cg_error *e);
+
+/* "[d0, d1, ...]" into buf (truncated to n). */
+void cg_shape_str(char *buf, size_t n, int ndim, const hsize_t *dims);
 
 #endif
