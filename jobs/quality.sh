@@ -68,6 +68,8 @@ set title 'chargan: Frechet distance (classifier features) vs wall time, EMNIST 
 set xlabel 'wall time (minutes, evaluation included)'
 set ylabel 'FID (log scale; lower is better)'
 set logscale y
+set yrange [0.3:1000]
+set key top right
 set grid
 ${floor:+set arrow from graph 0, first $floor to graph 1, first $floor nohead dt 2 lc rgb 'gray'
 set label 'real vs real floor ($floor)' at graph 0.02, first $floor offset 0,0.7 tc rgb 'gray'}
