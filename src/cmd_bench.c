@@ -51,6 +51,8 @@ static void print_layers(const cg_net *net, int steps, int first)
 
 int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
 {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--allreduce")) return cg_bench_allreduce(c, argc, argv);
     cg_gan_config cfg;
     cg_gan_default_config(&cfg);
     int steps = 10, threads = 0, sgemm = 0;

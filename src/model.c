@@ -550,6 +550,8 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
             break;
         }
         net->bwd_seconds[i] += cg_now() - t0;
+        if (net->progress.fn)
+            net->progress.fn(net->progress.user);
         if (i > 0 && gx) {
             cur ^= 1;
             g = gx;

@@ -135,6 +135,16 @@ typedef struct {
     double wait_s;
 } reducer;
 
+/* Called between layers of G's backward pass: lets MPI progress D's reduction while G
+ * computes (Open MPI's shared-memory and TCP transports advance only inside MPI calls). */
+static void poke_d_reduction(void *user)
+{
+    reducer *r = user;
+    int done = 0;
+    if (r->req_d != MPI_REQUEST_NULL)
+        MPI_Test(&r->req_d, &done, MPI_STATUS_IGNORE);
+}
+
 static void start_d_reduction(void *user, cg_gan *gan)
 {
     reducer *r = user;
@@ -177,7 +187,7 @@ static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const 
              (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
              ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every);
     /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
-    for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 10); p++)
+    for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 9); p++)
         if (*p == '"' || *p == '\\')
             *p = '\'';
 }
@@ -315,6 +325,9 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     cg_error e = {{0}};
     int st = 0;
     cg_ctx_set_threads(c, o->threads);
+    /* From the start: a signal during data loading or resume must not kill a rank outright
+     * (the loop acts on it after the first step; there is nothing to save before). */
+    install_signal_handlers();
 
     /* Output directory: rank 0 creates it; everybody learns the outcome. */
     if (c->rank == 0)
@@ -383,7 +396,6 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         cg_data_free(&ds);
         return 0;
     }
-    install_signal_handlers();
 
     int metrics_fd = -1;
     if (c->rank == 0) {
@@ -440,6 +452,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     double *step_ms = cg_alloc(sizeof(double) * (size_t)(total - first_step));
     reducer red = {c, MPI_REQUEST_NULL, 0.0};
     cg_gan_hooks hooks = {start_d_reduction, &red};
+    gan.g.progress = (cg_progress){poke_d_reduction, &red};
     int rc = 0, stopped_by = 0;
     long step = 0, epoch = first_step / sampler.batches_per_epoch, done = first_step;
     double t_start = cg_now(), wait_total = 0.0, eval_seconds = 0.0;

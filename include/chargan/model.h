@@ -46,6 +46,12 @@ typedef struct {
     int trainable;       /* 0: state kept with the parameters (BN running averages) */
 } cg_tensor;
 
+/* A callback between layers, e.g. to let a non-blocking MPI reduction progress. */
+typedef struct {
+    void (*fn)(void *user);
+    void *user;
+} cg_progress;
+
 typedef struct {
     cg_layer_spec spec;
     char name[24];
@@ -73,6 +79,7 @@ typedef struct {
     float *dbuf[2];        /* ping-pong buffers for activation gradients */
     double *fwd_seconds, *bwd_seconds; /* per layer, accumulated (for bench) */
     cg_sync sync;          /* sums batch-norm statistics over ranks; {NULL} alone */
+    cg_progress progress;  /* called after each layer of a backward pass; {NULL}: none */
     double *bn_scratch;    /* 2 * widest bn layer + 1 */
 } cg_net;
 

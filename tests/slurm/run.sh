@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# A real single-node Slurm cluster runs jobs/train.sbatch:
+#   1. srun launcher and mpirun launcher (at the same time): sbatch --wait succeeds, the job log
+#      is %x-%j.out, checkpoints and samples exist, the run used 2 ranks.
+#   2. srun: SIGTERM to the job step (what Slurm sends tasks at a time limit or preemption)
+#      leaves a checkpoint; a resubmitted job resumes from it (step N > 0); SIGUSR1 to the batch
+#      shell (the --signal=B:USR1 warning) is forwarded through srun and stops it again; a
+#      third job finishes the run.
+#   3. mpirun: a real time limit (--time=1 --signal=B:USR1@50): the warning reaches the batch
+#      shell, is forwarded through mpirun, chargan checkpoints, the script requeues the job, the
+#      requeued job (same id, restart 1) resumes from the checkpoint.
+#   4. chargan refuses to run as singletons under a 2-task step (srun --mpi=none).
+# Everything runs under timeouts; the daemons started here are stopped by pid at the end.
+#
+# usage: tests/slurm/run.sh CHARGAN_BINARY [SOURCE_DIR]
+#   EMNIST_DIR: the EMNIST directory (default SOURCE_DIR/../shared/data/emnist)
+#   CHARGAN_SLURM_KEEP=1: keep the scratch directory (logs) after the test
+# Needs root (it installs packages and starts daemons); prints SKIP and exits 0 otherwise.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$(readlink -f "${1:?usage: run.sh CHARGAN_BINARY [SOURCE_DIR]}")
+SRC=$(cd "${2:-$HERE/../..}" && pwd)
+SBATCH_SCRIPT=$SRC/jobs/train.sbatch
+T_START=$SECONDS
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+ok() { echo "ok: $*  [$((SECONDS - T_START)) s]"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "SKIP: the Slurm test needs root (installs slurm-wlm/munge, starts munged/slurmctld/slurmd)"
+    exit 0
+fi
+[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
+[ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
+DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
+[ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
+DATA=$(cd "$DATA" && pwd)
+
+. "$HERE/cluster.sh"
+slurm_install || fail "cannot install Slurm"
+
+B=$(mktemp -d /tmp/chargan-slurm.XXXXXX) || fail mktemp
+chmod 755 "$B"
+WATCHDOG=
+cleanup() {
+    local rc=$?
+    trap - EXIT TERM INT
+    if [ -n "$WATCHDOG" ]; then # the watchdog subshell and its sleep
+        for p in $(pgrep -P "$WATCHDOG") "$WATCHDOG"; do kill "$p" 2>/dev/null; done
+    fi
+    slurm_stop
+    if [ "$rc" != 0 ]; then
+        echo "---- logs (test failed) ----" >&2
+        for f in "$B"/jobs/*.out "$B"/log/slurmctld.log; do
+            [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }
+        done
+    fi
+    if [ "${CHARGAN_SLURM_KEEP:-0}" = 1 ]; then
+        echo "kept $B"
+    else
+        rm -rf "$B"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "FAIL: interrupted or timed out" >&2; exit 1' TERM INT
+# The whole test must not hang: a watchdog ends it (and the trap stops the daemons).
+(sleep "${CHARGAN_SLURM_TIMEOUT:-420}" && kill -TERM $$) >/dev/null 2>&1 &
+WATCHDOG=$!
+
+slurm_start "$B" || fail "cannot start the Slurm cluster"
+
+mkdir -p "$B/jobs"
+cd "$B/jobs" || fail "cd"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# The job's settings (jobs/train.sbatch reads them; sbatch passes the environment on).
+export CHARGAN_BIN=$BIN CHARGAN_DATA=$DATA CHARGAN_SPLIT=balanced-train-part
+export CHARGAN_MODEL=small CHARGAN_BATCH=64 CHARGAN_LOG_EVERY=5
+export CHARGAN_CKPT_EVERY=0 CHARGAN_SAMPLE_EVERY=0 CHARGAN_RESUBMIT=none
+SB=(-N 1 -n 2 -c 1 --time=5)
+
+# ---- helpers ---------------------------------------------------------------------------------
+job_field() { # ID FIELD: a field of scontrol show job
+    timeout 10 scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
+}
+
+# wait_job ID SECONDS [release]: until the job ends; returns 0 for COMPLETED with exit code 0.
+# With "release", a requeued job held by Slurm's requeue delay (Reason=BeginTime, about 2 min)
+# is released at once (scontrol update StartTime=now) to keep the test short.
+wait_job() {
+    local id=$1 limit=$2 release=${3:-} t0=$SECONDS st
+    while :; do
+        st=$(job_field "$id" JobState)
+        case $st in
+        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE)
+            break ;;
+        PENDING)
+            if [ "$release" = release ] && [ "$(job_field "$id" Reason)" = BeginTime ]; then
+                timeout 10 scontrol update JobId="$id" StartTime=now >/dev/null 2>&1
+            fi ;;
+        esac
+        if [ $((SECONDS - t0)) -gt "$limit" ]; then
+            echo "job $id still $st after $limit s" >&2
+            timeout 10 scancel "$id"
+            return 1
+        fi
+        sleep 0.5
+    done
+    local ec
+    ec=$(job_field "$id" ExitCode)
+    [ "$st" = COMPLETED ] && [ "$ec" = 0:0 ] && return 0
+    echo "job $id: state $st, exit code $ec" >&2
+    return 1
+}
+
+# wait_log FILE ERE SECONDS: until a line of FILE matches.
+wait_log() {
+    local t0=$SECONDS
+    until grep -qE "$2" "$1" 2>/dev/null; do
+        [ $((SECONDS - t0)) -gt "$3" ] && { echo "no /$2/ in $1 after $3 s" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
+# stopped_step LOG: N of the last "stopped by SIG... after step N" line.
+stopped_step() {
+    grep -oE 'stopped by [A-Z0-9]+ after step [0-9]+' "$1" | tail -1 | grep -oE '[0-9]+$'
+}
+
+ckpt() { printf '%s/checkpoints/step-%08d.h5' "$1" "$2"; }
+
+# ---- 3 (submitted first: it waits for Slurm's time-limit warning while 1 and 2 run) ----------
+OUT3=$B/run-timelimit
+id3=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUT3 CHARGAN_STEPS=100000 CHARGAN_LOG_EVERY=10 \
+    CHARGAN_RESUBMIT=requeue CHARGAN_MAX_RESTARTS=1 \
+    sbatch --parsable "${SB[@]}" --time=1 --signal=B:USR1@50 --job-name=timelimit \
+    "$SBATCH_SCRIPT") || fail "sbatch (time limit job)"
+
+# ---- 1: both launchers, sbatch --wait ----------------------------------------------------------
+ok_pids=()
+for L in srun mpirun; do
+    (
+        CHARGAN_LAUNCHER=$L CHARGAN_OUT=$B/run-$L CHARGAN_STEPS=30 CHARGAN_CKPT_EVERY=15 \
+            CHARGAN_SAMPLE_EVERY=15 timeout 200 sbatch --wait --parsable "${SB[@]}" \
+            --job-name="ok-$L" "$SBATCH_SCRIPT" >"$B/ok-$L.id"
+        echo $? >"$B/ok-$L.rc"
+    ) &
+    ok_pids+=($!)
+done
+wait "${ok_pids[@]}"
+for L in srun mpirun; do
+    id=$(head -1 "$B/ok-$L.id")
+    rc=$(cat "$B/ok-$L.rc")
+    log=$B/jobs/ok-$L-$id.out
+    [ "$rc" = 0 ] || fail "$L: sbatch --wait returned $rc (job $id)"
+    [ -f "$log" ] || fail "$L: job log $log (%x-%j.out) missing"
+    grep -q "launcher $L" "$log" || fail "$L: log does not name the launcher"
+    grep -q '2 ranks on 1 node, 1 BLAS thread each' "$log" || fail "$L: not 2 ranks x 1 thread"
+    grep -q '"summary": true.*"steps": 30' "$log" || fail "$L: no summary of 30 steps"
+    for s in 15 30; do
+        [ -f "$(ckpt "$B/run-$L" $s)" ] || fail "$L: checkpoint of step $s missing"
+        for ext in h5 png; do
+            f=$(printf '%s/samples/step-%08d.%s' "$B/run-$L" $s $ext)
+            [ -s "$f" ] || fail "$L: sample $f missing"
+        done
+    done
+    "$BIN" info "$(ckpt "$B/run-$L" 30)" | grep -qE '^step: +30$' ||
+        fail "$L: chargan info does not read step 30 from the final checkpoint"
+    ok "$L launcher: job $id completed (sbatch --wait 0), log $(basename "$log"), checkpoints and samples of steps 15 and 30"
+done
+
+# ---- 2: srun, SIGTERM to the step, resume, SIGUSR1 to the batch shell, finish ----------------
+OUT2=$B/run-signal
+export CHARGAN_LAUNCHER=srun CHARGAN_OUT=$OUT2 CHARGAN_STEPS=100
+id=$(sbatch --parsable "${SB[@]}" --job-name=sig "$SBATCH_SCRIPT") || fail sbatch
+wait_log "sig-$id.out" '^step 10/' 90 || fail "srun job $id: training did not start"
+timeout 10 scancel --signal=TERM "$id" # to the job step: the tasks themselves
+wait_job "$id" 90 || fail "srun job $id did not end cleanly after SIGTERM"
+n1=$(stopped_step "sig-$id.out")
+[ -n "$n1" ] && [ "$n1" -ge 10 ] && [ "$n1" -lt 100 ] || fail "srun job $id: no 'stopped by' line"
+grep -q "stopped by SIGTERM after step $n1" "sig-$id.out" || fail "srun job $id: not stopped by SIGTERM"
+[ -f "$(ckpt "$OUT2" "$n1")" ] || fail "no checkpoint of step $n1 after SIGTERM"
+ok "srun: SIGTERM to the tasks of job $id: checkpoint at step $n1, exit 0"
+
+# the second job chains a follow-up job itself (CHARGAN_RESUBMIT=chain) when it is stopped
+id=$(CHARGAN_RESUBMIT=chain sbatch --parsable "${SB[@]}" --job-name=sig "$SBATCH_SCRIPT") || fail sbatch
+wait_log "sig-$id.out" "^resume: .*\\(step $n1, " 90 || fail "job $id did not resume from step $n1"
+wait_log "sig-$id.out" "^step $(((n1 / 5 + 1) * 5))/" 90 || fail "job $id: no progress after resume"
+timeout 10 scancel --batch --signal=USR1 "$id" # as --signal=B:USR1@... does before the limit
+wait_job "$id" 90 || fail "srun job $id did not end cleanly after SIGUSR1"
+grep -q 'received SIGUSR1' "sig-$id.out" || fail "job $id: the batch shell saw no SIGUSR1"
+n2=$(stopped_step "sig-$id.out")
+[ -n "$n2" ] && [ "$n2" -gt "$n1" ] && [ "$n2" -lt 100 ] ||
+    fail "job $id: SIGUSR1 through srun did not stop chargan (stopped at '${n2:-}')"
+[ -f "$(ckpt "$OUT2" "$n2")" ] || fail "no checkpoint of step $n2 after SIGUSR1"
+next=$(sed -n 's/.*follow-up job \([0-9]*\) continues.*/\1/p' "sig-$id.out")
+[ -n "$next" ] || fail "job $id did not submit a follow-up job (CHARGAN_RESUBMIT=chain)"
+ok "srun: job $id resumed from step $n1; SIGUSR1 to the batch shell reached the tasks: checkpoint at step $n2; follow-up job $next submitted"
+
+wait_job "$next" 120 || fail "follow-up job $next (finishing the run) failed"
+grep -q "^resume: .*(step $n2, " "sig-$next.out" || fail "job $next did not resume from step $n2"
+grep -q '"summary": true' "sig-$next.out" || fail "job $next: no summary"
+[ -f "$(ckpt "$OUT2" 100)" ] || fail "no final checkpoint of step 100"
+ok "srun: follow-up job $next resumed from step $n2 and finished the run (step 100)"
+
+# ---- 2b: a warning signal that comes before chargan is ready is held back, not fatal ----------
+OUT2b=$B/run-early
+id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUT2b sbatch --parsable "${SB[@]}" --job-name=early \
+    "$SBATCH_SCRIPT") || fail sbatch
+wait_log "early-$id.out" '\] mpirun -np' 60 || fail "job $id did not start"
+timeout 10 scancel --batch --signal=USR1 "$id" # while chargan loads the data
+wait_job "$id" 90 || fail "mpirun job $id did not survive an early SIGUSR1"
+n=$(stopped_step "early-$id.out")
+[ -n "$n" ] && [ -f "$(ckpt "$OUT2b" "$n")" ] || fail "job $id: no checkpoint after the early SIGUSR1"
+ok "mpirun: SIGUSR1 during start-up held back until chargan was ready: checkpoint at step $n, exit 0"
+unset CHARGAN_LAUNCHER CHARGAN_OUT CHARGAN_STEPS
+
+# ---- 3: the time-limit job: warning -> checkpoint -> requeue -> resume ------------------------
+log3=$B/jobs/timelimit-$id3.out
+# Slurm holds a requeued job for about 2 minutes (Reason=BeginTime); release it at once.
+t0=$SECONDS
+until grep -q 'restart 1)' "$log3" 2>/dev/null; do
+    if [ "$(job_field "$id3" JobState)" = PENDING ] && [ "$(job_field "$id3" Reason)" = BeginTime ]
+    then
+        timeout 10 scontrol update JobId="$id3" StartTime=now >/dev/null 2>&1
+    fi
+    [ $((SECONDS - t0)) -gt 150 ] && fail "time-limit job $id3 was not requeued and restarted" \
+        "(state $(job_field "$id3" JobState), reason $(job_field "$id3" Reason))"
+    sleep 0.5
+done
+grep -q 'received SIGUSR1' "$log3" || fail "job $id3: the time-limit warning did not reach the shell"
+n3=$(stopped_step "$log3")
+[ -n "$n3" ] && [ "$n3" -gt 0 ] || fail "job $id3: chargan did not stop after the warning"
+[ -f "$(ckpt "$OUT3" "$n3")" ] || fail "job $id3: no checkpoint of step $n3"
+grep -q 'requeueing job' "$log3" || fail "job $id3: the script did not requeue"
+wait_log "$log3" "^resume: .*\\(step $n3, " 60 || fail "requeued job $id3 did not resume from step $n3"
+wait_log "$log3" "^step $(((n3 / 10 + 1) * 10))/" 60 || fail "requeued job $id3: no progress"
+timeout 10 scancel --batch --signal=USR1 "$id3" # end it before its second time limit
+wait_job "$id3" 90 release || fail "requeued job $id3 did not end cleanly"
+n4=$(stopped_step "$log3")
+[ "$n4" -gt "$n3" ] || fail "job $id3: restart did not get past step $n3"
+grep -q 'not requeueing: 1 restarts' "$log3" || fail "job $id3: CHARGAN_MAX_RESTARTS not honoured"
+ok "mpirun: time limit of job $id3: warning SIGUSR1 -> checkpoint at step $n3 -> requeued (restart 1) -> resumed from step $n3, stopped at $n4"
+
+# ---- 4: singletons under a 2-task step are refused ---------------------------------------------
+args=(train --data "$DATA" --split balanced-train-part --model small --steps 3 --log-every 0)
+timeout 60 srun -N 1 -n 2 --mpi=none "$BIN" "${args[@]}" --out "$B/single1" >"$B/single1.log" 2>&1
+rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "srun -n 2 --mpi=none: exit status $rc, expected a failure"
+[ ! -d "$B/single1/checkpoints" ] || fail "srun -n 2 --mpi=none trained anyway"
+grep -qE 'chargan: error|OMPI was not built with SLURM' "$B/single1.log" ||
+    fail "srun -n 2 --mpi=none: no clear message"
+ok "srun -n 2 --mpi=none refused: $(grep -m1 -oE 'chargan: error.*|OMPI was not built with SLURM.*' "$B/single1.log")"
+# Without the step id Open MPI does not see it was launched by srun, and each task comes up as
+# a singleton ("rank 0 of 1"): the silent mis-launch that chargan itself must catch.
+timeout 60 srun -N 1 -n 2 --mpi=none env -u SLURM_STEP_ID "$BIN" "${args[@]}" \
+    --out "$B/single2" >"$B/single2.log" 2>&1
+rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "singleton tasks: exit status $rc, expected a failure"
+[ ! -d "$B/single2/checkpoints" ] || fail "singleton tasks trained anyway"
+n=$(grep -c 'chargan: error: train: this is a single MPI rank but SLURM_NTASKS=2' "$B/single2.log")
+[ "$n" = 2 ] || { cat "$B/single2.log" >&2; fail "singleton tasks: $n refusals, expected 2"; }
+ok "singleton tasks under a 2-task step refused by chargan (both tasks)"
+
+echo "PASS: Slurm tests in $((SECONDS - T_START)) s"
