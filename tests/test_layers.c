@@ -60,30 +60,10 @@ static void note(double *worst, tu_fd_report r)
         *worst = r.worst;
 }
 
-/* max_i |a_i - ref_i| / (1 + max_j |ref_j|). */
+/* tu_err_vs_ref, noted in worst_exact. */
 static double err_vs_ref(const float *a, const double *ref, size_t n)
 {
-    double scale = 0.0, worst = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(ref[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (isnan(d))
-            return INFINITY;
-        worst = fmax(worst, d);
-    }
-    worst /= 1.0 + scale;
-    if (worst > worst_exact)
-        worst_exact = worst;
-    return worst;
-}
-
-static int all_finite(const float *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(a[i]))
-            return 0;
-    return 1;
+    return tu_err_vs_ref(a, ref, n, &worst_exact);
 }
 
 /* ======================================================================================== */
@@ -252,7 +232,7 @@ static void test_conv_case(const conv_case *cc, int case_no)
             dx[i] = NAN;
         conv_backward(&c, c.r, dw, db, dx);
         CHECKF(memcmp(c.r, r_copy, sizeof(float) * c.ny) == 0, "%s: backward modified dy", tag);
-        CHECKF(all_finite(dx, c.nx), "%s %s: dx not overwritten (NaN left)", tag, cap_name[v]);
+        CHECKF(tu_all_finite(dx, c.nx), "%s %s: dx not overwritten (NaN left)", tag, cap_name[v]);
         e = err_vs_ref(dx, dx_ref, c.nx);
         CHECKF(e <= EXACT_TOL, "%s %s: dx vs naive error %.3g", tag, cap_name[v], e);
         e = err_vs_ref(dw, dw_ref, c.nw);
@@ -462,7 +442,7 @@ static void test_dense_case(int B, int in, int out, uint64_t st)
     float *r_copy = tu_fdup(c.r, ny);
     cg_dense_backward(B, in, out, c.x, c.w, c.r, dw, db, dx);
     CHECKF(memcmp(c.r, r_copy, sizeof(float) * ny) == 0, "%s: backward modified dy", tag);
-    CHECKF(all_finite(dx, nx), "%s: dx not overwritten", tag);
+    CHECKF(tu_all_finite(dx, nx), "%s: dx not overwritten", tag);
     CHECKF(err_vs_ref(dx, dx_ref, nx) <= EXACT_TOL, "%s: dx vs naive", tag);
     CHECKF(err_vs_ref(dw, dw_ref, nw) <= EXACT_TOL, "%s: dw vs naive", tag);
     CHECKF(err_vs_ref(db, db_ref, out) <= EXACT_TOL, "%s: db vs naive", tag);

@@ -61,25 +61,10 @@ double cg_gan_step_flops(const cg_gan *gan, int B);
 #define B 2
 #define STEP 5
 #define PIX 784
-#define ENTRIES_RANDOM 28  /* per tensor, uniformly random */
-#define ENTRIES_NONZERO 12 /* per tensor, random among the non-zero analytic entries */
 
-/* FD settings. The step is chosen per tensor from the measured rounding noise sigma of a loss
- * evaluation: h = NOISE_RATIO * sigma / RMS(checked analytic entries), clamped to [H_MIN, H_MAX],
- * so that the noise of the difference quotient (~ sigma / h) is 1/NOISE_RATIO of the tensor's
- * typical gradient, and no larger step than that is taken (kinks grow with h). */
-#define NOISE_RATIO 200.0
-#define H_MIN 1e-5
-#define H_MAX 3e-3
-typedef struct {
-    double tol;       /* per entry, normalized by max(|a|, floor_frac * tensor RMS, 1e-7) */
-    double floor_frac;
-    double cos_min;   /* per tensor: cosine(analytic, numeric) over the checked entries */
-    double scale_tol; /* per tensor: |least-squares scale numeric/analytic - 1| */
-} fd_setting;
-
-static const fd_setting FD_D = {0.10, 0.3, 0.999, 0.02};
-static const fd_setting FD_G = {0.25, 0.3, 0.998, 0.02};
+/* FD settings: the per-tensor step from the loss noise (TU_FD_NOISE_RATIO, TU_FD_H_MIN,
+ * TU_FD_H_MAX), the criteria (TU_FD_GAN_D, TU_FD_GAN_G) and the entries per tensor
+ * (TU_FD_ENTRIES_*) are testutil.h's, shared with test_norm_cond_grad.c. */
 static double loss_sigma = 1e-9; /* measured in main */
 
 typedef struct {
@@ -156,49 +141,6 @@ static void check_losses(cg_gan *gan, const float *real, const cg_gan_stats *st)
 
 /* ---- FD over a network ------------------------------------------------------------------ */
 
-/* Fisher-Yates prefix: k distinct random picks out of cand[0..m). */
-static void pick(size_t *cand, size_t m, size_t k, uint64_t stream, size_t *out)
-{
-    for (size_t i = 0; i < k && i < m; i++) {
-        size_t j = i + (size_t)(cg_rng_u64(TU_SEED, stream, i) % (m - i));
-        size_t t = cand[i];
-        cand[i] = cand[j], cand[j] = t;
-        out[i] = cand[i];
-    }
-}
-
-static size_t choose_entries(const cg_tensor *T, const float *grad, uint64_t stream,
-                             size_t *out)
-{
-    const size_t n = T->count;
-    if (n <= ENTRIES_RANDOM + ENTRIES_NONZERO) {
-        for (size_t i = 0; i < n; i++)
-            out[i] = T->offset + i;
-        return n;
-    }
-    size_t *cand = malloc(sizeof(size_t) * n);
-    for (size_t i = 0; i < n; i++)
-        cand[i] = i;
-    pick(cand, n, ENTRIES_RANDOM, stream, out);
-    size_t k = ENTRIES_RANDOM;
-    /* non-zero entries not already chosen */
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int taken = 0;
-        for (size_t j = 0; j < ENTRIES_RANDOM; j++)
-            taken |= out[j] == i;
-        if (!taken && grad[T->offset + i] != 0.0f)
-            cand[m++] = i;
-    }
-    size_t extra = m < ENTRIES_NONZERO ? m : ENTRIES_NONZERO;
-    pick(cand, m, extra, stream + 1, out + k);
-    k += extra;
-    for (size_t i = 0; i < k; i++)
-        out[i] += T->offset;
-    free(cand);
-    return k;
-}
-
 static int is_param_tensor(const char *name)
 {
     size_t n = strlen(name);
@@ -206,59 +148,35 @@ static int is_param_tensor(const char *name)
 }
 
 static void fd_network(const char *label, cg_gan *gan, cg_net *net, const float *real, int which,
-                       const float *analytic, const fd_setting *fs)
+                       const float *analytic, const tu_fd_setting *fs)
 {
     loss_ctx ctx = {gan, real, which, 0};
-    size_t total = 0, failed = 0;
-    double worst = 0.0, worst_cos = 1.0, worst_scale = 0.0;
-    size_t *idx = malloc(sizeof(size_t) * (ENTRIES_RANDOM + ENTRIES_NONZERO));
+    tu_fd_net_report R = tu_fd_net_report_new();
+    size_t *idx = malloc(sizeof(size_t) * (TU_FD_ENTRIES_RANDOM + TU_FD_ENTRIES_NONZERO));
     printf("%s: finite differences of %s, h = %g sigma / RMS in [%g, %g], entry tolerance %g "
-           "of max(|a|, %g RMS)\n", label, which ? "L_G" : "L_D", NOISE_RATIO, H_MIN, H_MAX,
-           fs->tol, fs->floor_frac);
-    int tensors = 0;
+           "of max(|a|, %g RMS)\n", label, which ? "L_G" : "L_D", TU_FD_NOISE_RATIO, TU_FD_H_MIN,
+           TU_FD_H_MAX, fs->tol, fs->floor_frac);
     for (int t = 0; t < net->n_tensors; t++) {
         const cg_tensor *T = &net->tensors[t];
         if (!is_param_tensor(T->name)) {
             printf("  (skipping %s.%s: not a kernel or bias)\n", label, T->name);
             continue;
         }
-        tensors++;
-        size_t k = choose_entries(T, analytic, 9000 + 10 * (uint64_t)t + (uint64_t)which, idx);
-        double ss = 0.0;
-        size_t nonzero = 0;
-        for (size_t i = 0; i < k; i++) {
-            ss += (double)analytic[idx[i]] * analytic[idx[i]];
-            nonzero += analytic[idx[i]] != 0.0f;
-        }
-        const double rms = sqrt(ss / (double)k);
-        /* failures are judged per network below (kinks), not per tensor: max_fail = k */
-        const float h = (float)fmin(H_MAX, fmax(H_MIN, NOISE_RATIO * loss_sigma / rms));
-        tu_fd_opts o = {h, fs->tol, fmax(1e-7, fs->floor_frac * rms), k, 0};
-        char what[96];
-        snprintf(what, sizeof what, "%s.%s (rms %.2e, %zu/%zu nonzero, h %.1e)", label,
-                 T->name, rms, nonzero, k, (double)h);
-        tu_fd_report r = tu_fd_check(what, net->param, analytic, net->n_params, idx, k,
-                                     step_loss, &ctx, &o);
-        const double cosv = tu_fd_cosine(&r), scale = tu_fd_scale(&r);
-        printf("  %*s cosine %.6f, scale %.4f\n", 4, "", cosv, scale);
-        CHECKF(nonzero > 0, "%s: every checked entry has a zero gradient", what);
-        CHECKF(cosv >= fs->cos_min, "%s: cosine(analytic, numeric) %.5f < %.5f", what, cosv,
-               fs->cos_min);
-        CHECKF(fabs(scale - 1.0) <= fs->scale_tol, "%s: numeric = %.4f x analytic", what, scale);
-        total += r.checked;
-        failed += r.failed;
-        worst = fmax(worst, r.worst);
-        worst_cos = fmin(worst_cos, cosv);
-        worst_scale = fmax(worst_scale, fabs(scale - 1.0));
+        const size_t k = tu_choose_entries(T->offset, T->count, analytic, TU_FD_ENTRIES_RANDOM,
+                                           TU_FD_ENTRIES_NONZERO,
+                                           9000 + 10 * (uint64_t)t + (uint64_t)which, idx);
+        tu_fd_tensor(label, T->name, net->param, analytic, net->n_params, idx, k, loss_sigma, fs,
+                     step_loss, &ctx, &R);
     }
-    CHECKF(tensors == net->n_tensors || tensors >= 8, "%s: only %d parameter tensors", label,
-           tensors);
-    const size_t allowed = total / 50;
+    CHECKF(R.tensors == net->n_tensors || R.tensors >= 8, "%s: only %d parameter tensors", label,
+           R.tensors);
+    const size_t allowed = tu_fd_net_allowed(&R);
     printf("%s: %zu entries in %d tensors: %zu over tolerance (allowed %zu), worst normalized "
            "error %.3g; per tensor worst cosine %.5f, worst |scale - 1| %.4f; %ld loss "
-           "evaluations\n", label, total, tensors, failed, allowed, worst, worst_cos, worst_scale,
-           ctx.evals);
-    CHECKF(failed <= allowed, "%s: %zu of %zu FD entries over tolerance", label, failed, total);
+           "evaluations\n", label, R.entries, R.tensors, R.failed, allowed, R.worst, R.worst_cos,
+           R.worst_scale, ctx.evals);
+    CHECKF(R.failed <= allowed, "%s: %zu of %zu FD entries over tolerance", label, R.failed,
+           R.entries);
     free(idx);
 }
 
@@ -442,8 +360,8 @@ int main(void)
         }
     }
 
-    fd_network("D", &gan, &gan.d, real, 0, gd, &FD_D);
-    fd_network("G", &gan, &gan.g, real, 1, gg, &FD_G);
+    fd_network("D", &gan, &gan.d, real, 0, gd, &TU_FD_GAN_D);
+    fd_network("G", &gan, &gan.g, real, 1, gg, &TU_FD_GAN_G);
 
     free(gd), free(gg), free(real), free(hs.dgrad);
     cg_gan_free(&gan);

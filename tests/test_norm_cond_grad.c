@@ -99,29 +99,10 @@ static void note(double *worst, double v)
         *worst = v;
 }
 
-/* max_i |a_i - ref_i| / (1 + max_j |ref_j|). */
+/* tu_err_vs_ref, noted in worst_exact. */
 static double err_vs_ref(const float *a, const double *ref, size_t n)
 {
-    double scale = 0.0, worst = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(ref[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (isnan(d))
-            return INFINITY;
-        worst = fmax(worst, d);
-    }
-    worst /= 1.0 + scale;
-    note(&worst_exact, worst);
-    return worst;
-}
-
-static int all_finite(const float *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(a[i]))
-            return 0;
-    return 1;
+    return tu_err_vs_ref(a, ref, n, &worst_exact);
 }
 
 /* The numeric gradient exactly as tu_fd_check computes it, kept, and the number of entries of
@@ -427,7 +408,7 @@ static void test_bn_case(const bn_layout *L, int B, float momentum, uint64_t str
     tu_fill_uniform(db, C, -1.0f, 1.0f, stream + 8);
     float *dg0 = tu_fdup(dg, C), *db0 = tu_fdup(db, C);
     cg_bn_backward(C, c.n, c.cs, c.es, dx, c.xhat, c.invstd, c.gamma, dg, db, NULL, c.scratch);
-    CHECKF(all_finite(dx, T), "%s: dx not finite", tag);
+    CHECKF(tu_all_finite(dx, T), "%s: dx not finite", tag);
     CHECKF((e = err_vs_ref(dx, dx_ref, T)) <= EXACT_TOL, "%s: dx vs Jacobian %.3g", tag, e);
     float *dgi = tu_falloc(C), *dbi = tu_falloc(C); /* the increments */
     for (int k = 0; k < C; k++)
@@ -711,7 +692,7 @@ static void test_project(void)
     float *r0 = tu_fdup(c.r, B);
     cg_project_backward(B, F, c.h, c.w, c.e, labels, c.r, dw, db, de, dh);
     CHECK(memcmp(r0, c.r, sizeof(float) * B) == 0);
-    CHECKF(all_finite(dh, B * F), "project: dh not overwritten");
+    CHECKF(tu_all_finite(dh, B * F), "project: dh not overwritten");
     CHECKF((e = err_vs_ref(dh, dh_ref, B * F)) <= EXACT_TOL, "project dh vs double %.3g", e);
     float dwi[F], dbi[1], dei[K * F];
     for (int f = 0; f < F; f++)
@@ -813,20 +794,11 @@ static void test_labels(void)
 #define MB 4     /* global = local batch */
 #define STEP 5
 #define PIX 784
-#define ENTRIES_RANDOM 28 /* per tensor, uniformly random */
-#define ENTRIES_NONZERO 12 /* per tensor, random among the non-zero analytic entries */
 
-/* As test_model_grad.c: h = NOISE_RATIO * sigma / RMS(checked analytic entries) in
- * [H_MIN, H_MAX]; per entry |a - num| <= tol * max(|a|, floor_frac * RMS); at most 2% of a
- * network's entries over; per tensor cosine and least-squares scale. */
-#define NOISE_RATIO 200.0
-#define H_MIN 1e-5
-#define H_MAX 3e-3
-typedef struct {
-    double tol, floor_frac, cos_min, scale_tol;
-} fd_setting;
-static const fd_setting FD_D = {0.10, 0.3, 0.999, 0.02};
-static const fd_setting FD_G = {0.25, 0.3, 0.998, 0.02};
+/* As test_model_grad.c, with testutil.h's step rule and criteria: h = TU_FD_NOISE_RATIO *
+ * sigma / RMS(checked analytic entries) in [TU_FD_H_MIN, TU_FD_H_MAX]; per entry |a - num| <=
+ * tol * max(|a|, floor_frac * RMS); at most 2% of a network's entries over; per tensor cosine
+ * and least-squares scale (TU_FD_GAN_D, TU_FD_GAN_G); entries per tensor TU_FD_ENTRIES_*. */
 
 typedef struct {
     cg_gan *gan;
@@ -863,48 +835,6 @@ static double model_loss(void *p)
 }
 
 static int is_running_stat(const cg_tensor *T) { return !T->trainable; }
-
-/* Fisher-Yates prefix: k distinct random picks out of cand[0..m). */
-static void pick(size_t *cand, size_t m, size_t k, uint64_t stream, size_t *out)
-{
-    for (size_t i = 0; i < k && i < m; i++) {
-        size_t j = i + (size_t)(cg_rng_u64(TU_SEED, stream, i) % (m - i));
-        size_t t = cand[i];
-        cand[i] = cand[j], cand[j] = t;
-        out[i] = cand[i];
-    }
-}
-
-/* Entries (absolute indices) to check in tensor T: all of a small tensor, else
- * ENTRIES_RANDOM random ones and ENTRIES_NONZERO random ones among the non-zero gradients. */
-static size_t choose_entries(const cg_tensor *T, const float *grad, uint64_t stream, size_t *out)
-{
-    const size_t n = T->count;
-    if (n <= ENTRIES_RANDOM + ENTRIES_NONZERO) {
-        for (size_t i = 0; i < n; i++)
-            out[i] = T->offset + i;
-        return n;
-    }
-    size_t *cand = malloc(sizeof(size_t) * n);
-    for (size_t i = 0; i < n; i++)
-        cand[i] = i;
-    pick(cand, n, ENTRIES_RANDOM, stream, out);
-    size_t k = ENTRIES_RANDOM, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        int taken = 0;
-        for (size_t j = 0; j < ENTRIES_RANDOM; j++)
-            taken |= out[j] == i;
-        if (!taken && grad[T->offset + i] != 0.0f)
-            cand[m++] = i;
-    }
-    const size_t extra = m < ENTRIES_NONZERO ? m : ENTRIES_NONZERO;
-    pick(cand, m, extra, stream + 1, out + k);
-    k += extra;
-    for (size_t i = 0; i < k; i++)
-        out[i] += T->offset;
-    free(cand);
-    return k;
-}
 
 /* Rows of a tensor that belong to classes (rows first_row + k, k < K, of length rowlen): the
  * rows of absent classes must have exactly zero gradient, those of present classes some
@@ -958,18 +888,13 @@ static double loss_noise(model_ctx *c, float *p)
     return sqrt(ss / 7.0);
 }
 
-typedef struct {
-    size_t entries, failed;
-    double worst, worst_cos, worst_scale;
-    int tensors;
-} net_report;
-
-static net_report fd_net(const char *label, model_ctx *ctx, cg_net *net, const float *analytic,
-                         const fd_setting *fs, double sigma, const int *present, int K,
-                         int noise_dim, uint64_t stream)
+static tu_fd_net_report fd_net(const char *label, model_ctx *ctx, cg_net *net,
+                                const float *analytic, const tu_fd_setting *fs, double sigma,
+                                const int *present, int K, int noise_dim, uint64_t stream)
 {
-    net_report R = {0, 0, 0.0, 1.0, 0.0, 0};
-    size_t *idx = malloc(sizeof(size_t) * (ENTRIES_RANDOM + ENTRIES_NONZERO + 4 * 256));
+    tu_fd_net_report R = tu_fd_net_report_new();
+    size_t *idx =
+        malloc(sizeof(size_t) * (TU_FD_ENTRIES_RANDOM + TU_FD_ENTRIES_NONZERO + 4 * 256));
     for (int t = 0; t < net->n_tensors; t++) {
         const cg_tensor *T = &net->tensors[t];
         if (is_running_stat(T)) {
@@ -982,8 +907,8 @@ static net_report fd_net(const char *label, model_ctx *ctx, cg_net *net, const f
                    T->name, nz);
             continue;
         }
-        R.tensors++;
-        size_t k = choose_entries(T, analytic, stream + 10 * (uint64_t)t, idx);
+        size_t k = tu_choose_entries(T->offset, T->count, analytic, TU_FD_ENTRIES_RANDOM,
+                                     TU_FD_ENTRIES_NONZERO, stream + 10 * (uint64_t)t, idx);
         char what[112];
         snprintf(what, sizeof what, "%s.%s", label, T->name);
         const size_t len = strlen(T->name);
@@ -994,32 +919,10 @@ static net_report fd_net(const char *label, model_ctx *ctx, cg_net *net, const f
         if (K > 0 && net->layers[0].spec.op == CG_OP_LABELS && net->layers[1].w_tensor == t)
             k = class_rows(what, T, analytic, noise_dim, (size_t)T->dims[1], K, present,
                            stream + 10 * (uint64_t)t + 5, idx, k);
-        double ss = 0.0;
-        size_t nonzero = 0;
-        for (size_t i = 0; i < k; i++) {
-            ss += (double)analytic[idx[i]] * analytic[idx[i]];
-            nonzero += analytic[idx[i]] != 0.0f;
-        }
-        const double rms = sqrt(ss / (double)k);
-        const float h = (float)fmin(H_MAX, fmax(H_MIN, NOISE_RATIO * sigma / rms));
-        tu_fd_opts o = {h, fs->tol, fmax(1e-7, fs->floor_frac * rms), k, 0};
-        snprintf(what, sizeof what, "%s.%s (rms %.2e, %zu/%zu nonzero, h %.1e)", label, T->name,
-                 rms, nonzero, k, (double)h);
-        tu_fd_report r = tu_fd_check(what, net->param, analytic, net->n_params, idx, k,
-                                     model_loss, ctx, &o);
-        const double cosv = tu_fd_cosine(&r), scale = tu_fd_scale(&r);
-        printf("  %*s cosine %.6f, scale %.4f\n", 4, "", cosv, scale);
-        CHECKF(nonzero > 0, "%s: every checked entry has a zero gradient", what);
-        CHECKF(cosv >= fs->cos_min, "%s: cosine(analytic, numeric) %.5f < %.5f", what, cosv,
-               fs->cos_min);
-        CHECKF(fabs(scale - 1.0) <= fs->scale_tol, "%s: numeric = %.4f x analytic", what, scale);
-        R.entries += r.checked;
-        R.failed += r.failed;
-        R.worst = fmax(R.worst, r.worst);
-        R.worst_cos = fmin(R.worst_cos, cosv);
-        R.worst_scale = fmax(R.worst_scale, fabs(scale - 1.0));
+        tu_fd_tensor(label, T->name, net->param, analytic, net->n_params, idx, k, sigma, fs,
+                     model_loss, ctx, &R);
     }
-    const size_t allowed = R.entries / 50;
+    const size_t allowed = tu_fd_net_allowed(&R);
     printf("%s: %zu entries in %d trainable tensors: %zu over tolerance (allowed %zu), worst "
            "normalized error %.3g; worst cosine %.5f, worst |scale - 1| %.4f\n", label,
            R.entries, R.tensors, R.failed, allowed, R.worst, R.worst_cos, R.worst_scale);
@@ -1142,9 +1045,11 @@ static void test_model(int which_model, const char *name, int n_classes, const i
     }
 
     c.which = 0;
-    net_report rd = fd_net(label_d, &c, &gan.d, gd, &FD_D, sigma[0], present, K, nz, 9000);
+    tu_fd_net_report rd =
+        fd_net(label_d, &c, &gan.d, gd, &TU_FD_GAN_D, sigma[0], present, K, nz, 9000);
     c.which = 1;
-    net_report rg = fd_net(label_g, &c, &gan.g, gg, &FD_G, sigma[1], present, K, nz, 9500);
+    tu_fd_net_report rg =
+        fd_net(label_g, &c, &gan.g, gg, &TU_FD_GAN_G, sigma[1], present, K, nz, 9500);
     model_worst[which_model][0] = rd.worst, model_worst[which_model][1] = rg.worst;
 
     /* parameters bit-identical after the FD, except the running averages (restored here) */
@@ -1193,8 +1098,8 @@ int main(void)
            "(tolerance %.0e)\n", worst_bn_fd, worst_proj_fd, worst_labels_fd, FD_TOL,
            worst_exact, EXACT_TOL, worst_sync, SYNC_TOL);
     printf("worst normalized FD error, whole models (tolerance D %.2f, G %.2f): dcgan D %.3g, "
-           "G %.3g; small-cond D %.3g, G %.3g\n", FD_D.tol, FD_G.tol, model_worst[0][0],
-           model_worst[0][1], model_worst[1][0], model_worst[1][1]);
+           "G %.3g; small-cond D %.3g, G %.3g\n", TU_FD_GAN_D.tol, TU_FD_GAN_G.tol,
+           model_worst[0][0], model_worst[0][1], model_worst[1][0], model_worst[1][1]);
     printf("total %.1f s\n", cg_now() - t0);
     return tu_finish("test_norm_cond_grad");
 }

@@ -129,6 +129,33 @@ static TU_UNUSED double tu_dot(const float *y, const float *r, size_t n)
     return s;
 }
 
+/* max_i |a_i - ref_i| / (1 + max_j |ref_j|): a float result against a double reference; NaN
+ * gives +inf. A finite result also raises *worst (when worst is not NULL). */
+static TU_UNUSED double tu_err_vs_ref(const float *a, const double *ref, size_t n, double *worst)
+{
+    double scale = 0.0, e = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (isnan(d))
+            return INFINITY;
+        e = fmax(e, d);
+    }
+    e /= 1.0 + scale;
+    if (worst && e > *worst)
+        *worst = e;
+    return e;
+}
+
+static TU_UNUSED int tu_all_finite(const float *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(a[i]))
+            return 0;
+    return 1;
+}
+
 /* ---- central finite differences ------------------------------------------------------ */
 
 /* The scalar loss as a function of whatever parameters the context points at. */
@@ -235,6 +262,133 @@ static TU_UNUSED tu_fd_report tu_fd_check(const char *what, float *p, const floa
                         "(allowed %zu)\n", what, r.failed, r.checked, o->tol, o->max_fail);
     }
     return r;
+}
+
+/* ---- whole-model finite differences (test_model_grad.c, test_norm_cond_grad.c) ---------- */
+
+/* Fisher-Yates prefix: k distinct random picks out of cand[0..m). */
+static TU_UNUSED void tu_pick(size_t *cand, size_t m, size_t k, uint64_t stream, size_t *out)
+{
+    for (size_t i = 0; i < k && i < m; i++) {
+        size_t j = i + (size_t)(cg_rng_u64(TU_SEED, stream, i) % (m - i));
+        size_t t = cand[i];
+        cand[i] = cand[j], cand[j] = t;
+        out[i] = cand[i];
+    }
+}
+
+/* Entries (absolute indices, into out) to check in the tensor at grad[offset .. offset + n):
+ * all of a small tensor (n <= n_random + n_nonzero), else n_random uniformly random ones and
+ * n_nonzero random ones among the other entries with a non-zero analytic gradient (dead ReLUs
+ * and dropped units make many exact zeros). Returns the count. */
+static TU_UNUSED size_t tu_choose_entries(size_t offset, size_t n, const float *grad,
+                                          size_t n_random, size_t n_nonzero, uint64_t stream,
+                                          size_t *out)
+{
+    if (n <= n_random + n_nonzero) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = offset + i;
+        return n;
+    }
+    size_t *cand = malloc(sizeof(size_t) * n);
+    for (size_t i = 0; i < n; i++)
+        cand[i] = i;
+    tu_pick(cand, n, n_random, stream, out);
+    size_t k = n_random, m = 0;
+    /* non-zero entries not already chosen */
+    for (size_t i = 0; i < n; i++) {
+        int taken = 0;
+        for (size_t j = 0; j < n_random; j++)
+            taken |= out[j] == i;
+        if (!taken && grad[offset + i] != 0.0f)
+            cand[m++] = i;
+    }
+    const size_t extra = m < n_nonzero ? m : n_nonzero;
+    tu_pick(cand, m, extra, stream + 1, out + k);
+    k += extra;
+    for (size_t i = 0; i < k; i++)
+        out[i] += offset;
+    free(cand);
+    return k;
+}
+
+/* The FD step is chosen per tensor from the measured rounding noise sigma of a loss
+ * evaluation: h = TU_FD_NOISE_RATIO * sigma / RMS(checked analytic entries), clamped to
+ * [TU_FD_H_MIN, TU_FD_H_MAX], so that the noise of the difference quotient (~ sigma / h) is
+ * 1/TU_FD_NOISE_RATIO of the tensor's typical gradient, and no larger step than that is taken
+ * (kinks grow with h). */
+#define TU_FD_NOISE_RATIO 200.0
+#define TU_FD_H_MIN 1e-5
+#define TU_FD_H_MAX 3e-3
+
+typedef struct {
+    double tol;       /* per entry, normalized by max(|a|, floor_frac * tensor RMS, 1e-7) */
+    double floor_frac;
+    double cos_min;   /* per tensor: cosine(analytic, numeric) over the checked entries */
+    double scale_tol; /* per tensor: |least-squares scale numeric/analytic - 1| */
+} tu_fd_setting;
+
+/* The GAN tests' whole-model criteria (see test_model_grad.c for how they were chosen):
+ * entry tolerance 0.10 (D) / 0.25 (G) of max(|a|, 0.3 RMS), per tensor cosine >= 0.999 / 0.998
+ * and least-squares scale within 2%; entries per tensor: all of small tensors, else
+ * TU_FD_ENTRIES_RANDOM uniformly random + TU_FD_ENTRIES_NONZERO random non-zero ones. */
+static const tu_fd_setting TU_FD_GAN_D TU_UNUSED = {0.10, 0.3, 0.999, 0.02};
+static const tu_fd_setting TU_FD_GAN_G TU_UNUSED = {0.25, 0.3, 0.998, 0.02};
+#define TU_FD_ENTRIES_RANDOM 28  /* per tensor, uniformly random */
+#define TU_FD_ENTRIES_NONZERO 12 /* per tensor, random among the non-zero analytic entries */
+
+/* Totals of a network's tensors. */
+typedef struct {
+    size_t entries, failed;
+    double worst, worst_cos, worst_scale;
+    int tensors;
+} tu_fd_net_report;
+
+static TU_UNUSED tu_fd_net_report tu_fd_net_report_new(void)
+{
+    tu_fd_net_report R = {0, 0, 0.0, 1.0, 0.0, 0};
+    return R;
+}
+
+/* Entries over tolerance a network may have: 2% of its checked entries (kinks). */
+static TU_UNUSED size_t tu_fd_net_allowed(const tu_fd_net_report *R) { return R->entries / 50; }
+
+/* FD of the entries idx[0..k) of one tensor ("label.name") of a network's flat parameters
+ * param[0..n_params) against analytic, with the step from sigma and the criteria fs: prints the
+ * tu_fd_check line and the cosine and scale, checks cosine, scale and that some checked entry
+ * is non-zero, and adds to R. Entry failures are judged per network (tu_fd_net_allowed), not
+ * per tensor. */
+static TU_UNUSED void tu_fd_tensor(const char *label, const char *name, float *param,
+                                   const float *analytic, size_t n_params, const size_t *idx,
+                                   size_t k, double sigma, const tu_fd_setting *fs, tu_loss_fn f,
+                                   void *ctx, tu_fd_net_report *R)
+{
+    double ss = 0.0;
+    size_t nonzero = 0;
+    for (size_t i = 0; i < k; i++) {
+        ss += (double)analytic[idx[i]] * analytic[idx[i]];
+        nonzero += analytic[idx[i]] != 0.0f;
+    }
+    const double rms = sqrt(ss / (double)k);
+    /* failures are judged per network, not per tensor: max_fail = k */
+    const float h = (float)fmin(TU_FD_H_MAX, fmax(TU_FD_H_MIN, TU_FD_NOISE_RATIO * sigma / rms));
+    tu_fd_opts o = {h, fs->tol, fmax(1e-7, fs->floor_frac * rms), k, 0};
+    char what[112];
+    snprintf(what, sizeof what, "%s.%s (rms %.2e, %zu/%zu nonzero, h %.1e)", label, name, rms,
+             nonzero, k, (double)h);
+    tu_fd_report r = tu_fd_check(what, param, analytic, n_params, idx, k, f, ctx, &o);
+    const double cosv = tu_fd_cosine(&r), scale = tu_fd_scale(&r);
+    printf("  %*s cosine %.6f, scale %.4f\n", 4, "", cosv, scale);
+    CHECKF(nonzero > 0, "%s: every checked entry has a zero gradient", what);
+    CHECKF(cosv >= fs->cos_min, "%s: cosine(analytic, numeric) %.5f < %.5f", what, cosv,
+           fs->cos_min);
+    CHECKF(fabs(scale - 1.0) <= fs->scale_tol, "%s: numeric = %.4f x analytic", what, scale);
+    R->tensors++;
+    R->entries += r.checked;
+    R->failed += r.failed;
+    R->worst = fmax(R->worst, r.worst);
+    R->worst_cos = fmin(R->worst_cos, cosv);
+    R->worst_scale = fmax(R->worst_scale, fabs(scale - 1.0));
 }
 
 #endif
