@@ -1,6 +1,7 @@
 /* The EMNIST classifier, its file, softmax cross-entropy and the quality score; see
  * classifier.h. */
 #include "chargan/classifier.h"
+#include "chargan/generate.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -789,8 +790,6 @@ int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long
     long match = 0;
     for (long first = 0; first < n; first += wchunk) {
         const int m = n - first < wchunk ? (int)(n - first) : wchunk;
-        cg_rng_normal_fill(ev->z, (long)m * nz, seed, cg_stream(CG_RNG_SAMPLE, 1),
-                           (uint64_t)first * (uint64_t)nz);
         if (Kg > 0)
             for (int i = 0; i < m; i++) {
                 if (all_mapped) {
@@ -808,7 +807,7 @@ int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long
                 }
                 want[i] = to_clf[ev->labels[i]];
             }
-        cg_gan_generate(gan, ev->z, Kg > 0 ? ev->labels : NULL, m, ev->imgs);
+        cg_generate(gan, seed, first, m, Kg > 0 ? ev->labels : NULL, ev->imgs, ev->z);
         score_batch(ev, m, Kg > 0 ? want : NULL, &conf, &match, r);
     }
     return finish(ev, r, conf, match, Kg > 0, t0, e);

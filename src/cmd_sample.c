@@ -30,6 +30,17 @@ static int parse(const char *cmd, const char *what, const cg_opt *opts, int n, i
     return 0;
 }
 
+/* cg_gan_open, printing its error. */
+static int open_checkpoint(const char *path, int batch, cg_gan *gan, cg_ckpt_meta *m,
+                           char *classes)
+{
+    cg_error e;
+    if (cg_gan_open(path, batch, gan, m, classes, &e) == 0)
+        return 0;
+    fprintf(stderr, "chargan: error: %s\n", e.msg);
+    return -1;
+}
+
 int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
 {
     const char *ckpt = NULL, *out = "samples.h5", *png = NULL, *chr = NULL;
@@ -59,10 +70,8 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (cg_gan_open(ckpt, batch, &gan, &m, classes, &e)) {
-        fprintf(stderr, "chargan: error: %s\n", e.msg);
+    if (open_checkpoint(ckpt, batch, &gan, &m, classes))
         return 1;
-    }
     int rc = 0;
     int32_t *labels = NULL;
     const int K = m.n_classes;
@@ -137,10 +146,8 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (cg_gan_open(ckpt, len, &gan, &m, classes, &e)) {
-        fprintf(stderr, "chargan: error: %s\n", e.msg);
+    if (open_checkpoint(ckpt, len, &gan, &m, classes))
         return 1;
-    }
     int rc = 0;
     if (m.n_classes == 0) {
         fprintf(stderr, "chargan: error: %s: not a conditional model; train one with "
@@ -293,13 +300,9 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
     }
     cg_gan a, b;
     cg_ckpt_meta ma, mb;
-    cg_error e;
-    if (cg_gan_open(files[0], 1, &a, &ma, NULL, &e)) {
-        fprintf(stderr, "chargan: error: %s\n", e.msg);
+    if (open_checkpoint(files[0], 1, &a, &ma, NULL))
         return 1;
-    }
-    if (cg_gan_open(files[1], 1, &b, &mb, NULL, &e)) {
-        fprintf(stderr, "chargan: error: %s\n", e.msg);
+    if (open_checkpoint(files[1], 1, &b, &mb, NULL)) {
         cg_gan_free(&a), cg_ckpt_meta_free(&ma);
         return 1;
     }

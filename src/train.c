@@ -13,8 +13,9 @@
 
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
-#include "chargan/png.h"
+#include "chargan/generate.h"
 #include "chargan/rng.h"
+#include "chargan/png.h"
 
 void cg_train_default_opts(cg_train_opts *o)
 {
@@ -221,36 +222,33 @@ static int write_checkpoint(cg_ctx *c, const cg_train_opts *o, const cg_gan *gan
 
 #define SAMPLE_GRID 81 /* 9 x 9, like the seed's figure */
 
-/* Rank 0 only: the same 81 noise vectors every time, so pictures across steps compare. */
-static void write_samples(const cg_train_opts *o, cg_gan *gan, const cg_dataset *ds, long step)
+/* Buffers of the sample pictures, allocated once on rank 0 before the first step. */
+typedef struct {
+    float *z, *img;
+} sample_bufs;
+
+/* Rank 0 only: always the first 81 samples of `chargan sample` with the run's seed (the same
+ * noise vectors every time), so pictures across steps compare. */
+static void write_samples(const cg_train_opts *o, cg_gan *gan, const cg_dataset *ds,
+                          const sample_bufs *buf, long step)
 {
-    const int nz = gan->preset.noise_dim, K = gan->preset.n_classes;
-    const int chunk = gan->cfg.local_batch;
-    float *z = cg_alloc(sizeof(float) * (size_t)SAMPLE_GRID * nz);
-    float *img = cg_alloc(sizeof(float) * (size_t)SAMPLE_GRID * CG_IMG_PIXELS);
+    const int K = gan->preset.n_classes;
     int32_t labels[SAMPLE_GRID];
     char captions[SAMPLE_GRID + 1] = {0};
-    cg_rng_normal_fill(z, (long)SAMPLE_GRID * nz, gan->cfg.seed, cg_stream(CG_RNG_SAMPLE, 0), 0);
     for (int i = 0; i < SAMPLE_GRID; i++) {
         labels[i] = K ? i % K : 0;
         captions[i] = K ? ds->chars[labels[i]] : ' ';
     }
-    for (int i = 0; i < SAMPLE_GRID; i += chunk) {
-        int n = SAMPLE_GRID - i < chunk ? SAMPLE_GRID - i : chunk;
-        cg_gan_generate(gan, z + (size_t)i * nz, K ? labels + i : NULL, n,
-                        img + (size_t)i * CG_IMG_PIXELS);
-    }
+    cg_generate(gan, gan->cfg.seed, 0, SAMPLE_GRID, K ? labels : NULL, buf->img, buf->z);
     char path[4200];
     cg_error e;
     snprintf(path, sizeof path, "%s/samples/step-%08ld.h5", o->out, step);
-    if (cg_samples_write(path, img, SAMPLE_GRID, step, gan->cfg.model, gan->cfg.seed,
+    if (cg_samples_write(path, buf->img, SAMPLE_GRID, step, gan->cfg.model, gan->cfg.seed,
                          K ? labels : NULL, &e))
         fprintf(stderr, "chargan: warning: %s\n", e.msg);
     snprintf(path, sizeof path, "%s/samples/step-%08ld.png", o->out, step);
-    if (cg_png_grid(path, img, SAMPLE_GRID, 9, 3, K ? captions : NULL, &e))
+    if (cg_png_grid(path, buf->img, SAMPLE_GRID, 9, 3, K ? captions : NULL, &e))
         fprintf(stderr, "chargan: warning: %s\n", e.msg);
-    cg_free(z);
-    cg_free(img);
 }
 
 /* Finds and loads the checkpoint to resume from on rank 0 and broadcasts the state.
@@ -323,7 +321,23 @@ static void env_failure_injection(const cg_ctx *c, long step)
 int cg_train(cg_ctx *c, const cg_train_opts *o)
 {
     cg_error e = {{0}};
-    int st = 0;
+    int st = 0, rc = 1, metrics_fd = -1, evaluating = 0, clf_loaded = 0;
+    /* Everything below is released at `out`; zeroed first so any early exit can go there. */
+    cg_dataset ds;
+    cg_sampler sampler;
+    cg_gan gan;
+    cg_classifier clf;
+    cg_evaluator ev;
+    sample_bufs pics = {NULL, NULL};
+    char *config = NULL;
+    float *real = NULL;
+    int64_t *idx = NULL;
+    double *step_ms = NULL;
+    memset(&ds, 0, sizeof ds);
+    memset(&sampler, 0, sizeof sampler);
+    memset(&gan, 0, sizeof gan);
+    memset(&clf, 0, sizeof clf);
+    memset(&ev, 0, sizeof ev);
     cg_ctx_set_threads(c, o->threads);
     /* From the start: a signal during data loading or resume must not kill a rank outright
      * (the loop acts on it after the first step; there is nothing to save before). */
@@ -338,31 +352,22 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         return 1;
     }
 
-    cg_dataset ds;
-    memset(&ds, 0, sizeof ds);
     double t_load = cg_now();
     if (cg_data_load(c, &o->data, &ds, &e)) {
         if (c->rank == 0)
             fprintf(stderr, "chargan: error: %s\n", e.msg);
-        return 1;
+        return 1; /* nothing loaded, nothing to free */
     }
     t_load = cg_now() - t_load;
 
     cg_gan_config cfg = o->gan;
     cfg.local_batch = cfg.global_batch / c->size;
     cfg.n_classes = o->conditional ? ds.n_classes : 0;
-    cg_sampler sampler;
-    cg_gan gan;
-    memset(&sampler, 0, sizeof sampler);
-    memset(&gan, 0, sizeof gan);
     st = cg_sampler_init(&sampler, ds.n, cfg.global_batch, cfg.seed, &e);
     if (!st)
         st = cg_gan_init(&gan, &cfg, &e);
-    if (cg_agree(c, st, &e)) {
-        cg_sampler_free(&sampler);
-        cg_data_free(&ds);
-        return 1;
-    }
+    if (cg_agree(c, st, &e))
+        goto out;
     const long total = o->steps > 0 ? o->steps : o->epochs * sampler.batches_per_epoch;
     cfg = gan.cfg; /* with the preset's defaults filled in */
     gan.g.sync = gan.d.sync = (cg_sync){sum_over_ranks, c};
@@ -374,30 +379,22 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         cg_gan_init_weights(&gan);
     if (o->resume) {
         first_step = resume_state(c, o, &gan);
-        if (first_step < 0) {
-            cg_gan_free(&gan);
-            cg_sampler_free(&sampler);
-            cg_data_free(&ds);
-            return 1;
-        }
+        if (first_step < 0)
+            goto out;
     } else {
         MPI_Bcast(gan.g.param, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
         MPI_Bcast(gan.d.param, (int)gan.d.n_params, MPI_FLOAT, 0, c->world);
     }
-    char *config = cg_alloc(8192);
-    config_json(o, &cfg, &ds, total, config, 8192);
     if (first_step >= total) {
         if (c->rank == 0)
             printf("chargan train: the run is already complete (step %ld of %ld); nothing to "
                    "do\n", first_step, total);
-        cg_free(config);
-        cg_gan_free(&gan);
-        cg_sampler_free(&sampler);
-        cg_data_free(&ds);
-        return 0;
+        rc = 0;
+        goto out;
     }
+    config = cg_alloc(8192);
+    config_json(o, &cfg, &ds, total, config, 8192);
 
-    int metrics_fd = -1;
     if (c->rank == 0) {
         char path[4200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", o->out);
@@ -418,18 +415,13 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
 
     /* The quality score runs on rank 0 between steps; the other ranks simply wait for it at
      * the next step's reduction, so they lose the evaluation's time and no more. */
-    cg_classifier clf;
-    cg_evaluator ev;
-    int evaluating = 0;
-    memset(&clf, 0, sizeof clf);
-    memset(&ev, 0, sizeof ev);
     if (o->eval_every > 0) {
         st = 0;
         if (c->rank == 0) {
             if (!o->classifier)
                 st = cg_fail(&e, "--eval-every needs --classifier FILE (make one with "
                                  "'chargan classifier train')");
-            else if (cg_classifier_load(o->classifier, &clf, 256, &e) == 0)
+            else if ((clf_loaded = cg_classifier_load(o->classifier, &clf, 256, &e) == 0))
                 st = cg_eval_setup(&ev, &clf, &clf.heldout, 256, cfg.noise_dim, &e);
             else
                 st = -1;
@@ -438,22 +430,23 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         if (cg_bcast_status(c, 0, st, &e)) {
             if (c->rank == 0)
                 fprintf(stderr, "chargan: error: %s\n", e.msg);
-            cg_free(config);
-            cg_gan_free(&gan);
-            cg_sampler_free(&sampler);
-            cg_data_free(&ds);
-            return 1;
+            goto out;
         }
     }
 
     const int lb = cfg.local_batch;
-    float *real = cg_alloc(sizeof(float) * (size_t)lb * CG_IMG_PIXELS);
-    int64_t *idx = cg_alloc(sizeof(int64_t) * (size_t)lb);
-    double *step_ms = cg_alloc(sizeof(double) * (size_t)(total - first_step));
+    real = cg_alloc(sizeof(float) * (size_t)lb * CG_IMG_PIXELS);
+    idx = cg_alloc(sizeof(int64_t) * (size_t)lb);
+    step_ms = cg_alloc(sizeof(double) * (size_t)(total - first_step));
+    if (c->rank == 0) {
+        pics.z = cg_alloc(sizeof(float) * SAMPLE_GRID * (size_t)cfg.noise_dim);
+        pics.img = cg_alloc(sizeof(float) * SAMPLE_GRID * CG_IMG_PIXELS);
+    }
     reducer red = {c, MPI_REQUEST_NULL, 0.0};
     cg_gan_hooks hooks = {start_d_reduction, &red};
     gan.g.progress = (cg_progress){poke_d_reduction, &red};
-    int rc = 0, stopped_by = 0;
+    int stopped_by = 0;
+    rc = 0;
     long step = 0, epoch = first_step / sampler.batches_per_epoch, done = first_step;
     double t_start = cg_now(), wait_total = 0.0, eval_seconds = 0.0;
     char ckpt_path[4200] = {0};
@@ -536,7 +529,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         }
         const int stopping = stats[4] != 0.0;
         if (c->rank == 0 && o->sample_every > 0 && done % o->sample_every == 0)
-            write_samples(o, &gan, &ds, done);
+            write_samples(o, &gan, &ds, &pics, done);
         if (evaluating && (done % o->eval_every == 0 || done == total || stopping)) {
             cg_eval_result r;
             char js[512], line[768];
@@ -572,7 +565,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     if (rc == 0 && done > first_step) {
         if (c->rank == 0 && (done == total || stopped_by) &&
             !(o->sample_every > 0 && done % o->sample_every == 0))
-            write_samples(o, &gan, &ds, done);
+            write_samples(o, &gan, &ds, &pics, done);
         if (write_checkpoint(c, o, &gan, done, epoch, config, ckpt_path, sizeof ckpt_path))
             rc = 1;
     }
@@ -604,12 +597,15 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         fflush(stdout);
         append_line(metrics_fd, line);
     }
+out:
     if (metrics_fd >= 0)
         close(metrics_fd);
-    if (evaluating) {
+    if (evaluating)
         cg_eval_free(&ev);
+    if (clf_loaded)
         cg_classifier_free(&clf);
-    }
+    cg_free(pics.z);
+    cg_free(pics.img);
     cg_free(config);
     cg_free(real);
     cg_free(idx);
