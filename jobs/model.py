@@ -14,7 +14,8 @@ batch b,
   T(P, b) = Tc(b) + ring(n_G) + ring(n_D) + small                       (no overlap)
   T(P, b) = Tc(b) + ring(n_G) + max(0, ring(n_D) - Tgb(b)) + small      (D overlapped)
 
-  ring(n) = 2(P-1) alpha + 2(P-1)/P * 4n / bw     (ring allreduce of n float32)
+  ring(n) = 2(P-1) alpha + 2(P-1)/P * 8n / bw     (ring allreduce of n int64: training sums
+                                                   gradients exactly in 64-bit fixed point)
   small   = ceil(log2 P) * alpha                  (the 5-number statistics allreduce,
                                                    recursive doubling)
 
@@ -123,21 +124,26 @@ class Model:
         return self.points[b]["g_bwd_ms"] if b in self.points else self.g0 + self.g1 * b
 
 
-def ring_ms(n_floats, P, alpha_us, gbit):
+# Bytes reduced per parameter: the gradient sum is int64 fixed point (exact, so training is
+# bit-identical on any rank count).
+BYTES_PER_PARAM = 8
+
+
+def ring_ms(n_params, P, alpha_us, gbit):
     if P < 2:
         return 0.0
     bw = gbit * 1e9 / 8.0  # bytes/s
-    return 1e3 * (2 * (P - 1) * alpha_us * 1e-6 + 2 * (P - 1) / P * 4.0 * n_floats / bw)
+    return 1e3 * (2 * (P - 1) * alpha_us * 1e-6 + 2 * (P - 1) / P * BYTES_PER_PARAM * n_params / bw)
 
 
-def rabenseifner_ms(n_floats, P, alpha_us, gbit):
+def rabenseifner_ms(n_params, P, alpha_us, gbit):
     """Reduce-scatter by recursive halving + allgather by recursive doubling: the ring's
     bandwidth term, but 2 log2(P) messages instead of 2(P-1)."""
     if P < 2:
         return 0.0
     bw = gbit * 1e9 / 8.0
     return 1e3 * (2 * math.ceil(math.log2(P)) * alpha_us * 1e-6 +
-                  2 * (P - 1) / P * 4.0 * n_floats / bw)
+                  2 * (P - 1) / P * BYTES_PER_PARAM * n_params / bw)
 
 
 def comm(m, P, alpha_us, gbit, b, overlap, algo=ring_ms):
@@ -199,7 +205,8 @@ def report(comp, ar, out):
       "pass:\n\n")
     for m in models:
         w(f"**{m.name}** (Tc(32) = {m.tc(32):.1f} ms, G backward {m.tgb(32):.1f} ms, "
-          f"allreduce of {4 * m.n_g / 1e6:.2f} MB (G) + {4 * m.n_d / 1e6:.2f} MB (D))\n\n")
+          f"allreduce of {BYTES_PER_PARAM * m.n_g / 1e6:.2f} MB (G) + "
+          f"{BYTES_PER_PARAM * m.n_d / 1e6:.2f} MB (D))\n\n")
         w("| link | alpha | " + " | ".join(f"P={P}" for P in RANKS) + " |\n")
         w("|---|---|" + "---|" * len(RANKS) + "\n")
         for name, gbit, alpha in links:

@@ -1,9 +1,10 @@
 /* chargan bench --allreduce: times the gradient reduction that data-parallel training does
  * every step and fits the ring-allreduce cost model to it.
  *
- * For every message size (the real flat gradient buffers of G and D of the seed and small
- * models, and 4 KB .. 64 MB in powers of the --factor) it times MPI_Allreduce(SUM, float,
- * in place: as train.c does) and MPI_Iallreduce immediately followed by MPI_Wait. One sample
+ * For every message size (the real gradient reductions of G and D of the seed and small
+ * models -- training sums int64 fixed point, 8 bytes per parameter plus one counter, timed
+ * here as the same number of bytes -- and 4 KB .. 64 MB in powers of the --factor) it times
+ * MPI_Allreduce(SUM, in place: as train.c does) and MPI_Iallreduce immediately followed by MPI_Wait. One sample
  * is the slowest rank's time of one call after a barrier; the reported time is the median
  * over the repetitions. Then it fits, by least squares on the relative error (the sizes span
  * four orders of magnitude, so an absolute fit would only see the largest ones),
@@ -220,9 +221,9 @@ int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
         }
         memset(&pts[np], 0, 2 * sizeof pts[0]);
         snprintf(pts[np].name, sizeof pts[np].name, "%s.G", models[m]);
-        pts[np].count = gan.g.n_params, pts[np].real = 1, np++;
+        pts[np].count = 2 * (gan.g.n_params + 1), pts[np].real = 1, np++;
         snprintf(pts[np].name, sizeof pts[np].name, "%s.D", models[m]);
-        pts[np].count = gan.d.n_params, pts[np].real = 1, np++;
+        pts[np].count = 2 * (gan.d.n_params + 1), pts[np].real = 1, np++;
         cg_gan_free(&gan);
     }
     for (long b = min_bytes; b <= max_bytes && np < MAX_SIZES; b *= factor) {

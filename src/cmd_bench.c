@@ -7,6 +7,7 @@
 #include "chargan/cli.h"
 #include "chargan/gan.h"
 #include "chargan/rng.h"
+#include "chargan/train.h"
 
 static void bench_usage(FILE *f)
 {
@@ -55,7 +56,7 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
         if (!strcmp(argv[i], "--allreduce")) return cg_bench_allreduce(c, argc, argv);
     cg_gan_config cfg;
     cg_gan_default_config(&cfg);
-    int steps = 10, threads = 0, sgemm = 0;
+    int steps = 10, threads = 0, sgemm = 0, groups = 0, float_sums = 0;
     const char *model = cfg.model;
     const cg_opt opts[] = {
         {"model", CG_OPT_STR, &model, "seed | small (default seed)"},
@@ -63,6 +64,10 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
         {"steps", CG_OPT_INT, &steps, "measured steps after 2 warm-up steps (default 10)"},
         {"threads", CG_OPT_INT, &threads, "BLAS threads (default: cores / ranks per node)"},
         {"sgemm", CG_OPT_INT, &sgemm, "time an N x N x N sgemm instead"},
+        {"sum-groups", CG_OPT_INT, &groups,
+         "exact-sum groups as in training (default: train's choice for one rank)"},
+        {"float-sums", CG_OPT_FLAG, &float_sums,
+         "sum gradients in float in one pass over the batch (not rank-count exact)"},
     };
     const int nopts = (int)(sizeof opts / sizeof opts[0]);
     cg_error perr;
@@ -93,6 +98,12 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
         fprintf(stderr, "chargan: error: bench: %s\n", e.msg);
         return 2;
     }
+    const int G = float_sums ? 0 : cg_sum_groups(cfg.global_batch, 1, groups, &e);
+    if (G < 0 || (G > 0 && cg_gan_set_groups(&gan, G, 0, G, &e))) {
+        fprintf(stderr, "chargan: error: bench: %s\n", e.msg);
+        cg_gan_free(&gan);
+        return 2;
+    }
     cg_gan_init_weights(&gan);
     const int B = cfg.local_batch;
     float *real = cg_alloc(sizeof(float) * (size_t)B * 784);
@@ -110,6 +121,7 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
         }
         double t0 = cg_now();
         cg_gan_grads(&gan, real, s, 0, NULL, &st);
+        cg_gan_finish_grads(&gan);
         cg_gan_apply(&gan);
         if (s >= warmup)
             ms[s - warmup] = 1e3 * (cg_now() - t0);
@@ -117,11 +129,12 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     const double flops = cg_gan_step_flops(&gan, B);
     const double med = cg_median(ms, steps);
     if (c->rank == 0) {
-        printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d, "
+        printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"sum_groups\": %d, "
+               "\"steps\": %d, "
                "\"ms_per_step\": %.2f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, "
                "\"params_g\": %zu, \"params_d\": %zu, \"peak_rss_mb\": %.1f, \"loss_d\": %.5f, "
                "\"layers\": [",
-               cfg.model, B, c->threads, steps, med, flops * 1e-9, flops / (med * 1e6),
+               cfg.model, B, c->threads, G, steps, med, flops * 1e-9, flops / (med * 1e6),
                gan.g.n_params, gan.d.n_params, cg_peak_rss_mb(), st.loss_d);
         print_layers(&gan.g, steps, 1);
         print_layers(&gan.d, steps, 0);

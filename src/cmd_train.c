@@ -28,6 +28,13 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, 
     if (o->gan.global_batch % c->size)
         return cg_fail(e, "--batch %d is not divisible by the %d ranks; use a multiple of %d",
                        o->gan.global_batch, c->size, c->size);
+    cg_error ge;
+    if (o->sum_groups < 0)
+        return cg_fail(e, "--sum-groups %d must not be negative", o->sum_groups);
+    if (o->float_sums && o->sum_groups)
+        return cg_fail(e, "--float-sums and --sum-groups exclude each other");
+    if (!o->float_sums && cg_sum_groups(o->gan.global_batch, c->size, o->sum_groups, &ge) < 0)
+        return cg_fail(e, "%s", ge.msg);
     if (o->steps < 0)
         return cg_fail(e, "--steps %ld must not be negative", o->steps);
     if (o->steps == 0 && o->epochs < 1)
@@ -92,6 +99,12 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         {"log-every", CG_OPT_INT, &o.log_every, "progress line every N steps (50; 0 = quiet)"},
         {"check-every", CG_OPT_INT, &o.check_every,
          "debug: verify every N steps that all ranks hold bit-identical parameters"},
+        {"sum-groups", CG_OPT_INT, &o.sum_groups,
+         "gradients are summed exactly over G fixed groups of the batch: bit-identical "
+         "results on every rank count dividing G (default: 8, or the rank count if larger)"},
+        {"float-sums", CG_OPT_FLAG, &o.float_sums,
+         "sum gradients in float32: half the allreduce bytes, results then depend on the "
+         "rank count in the last bits (summation order)"},
         {"threads", CG_OPT_INT, &o.threads, "BLAS threads per rank (cores / ranks per node)"},
         {"ckpt-every", CG_OPT_LONG, &o.ckpt_every,
          "checkpoint every N steps (always at the end and on SIGTERM/SIGINT/SIGUSR1)"},

@@ -105,8 +105,8 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
     const cg_gan_config *cfg = &gan->cfg;
     const int B = cfg->local_batch, nz = gan->preset.noise_dim;
     const float Bg = (float)cfg->global_batch;
-    memset(gan->g.grad, 0, sizeof(float) * gan->g.n_params);
-    memset(gan->d.grad, 0, sizeof(float) * gan->d.n_params);
+    cg_net_zero_grads(&gan->g);
+    cg_net_zero_grads(&gan->d);
 
     cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
                        (uint64_t)first_sample * (uint64_t)nz);
@@ -137,6 +137,20 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
         stats->d_real = sum_sigmoid(B, lr) / Bg;
         stats->d_fake = sum_sigmoid(B, lf) / Bg;
     }
+}
+
+int cg_gan_set_groups(cg_gan *gan, int groups, int first_group, int local_groups, cg_error *e)
+{
+    const int B = gan->cfg.local_batch;
+    return cg_net_set_groups(&gan->g, groups, first_group, local_groups, B, e) ||
+                   cg_net_set_groups(&gan->d, groups, first_group, local_groups, B, e)
+               ? -1
+               : 0;
+}
+
+long cg_gan_finish_grads(cg_gan *gan)
+{
+    return cg_net_exact_finish(&gan->g) + cg_net_exact_finish(&gan->d);
 }
 
 void cg_gan_apply(cg_gan *gan)

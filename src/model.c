@@ -303,8 +303,80 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
     net->adam_v = cg_alloc(sizeof(float) * net->n_params);
     net->fwd_seconds = cg_alloc(sizeof(double) * (size_t)n_layers);
     net->bwd_seconds = cg_alloc(sizeof(double) * (size_t)n_layers);
+    net->widest_bn = widest_bn;
     net->bn_scratch = cg_alloc(sizeof(double) * (2 * (size_t)widest_bn + 1));
     return 0;
+}
+
+int cg_net_set_groups(cg_net *net, int groups, int first_group, int local_groups, int batch,
+                      cg_error *e)
+{
+    if (groups < 1 || local_groups < 1 || first_group < 0 ||
+        first_group + local_groups > groups || batch % local_groups)
+        return cg_fail(e, "%s: %d groups (%d local from %d) do not fit a batch of %d",
+                       net->name, groups, local_groups, first_group, batch);
+    net->group = batch / local_groups;
+    net->sync.groups = groups;
+    net->sync.first_group = first_group;
+    net->sync.local_groups = local_groups;
+    cg_free(net->bn_scratch);
+    net->bn_scratch = cg_alloc(sizeof(double) * (2 * (size_t)net->widest_bn * groups + 1));
+    if (!net->gsum)
+        net->gsum = cg_alloc(sizeof(int64_t) * (net->n_params + 1));
+    return 0;
+}
+
+void cg_net_zero_grads(cg_net *net)
+{
+    memset(net->grad, 0, sizeof(float) * net->n_params);
+    if (net->gsum)
+        memset(net->gsum, 0, sizeof(int64_t) * (net->n_params + 1));
+}
+
+/* Fixed point of the exact sums: 2^32 units per 1.0. A value v becomes round(v * 2^32) by
+ * adding 1.5 * 2^52 in double (which rounds to an integer for |v * 2^32| < 2^51) and reading
+ * the bits, a conversion the compiler can vectorize. */
+#define EXACT_SCALE 4294967296.0
+#define EXACT_RANGE 524288.0f /* 2^19 */
+static const double exact_magic = 6755399441055744.0;
+
+static inline int64_t to_fixed(float v)
+{
+    double d = (double)v * EXACT_SCALE + exact_magic;
+    int64_t bits, mbits;
+    memcpy(&bits, &d, sizeof bits);
+    memcpy(&mbits, &exact_magic, sizeof mbits);
+    return bits - mbits;
+}
+
+/* acc += fixed(src), src = 0, for one tensor's group gradient; counts unusable values. */
+static void fold_tensor(cg_net *net, int t)
+{
+    if (t < 0)
+        return;
+    const cg_tensor *T = &net->tensors[t];
+    float *src = net->grad + T->offset;
+    int64_t *acc = net->gsum + T->offset;
+    const long n = (long)T->count;
+    long bad = 0;
+#pragma omp parallel for simd reduction(+ : bad) schedule(static) if (n > 65536)
+    for (long i = 0; i < n; i++) {
+        bad += !(fabsf(src[i]) < EXACT_RANGE); /* NaN compares false */
+        acc[i] += to_fixed(src[i]);
+        src[i] = 0.0f;
+    }
+    net->gsum[net->n_params] += bad;
+}
+
+long cg_net_exact_finish(cg_net *net)
+{
+    if (!net->gsum)
+        return 0;
+    const long n = (long)net->n_params;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (long i = 0; i < n; i++)
+        net->grad[i] = (float)((double)net->gsum[i] * (1.0 / EXACT_SCALE));
+    return (long)net->gsum[n];
 }
 
 void cg_net_free(cg_net *net)
@@ -319,6 +391,7 @@ void cg_net_free(cg_net *net)
     cg_free(net->fwd_seconds);
     cg_free(net->bwd_seconds);
     cg_free(net->bn_scratch);
+    cg_free(net->gsum);
     memset(net, 0, sizeof *net);
 }
 
@@ -407,9 +480,28 @@ static void bn_view(const cg_layer *L, int B, size_t *cs, size_t *es, size_t *n)
     }
 }
 
+/* Samples per pass of the linear layers: the group size for training passes in exact mode
+ * (so every group's GEMMs have the same shapes on any rank count), else the whole batch. */
+static int pass_size(const cg_net *net, int B, int training)
+{
+    return training && net->group > 0 && B % net->group == 0 ? net->group : B;
+}
+
+/* The batch-norm synchronization of a pass: the part layout only when the pass runs in the
+ * groups it describes. */
+static cg_sync pass_sync(const cg_net *net, int B, int gs)
+{
+    cg_sync s = net->sync;
+    if (gs != net->group || B / gs != s.local_groups)
+        s.groups = s.first_group = s.local_groups = 0;
+    return s;
+}
+
 const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
                             const cg_fwd_opts *o)
 {
+    const int gs = pass_size(net, B, o && o->training);
+    const cg_sync sync = pass_sync(net, B, gs);
     t->batch = B;
     t->input = input;
     t->labels = o ? o->labels : NULL;
@@ -424,7 +516,9 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
         const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
         switch (L->spec.op) {
         case CG_OP_DENSE:
-            cg_dense_forward(B, L->in_c, L->out_c, x, w, b, y);
+            for (int b0 = 0; b0 < B; b0 += gs)
+                cg_dense_forward(gs, L->in_c, L->out_c, x + (size_t)b0 * L->in_c, w, b,
+                                 y + (size_t)b0 * L->out_c);
             break;
         case CG_OP_UNFLATTEN:
             cg_flat_to_cbhw(B, L->out_c, L->out_h * L->out_w, x, y);
@@ -433,10 +527,12 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
             cg_cbhw_to_flat(B, L->in_c, L->in_h * L->in_w, x, y);
             break;
         case CG_OP_CONV:
-            cg_conv2d_forward(&L->geom, B, x, w, b, y, net->col, net->col_cap);
+            for (int b0 = 0; b0 < B; b0 += gs)
+                cg_conv2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
             break;
         case CG_OP_CONVT:
-            cg_convt2d_forward(&L->geom, B, x, w, b, y, net->col, net->col_cap);
+            for (int b0 = 0; b0 < B; b0 += gs)
+                cg_convt2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
             break;
         case CG_OP_DROPOUT:
             memcpy(y, x, sizeof(float) * out_n);
@@ -464,7 +560,7 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
                           par + net->tensors[L->bn_beta].offset,
                           par + net->tensors[L->bn_mean].offset,
                           par + net->tensors[L->bn_var].offset, 0.1f, 1e-5f,
-                          o && o->training, &net->sync, net->bn_scratch);
+                          o && o->training, &sync, net->bn_scratch);
         }
         cg_act_forward(L->spec.act, L->spec.alpha, out_n, y);
         x = y;
@@ -482,9 +578,26 @@ static int first_param_layer(const cg_net *net)
     return net->n_layers;
 }
 
+/* Exact mode: the group's part of the layer's batch-norm gradients, from the per-part sums
+ * cg_bn_backward leaves in the scratch table (dbeta, then dgamma). */
+static void fold_bn_part(cg_net *net, const cg_layer *L, const cg_sync *s, int part)
+{
+    const int C = L->out_c;
+    const double *row = net->bn_scratch + 2 * (size_t)C * (s->first_group + part);
+    float *db = net->grad + net->tensors[L->bn_beta].offset;
+    float *dg = net->grad + net->tensors[L->bn_gamma].offset;
+    for (int c = 0; c < C; c++)
+        db[c] = (float)row[c], dg[c] = (float)row[C + c];
+    fold_tensor(net, L->bn_beta);
+    fold_tensor(net, L->bn_gamma);
+}
+
 void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx)
 {
     const int B = t->batch;
+    const int gs = pass_size(net, B, t->training);
+    const cg_sync sync = pass_sync(net, B, gs);
+    const int exact = param_grads && net->gsum;
     const int stop = dx ? 0 : (param_grads ? first_param_layer(net) : net->n_layers);
     int cur = 0;
     float *g = net->dbuf[cur];
@@ -499,23 +612,60 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         if (L->spec.bn) {
             size_t cs, es, n;
             bn_view(L, B, &cs, &es, &n);
+            /* Exact mode folds each group's sums from the part table; a pass that is not
+             * cut into parts accumulates them in float and folds them once. */
+            const int parts = exact && sync.groups > 1, direct = param_grads && !parts;
             cg_bn_backward(L->out_c, n, cs, es, g, t->xhat[i], t->invstd[i],
                            net->param + net->tensors[L->bn_gamma].offset,
-                           param_grads ? net->grad + net->tensors[L->bn_gamma].offset : NULL,
-                           param_grads ? net->grad + net->tensors[L->bn_beta].offset : NULL,
-                           &net->sync, net->bn_scratch);
+                           direct ? net->grad + net->tensors[L->bn_gamma].offset : NULL,
+                           direct ? net->grad + net->tensors[L->bn_beta].offset : NULL, &sync,
+                           net->bn_scratch);
+            for (int part = 0; parts && part < sync.local_groups; part++)
+                fold_bn_part(net, L, &sync, part);
+            if (exact && !parts) {
+                fold_tensor(net, L->bn_beta);
+                fold_tensor(net, L->bn_gamma);
+            }
         }
         /* The input gradient goes to the caller at layer 0, is skipped at the stop layer,
          * and otherwise lands in the other ping-pong buffer. */
         float *gx = i == 0 ? dx : (i == stop ? NULL : net->dbuf[cur ^ 1]);
         const float *w = tensor_ptr(net, net->param, L->w_tensor);
+        const float *e = tensor_ptr(net, net->param, L->e_tensor);
         float *dw = param_grads && L->w_tensor >= 0 ? net->grad + net->tensors[L->w_tensor].offset
                                                     : NULL;
         float *db = param_grads && L->b_tensor >= 0 ? net->grad + net->tensors[L->b_tensor].offset
                                                     : NULL;
+        float *de = param_grads && L->e_tensor >= 0 ? net->grad + net->tensors[L->e_tensor].offset
+                                                    : NULL;
         switch (L->spec.op) {
         case CG_OP_DENSE:
-            cg_dense_backward(B, L->in_c, L->out_c, x, w, g, dw, db, gx);
+        case CG_OP_CONV:
+        case CG_OP_CONVT:
+        case CG_OP_PROJECT:
+            /* Layers that sum over samples run group by group; in exact mode each group's
+             * parameter gradient is folded into gsum before the next group adds to it. */
+            for (int b0 = 0; b0 < B; b0 += gs) {
+                const int F = L->in_c;
+                if (L->spec.op == CG_OP_DENSE)
+                    cg_dense_backward(gs, F, L->out_c, x + (size_t)b0 * F, w,
+                                      g + (size_t)b0 * L->out_c, dw, db,
+                                      gx ? gx + (size_t)b0 * F : NULL);
+                else if (L->spec.op == CG_OP_CONV)
+                    cg_conv2d_backward(&L->geom, B, b0, gs, x, w, g, dw, db, gx, net->col,
+                                       net->col_cap);
+                else if (L->spec.op == CG_OP_CONVT)
+                    cg_convt2d_backward(&L->geom, B, b0, gs, x, w, g, dw, db, gx, net->col,
+                                        net->col_cap);
+                else
+                    cg_project_backward(gs, F, x + (size_t)b0 * F, w, e, t->labels + b0,
+                                        g + b0, dw, db, de, gx ? gx + (size_t)b0 * F : NULL);
+                if (exact) {
+                    fold_tensor(net, dw ? L->w_tensor : -1);
+                    fold_tensor(net, db ? L->b_tensor : -1);
+                    fold_tensor(net, de ? L->e_tensor : -1);
+                }
+            }
             break;
         case CG_OP_UNFLATTEN:
             if (gx)
@@ -524,12 +674,6 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         case CG_OP_FLATTEN:
             if (gx)
                 cg_flat_to_cbhw(B, L->in_c, L->in_h * L->in_w, g, gx);
-            break;
-        case CG_OP_CONV:
-            cg_conv2d_backward(&L->geom, B, x, w, g, dw, db, gx, net->col, net->col_cap);
-            break;
-        case CG_OP_CONVT:
-            cg_convt2d_backward(&L->geom, B, x, w, g, dw, db, gx, net->col, net->col_cap);
             break;
         case CG_OP_DROPOUT:
             if (t->training)
@@ -540,13 +684,6 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         case CG_OP_LABELS:
             if (gx)
                 cg_labels_backward(B, L->in_c, L->spec.out, g, gx);
-            break;
-        case CG_OP_PROJECT:
-            cg_project_backward(B, L->in_c, x, w, tensor_ptr(net, net->param, L->e_tensor),
-                                t->labels, g, dw, db,
-                                param_grads ? net->grad + net->tensors[L->e_tensor].offset
-                                            : NULL,
-                                gx);
             break;
         }
         net->bwd_seconds[i] += cg_now() - t0;

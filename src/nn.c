@@ -6,6 +6,37 @@
 
 #include "chargan/rng.h"
 
+/* C = alpha op(A) op(B) + beta C, row-major, split into blocks of C by the shape alone and
+ * the blocks spread over the OpenMP threads, each one a single-threaded OpenBLAS call
+ * (OpenBLAS runs single-threaded inside a parallel region). OpenBLAS's own threading cuts
+ * the matrices by the thread count, and its edge kernels round differently, so a product
+ * would change in the last bits with the number of threads; with blocks fixed by the shape
+ * it does not, which keeps training bit-identical for any threads per rank. */
+void cg_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    const int split_n = N >= M, D = split_n ? N : M;
+    int nb = 1;
+    if (2.0 * M * N * K >= 4e6)
+        nb = D / 64 < 1 ? 1 : (D / 64 > 16 ? 16 : D / 64);
+    const int S = (D + nb - 1) / nb;
+    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    const enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < nb; b++) {
+        const int o = b * S, n = D - o < S ? D - o : S;
+        if (n <= 0)
+            continue;
+        if (split_n)
+            cblas_sgemm(CblasRowMajor, ta, tb, M, n, K, alpha, A, lda,
+                        trans_b ? B + (size_t)o * ldb : B + o, ldb, beta, C + o, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, ta, tb, n, N, K, alpha,
+                        trans_a ? A + o : A + (size_t)o * lda, lda, B, ldb, beta,
+                        C + (size_t)o * ldc, ldc);
+    }
+}
+
 int cg_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
 int cg_convt_out(int in, int k, int stride, int pad, int out_pad)
@@ -83,22 +114,24 @@ int cg_chunk_samples(size_t rows, size_t cols, size_t col_cap, int B)
     return (int)nb;
 }
 
-/* Adds b[c] to every element of channel c of a [C][n] array. */
-static void add_channel_bias(int C, size_t n, const float *b, float *y)
+/* Adds b[c] to elements [off, off+n) of channel c of an array whose channels are `stride`
+ * floats apart. */
+static void add_channel_bias(int C, size_t stride, size_t off, size_t n, const float *b,
+                             float *y)
 {
     for (int c = 0; c < C; c++) {
         float bc = b[c];
-        float *row = y + (size_t)c * n;
+        float *row = y + (size_t)c * stride + off;
         for (size_t i = 0; i < n; i++)
             row[i] += bc;
     }
 }
 
-/* db[c] += sum of channel c of a [C][n] array. */
-static void channel_sum(int C, size_t n, const float *dy, float *db)
+/* db[c] += sum of elements [off, off+n) of channel c. */
+static void channel_sum(int C, size_t stride, size_t off, size_t n, const float *dy, float *db)
 {
     for (int c = 0; c < C; c++) {
-        const float *row = dy + (size_t)c * n;
+        const float *row = dy + (size_t)c * stride + off;
         double s = 0.0;
         for (size_t i = 0; i < n; i++)
             s += row[i];
@@ -106,93 +139,101 @@ static void channel_sum(int C, size_t n, const float *dy, float *db)
     }
 }
 
-void cg_conv2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                       const float *b, float *y, float *col, size_t col_cap)
+/* Zeroes samples [b0, b0+n) of a [C][B][hw] array. */
+static void clear_samples(int C, int B, int b0, int n, size_t hw, float *x)
 {
-    const int rows = g->cin * g->k * g->k;
-    const int hw = g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, B);
-    for (int b0 = 0; b0 < B; b0 += nb) {
-        int n = B - b0 < nb ? B - b0 : nb;
-        cg_im2col(x, g->cin, g->hin, g->win, B, b0, n, g->k, g->stride, g->pad, g->hout,
-                  g->wout, col);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cout, n * hw, rows, 1.0f, w,
-                    rows, col, n * hw, 0.0f, y + (size_t)b0 * hw, B * hw);
-    }
-    if (b)
-        add_channel_bias(g->cout, (size_t)B * hw, b, y);
+    for (int c = 0; c < C; c++)
+        memset(x + ((size_t)c * B + b0) * hw, 0, sizeof(float) * (size_t)n * hw);
 }
 
-void cg_conv2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                        const float *dy, float *dw, float *db, float *dx, float *col,
-                        size_t col_cap)
+void cg_conv2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                       const float *w, const float *b, float *y, float *col, size_t col_cap)
 {
     const int rows = g->cin * g->k * g->k;
     const int hw = g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, B);
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, n);
+    for (int s = b0; s < b0 + n; s += nb) {
+        int m = b0 + n - s < nb ? b0 + n - s : nb;
+        cg_im2col(x, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad, g->hout,
+                  g->wout, col);
+        cg_sgemm(0, 0, g->cout, m * hw, rows, 1.0f, w,
+                    rows, col, m * hw, 0.0f, y + (size_t)s * hw, B * hw);
+    }
+    if (b)
+        add_channel_bias(g->cout, (size_t)B * hw, (size_t)b0 * hw, (size_t)n * hw, b, y);
+}
+
+void cg_conv2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                        const float *w, const float *dy, float *dw, float *db, float *dx,
+                        float *col, size_t col_cap)
+{
+    const int rows = g->cin * g->k * g->k;
+    const int hw = g->hout * g->wout;
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, n);
     if (db)
-        channel_sum(g->cout, (size_t)B * hw, dy, db);
+        channel_sum(g->cout, (size_t)B * hw, (size_t)b0 * hw, (size_t)n * hw, dy, db);
     if (dx)
-        memset(dx, 0, sizeof(float) * (size_t)g->cin * B * g->hin * g->win);
-    for (int b0 = 0; b0 < B; b0 += nb) {
-        int n = B - b0 < nb ? B - b0 : nb;
-        const float *dyc = dy + (size_t)b0 * hw;
+        clear_samples(g->cin, B, b0, n, (size_t)g->hin * g->win, dx);
+    for (int s = b0; s < b0 + n; s += nb) {
+        int m = b0 + n - s < nb ? b0 + n - s : nb;
+        const float *dyc = dy + (size_t)s * hw;
         if (dw) {
-            cg_im2col(x, g->cin, g->hin, g->win, B, b0, n, g->k, g->stride, g->pad, g->hout,
+            cg_im2col(x, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad, g->hout,
                       g->wout, col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cout, rows, n * hw, 1.0f,
-                        dyc, B * hw, col, n * hw, 1.0f, dw, rows);
+            cg_sgemm(0, 1, g->cout, rows, m * hw, 1.0f,
+                        dyc, B * hw, col, m * hw, 1.0f, dw, rows);
         }
         if (dx) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, n * hw, g->cout, 1.0f, w,
-                        rows, dyc, B * hw, 0.0f, col, n * hw);
-            cg_col2im(col, g->cin, g->hin, g->win, B, b0, n, g->k, g->stride, g->pad, g->hout,
+            cg_sgemm(1, 0, rows, m * hw, g->cout, 1.0f, w,
+                        rows, dyc, B * hw, 0.0f, col, m * hw);
+            cg_col2im(col, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad, g->hout,
                       g->wout, dx);
         }
     }
 }
 
-void cg_convt2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                        const float *b, float *y, float *col, size_t col_cap)
+void cg_convt2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                        const float *w, const float *b, float *y, float *col, size_t col_cap)
 {
     /* The adjoint of a convolution (cout,hout,wout) -> (cin,hin,win): a GEMM into columns
      * followed by col2im, which scatters the columns onto the larger output. */
     const int rows = g->cout * g->k * g->k;
     const int hw_in = g->hin * g->win;
     const size_t hw_out = (size_t)g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, B);
-    memset(y, 0, sizeof(float) * (size_t)g->cout * B * hw_out);
-    for (int b0 = 0; b0 < B; b0 += nb) {
-        int n = B - b0 < nb ? B - b0 : nb;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, n * hw_in, g->cin, 1.0f, w,
-                    rows, x + (size_t)b0 * hw_in, B * hw_in, 0.0f, col, n * hw_in);
-        cg_col2im(col, g->cout, g->hout, g->wout, B, b0, n, g->k, g->stride, g->pad, g->hin,
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, n);
+    clear_samples(g->cout, B, b0, n, hw_out, y);
+    for (int s = b0; s < b0 + n; s += nb) {
+        int m = b0 + n - s < nb ? b0 + n - s : nb;
+        cg_sgemm(1, 0, rows, m * hw_in, g->cin, 1.0f, w,
+                    rows, x + (size_t)s * hw_in, B * hw_in, 0.0f, col, m * hw_in);
+        cg_col2im(col, g->cout, g->hout, g->wout, B, s, m, g->k, g->stride, g->pad, g->hin,
                   g->win, y);
     }
     if (b)
-        add_channel_bias(g->cout, (size_t)B * hw_out, b, y);
+        add_channel_bias(g->cout, (size_t)B * hw_out, (size_t)b0 * hw_out, (size_t)n * hw_out, b,
+                         y);
 }
 
-void cg_convt2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                         const float *dy, float *dw, float *db, float *dx, float *col,
-                         size_t col_cap)
+void cg_convt2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                         const float *w, const float *dy, float *dw, float *db, float *dx,
+                         float *col, size_t col_cap)
 {
     const int rows = g->cout * g->k * g->k;
     const int hw_in = g->hin * g->win;
     const size_t hw_out = (size_t)g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, B);
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, n);
     if (db)
-        channel_sum(g->cout, (size_t)B * hw_out, dy, db);
-    for (int b0 = 0; b0 < B; b0 += nb) {
-        int n = B - b0 < nb ? B - b0 : nb;
-        cg_im2col(dy, g->cout, g->hout, g->wout, B, b0, n, g->k, g->stride, g->pad, g->hin,
+        channel_sum(g->cout, (size_t)B * hw_out, (size_t)b0 * hw_out, (size_t)n * hw_out, dy, db);
+    for (int s = b0; s < b0 + n; s += nb) {
+        int m = b0 + n - s < nb ? b0 + n - s : nb;
+        cg_im2col(dy, g->cout, g->hout, g->wout, B, s, m, g->k, g->stride, g->pad, g->hin,
                   g->win, col);
         if (dw)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cin, rows, n * hw_in, 1.0f,
-                        x + (size_t)b0 * hw_in, B * hw_in, col, n * hw_in, 1.0f, dw, rows);
+            cg_sgemm(0, 1, g->cin, rows, m * hw_in, 1.0f,
+                        x + (size_t)s * hw_in, B * hw_in, col, m * hw_in, 1.0f, dw, rows);
         if (dx)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cin, n * hw_in, rows,
-                        1.0f, w, rows, col, n * hw_in, 0.0f, dx + (size_t)b0 * hw_in,
+            cg_sgemm(0, 0, g->cin, m * hw_in, rows,
+                        1.0f, w, rows, col, m * hw_in, 0.0f, dx + (size_t)s * hw_in,
                         B * hw_in);
     }
 }
@@ -200,7 +241,7 @@ void cg_convt2d_backward(const cg_conv_geom *g, int B, const float *x, const flo
 void cg_dense_forward(int B, int in, int out, const float *x, const float *w, const float *b,
                       float *y)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, out, in, 1.0f, x, in, w, out,
+    cg_sgemm(0, 0, B, out, in, 1.0f, x, in, w, out,
                 0.0f, y, out);
     if (b)
         for (int i = 0; i < B; i++) {
@@ -214,7 +255,7 @@ void cg_dense_backward(int B, int in, int out, const float *x, const float *w, c
                        float *dw, float *db, float *dx)
 {
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, B, 1.0f, x, in, dy, out,
+        cg_sgemm(1, 0, in, out, B, 1.0f, x, in, dy, out,
                     1.0f, dw, out);
     if (db)
         for (int i = 0; i < B; i++) {
@@ -223,7 +264,7 @@ void cg_dense_backward(int B, int in, int out, const float *x, const float *w, c
                 db[j] += row[j];
         }
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, in, out, 1.0f, dy, out, w, out,
+        cg_sgemm(0, 1, B, in, out, 1.0f, dy, out, w, out,
                     0.0f, dx, in);
 }
 
@@ -334,33 +375,76 @@ void cg_cbhw_to_flat(int B, int C, int HW, const float *cbhw, float *flat)
                    sizeof(float) * (size_t)HW);
 }
 
+/* The part layout of a batch-norm sum (see cg_sync): G parts in all, L of them here starting
+ * at part `first`; one part for a single process without groups. */
+static void bn_parts(const cg_sync *sync, int *G, int *first, int *L)
+{
+    *G = 1, *first = 0, *L = 1;
+    if (sync && sync->groups > 1 && sync->local_groups >= 1) {
+        *G = sync->groups, *first = sync->first_group, *L = sync->local_groups;
+    }
+}
+
+/* Fills this process's rows of the [G][2C] table with the sums over each of its parts of
+ * f1 = u and f2 = u * v (v NULL: u * u) for the n elements of each channel, zeroes the other
+ * rows and sets the count after the table. */
+static void bn_part_sums(int C, size_t n, size_t cs, size_t es, const float *u, const float *v,
+                         const cg_sync *sync, double *table)
+{
+    int G, first, L;
+    bn_parts(sync, &G, &first, &L);
+    memset(table, 0, sizeof(double) * (2 * (size_t)C * G + 1));
+    const size_t per = n / (size_t)L;
+    for (int l = 0; l < L; l++) {
+        double *row = table + 2 * (size_t)C * (first + l);
+        for (int c = 0; c < C; c++) {
+            const float *uc = u + (size_t)c * cs, *vc = v ? v + (size_t)c * cs : uc;
+            double a = 0.0, b = 0.0;
+            for (size_t j = (size_t)l * per; j < (size_t)(l + 1) * per; j++) {
+                a += uc[j * es];
+                b += (double)uc[j * es] * vc[j * es];
+            }
+            row[c] = a, row[C + c] = b;
+        }
+    }
+    table[2 * (size_t)C * G] = (double)n;
+}
+
+/* Sums the table of bn_part_sums over processes. */
+static void bn_sync(const cg_sync *sync, int C, double *table)
+{
+    int G, first, L;
+    bn_parts(sync, &G, &first, &L);
+    if (sync && sync->sum)
+        sync->sum(sync->user, table, 2 * C * G + 1);
+}
+
+/* Column k of the [G][2C] table summed over the parts in part order. */
+static double bn_total(const double *table, int C, int G, int k)
+{
+    double s = 0.0;
+    for (int p = 0; p < G; p++)
+        s += table[2 * (size_t)C * p + k];
+    return s;
+}
+
 void cg_bn_forward(int C, size_t n, size_t cs, size_t es, float *y, float *xhat,
                    float *invstd, const float *gamma, const float *beta, float *run_mean,
                    float *run_var, float momentum, float eps, int training, const cg_sync *sync,
                    double *scratch)
 {
-    double *s1 = scratch, *s2 = scratch + C, *count = scratch + 2 * C;
+    int G, first, L;
+    bn_parts(sync, &G, &first, &L);
     if (training) {
-        for (int c = 0; c < C; c++) {
-            const float *yc = y + (size_t)c * cs;
-            double a = 0.0, b = 0.0;
-            for (size_t j = 0; j < n; j++) {
-                double v = yc[j * es];
-                a += v;
-                b += v * v;
-            }
-            s1[c] = a, s2[c] = b;
-        }
-        *count = (double)n;
-        if (sync && sync->sum)
-            sync->sum(sync->user, scratch, 2 * C + 1);
+        bn_part_sums(C, n, cs, es, y, NULL, sync, scratch);
+        bn_sync(sync, C, scratch);
     }
+    const double N = training ? scratch[2 * (size_t)C * G] : 0.0;
     for (int c = 0; c < C; c++) {
         double mean, var;
         if (training) {
-            const double N = *count;
-            mean = s1[c] / N;
-            var = s2[c] / N - mean * mean;
+            mean = bn_total(scratch, C, G, c) / N;
+            var = bn_total(scratch, C, G, C + c) / N - mean * mean;
             if (var < 0.0)
                 var = 0.0;
             run_mean[c] = (float)((1.0 - momentum) * run_mean[c] + momentum * mean);
@@ -387,26 +471,25 @@ void cg_bn_backward(int C, size_t n, size_t cs, size_t es, float *g, const float
 {
     /* dL/dz = invstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = gamma * g, the
      * means over the GLOBAL batch. */
-    double *sa = scratch, *sb = scratch + C, *count = scratch + 2 * C;
-    for (int c = 0; c < C; c++) {
-        const float *gc = g + (size_t)c * cs, *xc = xhat + (size_t)c * cs;
+    int G, first, L;
+    bn_parts(sync, &G, &first, &L);
+    bn_part_sums(C, n, cs, es, g, xhat, sync, scratch);
+    for (int c = 0; c < C && (dbeta || dgamma); c++) { /* this process's parts, before sync */
         double a = 0.0, b = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            a += gc[j * es];
-            b += (double)gc[j * es] * xc[j * es];
+        for (int l = 0; l < L; l++) {
+            a += scratch[2 * (size_t)C * (first + l) + c];
+            b += scratch[2 * (size_t)C * (first + l) + C + c];
         }
         if (dbeta)
             dbeta[c] += (float)a;
         if (dgamma)
             dgamma[c] += (float)b;
-        sa[c] = a, sb[c] = b;
     }
-    *count = (double)n;
-    if (sync && sync->sum)
-        sync->sum(sync->user, scratch, 2 * C + 1);
+    bn_sync(sync, C, scratch);
+    const double N = scratch[2 * (size_t)C * G];
     for (int c = 0; c < C; c++) {
-        const double N = *count;
-        const float ma = (float)(sa[c] / N), mb = (float)(sb[c] / N);
+        const float ma = (float)(bn_total(scratch, C, G, c) / N);
+        const float mb = (float)(bn_total(scratch, C, G, C + c) / N);
         const float gm = gamma[c], is = invstd[c];
         float *gc = g + (size_t)c * cs;
         const float *xc = xhat + (size_t)c * cs;

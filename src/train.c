@@ -29,6 +29,22 @@ void cg_train_default_opts(cg_train_opts *o)
     o->eval_n = 2000;
 }
 
+int cg_sum_groups(int B, int P, int requested, cg_error *e)
+{
+    if (requested > 0) {
+        if (B % requested)
+            return cg_fail(e, "--sum-groups %d does not divide --batch %d", requested, B);
+        if (requested % P)
+            return cg_fail(e, "--sum-groups %d is not a multiple of the %d ranks (each rank "
+                              "holds whole groups)", requested, P);
+        return requested;
+    }
+    for (int k = (P > 8 ? P : 8) / P; k > 1; k--)
+        if (B % (P * k) == 0)
+            return P * k;
+    return P;
+}
+
 /* ---- signals ------------------------------------------------------------------------- */
 
 /* The one piece of process-global state: a signal handler can only talk to the loop through
@@ -146,21 +162,17 @@ static void poke_d_reduction(void *user)
         MPI_Test(&r->req_d, &done, MPI_STATUS_IGNORE);
 }
 
-static void start_d_reduction(void *user, cg_gan *gan)
+/* The flat gradient sum over ranks: int64 fixed point in exact mode (cg_net_set_groups), else
+ * float. Non-blocking when req is given. */
+static void reduce_grads(cg_ctx *c, cg_net *net, MPI_Request *req)
 {
-    reducer *r = user;
-    r->req_d = MPI_REQUEST_NULL;
-    if (r->c->size > 1)
-        MPI_Iallreduce(MPI_IN_PLACE, gan->d.grad, (int)gan->d.n_params, MPI_FLOAT, MPI_SUM,
-                       r->c->world, &r->req_d);
-}
-
-/* Batch-norm statistics are sums over the global batch. */
-static void sum_over_ranks(void *user, double *buf, int n)
-{
-    cg_ctx *c = user;
-    if (c->size > 1)
-        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->world);
+    void *buf = net->gsum ? (void *)net->gsum : (void *)net->grad;
+    const int n = (int)net->n_params + (net->gsum ? 1 : 0);
+    const MPI_Datatype type = net->gsum ? MPI_INT64_T : MPI_FLOAT;
+    if (req)
+        MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world, req);
+    else
+        MPI_Allreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world);
 }
 
 static int all_finite(const float *p, size_t n)
@@ -171,22 +183,38 @@ static int all_finite(const float *p, size_t n)
     return acc == 0.0f;
 }
 
+static void start_d_reduction(void *user, cg_gan *gan)
+{
+    reducer *r = user;
+    r->req_d = MPI_REQUEST_NULL;
+    if (r->c->size > 1)
+        reduce_grads(r->c, &gan->d, &r->req_d);
+}
+
+/* Batch-norm statistics are sums over the global batch. */
+static void sum_over_ranks(void *user, double *buf, int n)
+{
+    cg_ctx *c = user;
+    if (c->size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->world);
+}
+
 /* ---- checkpoints and samples --------------------------------------------------------- */
 
 static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const cg_dataset *ds,
-                        long total, char *buf, size_t len)
+                        long total, int groups, char *buf, size_t len)
 {
     snprintf(buf, len,
              "{\"model\": \"%s\", \"conditional\": %s, \"n_classes\": %d, \"classes\": \"%s\", "
              "\"noise_dim\": %d, \"global_batch\": %d, \"lr_g\": %g, \"lr_d\": %g, "
              "\"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"seed\": %llu, \"steps\": %ld, "
              "\"epochs\": %ld, \"data\": \"%s\", \"limit\": %ld, \"images\": %ld, "
-             "\"ckpt_every\": %ld, \"sample_every\": %ld}",
+             "\"ckpt_every\": %ld, \"sample_every\": %ld, \"sum_groups\": %d}",
              cfg->model, cfg->n_classes ? "true" : "false", cfg->n_classes,
              cfg->n_classes ? ds->chars : "", cfg->noise_dim, cfg->global_batch,
              (double)cfg->lr_g, (double)cfg->lr_d, (double)cfg->beta1, (double)cfg->beta2,
              (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
-             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every);
+             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, groups);
     /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
     for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 9); p++)
         if (*p == '"' || *p == '\\')
@@ -366,11 +394,21 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     st = cg_sampler_init(&sampler, ds.n, cfg.global_batch, cfg.seed, &e);
     if (!st)
         st = cg_gan_init(&gan, &cfg, &e);
+    /* Exact gradient sums over fixed groups of the global batch: the parameters after any
+     * number of steps are bit-identical for every rank count that divides the groups. */
+    const int groups =
+        o->float_sums ? 0 : cg_sum_groups(cfg.global_batch, c->size, o->sum_groups, &e);
+    if (!st && groups < 0)
+        st = -1;
+    if (!st && groups > 0)
+        st = cg_gan_set_groups(&gan, groups, c->rank * (groups / c->size), groups / c->size,
+                               &e);
     if (cg_agree(c, st, &e))
         goto out;
     const long total = o->steps > 0 ? o->steps : o->epochs * sampler.batches_per_epoch;
     cfg = gan.cfg; /* with the preset's defaults filled in */
-    gan.g.sync = gan.d.sync = (cg_sync){sum_over_ranks, c};
+    gan.g.sync.sum = gan.d.sync.sum = sum_over_ranks;
+    gan.g.sync.user = gan.d.sync.user = c;
 
     /* Rank 0 initializes (or loads a checkpoint); one broadcast per flat buffer makes every
      * rank identical. */
@@ -393,7 +431,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         goto out;
     }
     config = cg_alloc(8192);
-    config_json(o, &cfg, &ds, total, config, 8192);
+    config_json(o, &cfg, &ds, total, groups, config, 8192);
 
     if (c->rank == 0) {
         char path[4200];
@@ -406,9 +444,12 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                "%d BLAS thread%s each\n",
                cfg.model, gan.g.n_params, gan.d.n_params, c->size, c->size > 1 ? "s" : "",
                c->n_nodes, c->n_nodes > 1 ? "s" : "", c->threads, c->threads > 1 ? "s" : "");
-        printf("data: %s: %ld images (loaded in %.2f s); global batch %d (%d per rank), "
+        char sums[48] = "float sums";
+        if (groups)
+            snprintf(sums, sizeof sums, "exact sums over %d groups", groups);
+        printf("data: %s: %ld images (loaded in %.2f s); global batch %d (%d per rank, %s), "
                "%ld batches per epoch, %ld steps%s\n",
-               ds.source, ds.n, t_load, cfg.global_batch, cfg.local_batch,
+               ds.source, ds.n, t_load, cfg.global_batch, cfg.local_batch, sums,
                sampler.batches_per_epoch, total, first_step ? " (resumed)" : "");
         fflush(stdout);
     }
@@ -469,21 +510,25 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         double stats[5] = {s.loss_d, s.loss_g, s.d_real, s.d_fake,
                            (double)stop_signal + (out_of_time ? 1000.0 : 0.0)};
         if (c->size > 1) {
-            MPI_Allreduce(MPI_IN_PLACE, gan.g.grad, (int)gan.g.n_params, MPI_FLOAT, MPI_SUM,
-                          c->world);
+            reduce_grads(c, &gan.g, NULL);
             MPI_Allreduce(MPI_IN_PLACE, stats, 5, MPI_DOUBLE, MPI_SUM, c->world);
             MPI_Wait(&red.req_d, MPI_STATUS_IGNORE);
         }
         const double wait = cg_now() - w0;
         wait_total += wait;
+        const long bad = o->float_sums ? !all_finite(gan.g.grad, gan.g.n_params) +
+                                             !all_finite(gan.d.grad, gan.d.n_params)
+                                       : cg_gan_finish_grads(&gan);
 
         /* Every rank holds the same reduced values, so every rank takes the same branch. */
-        if (!isfinite(stats[0]) || !isfinite(stats[1]) ||
-            !all_finite(gan.g.grad, gan.g.n_params) || !all_finite(gan.d.grad, gan.d.n_params)) {
+        if (!isfinite(stats[0]) || !isfinite(stats[1]) || bad) {
             if (c->rank == 0)
-                fprintf(stderr, "chargan: error: step %ld: non-finite %s (loss_D %g, loss_G %g); "
+                fprintf(stderr, "chargan: error: step %ld: %s (loss_D %g, loss_G %g); "
                                 "stopping before the update so no garbage is written\n",
-                        step + 1, isfinite(stats[0]) && isfinite(stats[1]) ? "gradient" : "loss",
+                        step + 1,
+                        isfinite(stats[0]) && isfinite(stats[1])
+                            ? "non-finite or exploding gradient (|g| >= 2^19)"
+                            : "non-finite loss",
                         stats[0], stats[1]);
             rc = 1;
             break;

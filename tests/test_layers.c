@@ -87,17 +87,17 @@ typedef struct {
 static void conv_forward(conv_ctx *c)
 {
     if (c->transposed)
-        cg_convt2d_forward(&c->g, c->B, c->x, c->w, c->b, c->y, c->col, c->col_cap);
+        cg_convt2d_forward(&c->g, c->B, 0, c->B, c->x, c->w, c->b, c->y, c->col, c->col_cap);
     else
-        cg_conv2d_forward(&c->g, c->B, c->x, c->w, c->b, c->y, c->col, c->col_cap);
+        cg_conv2d_forward(&c->g, c->B, 0, c->B, c->x, c->w, c->b, c->y, c->col, c->col_cap);
 }
 
 static void conv_backward(conv_ctx *c, const float *dy, float *dw, float *db, float *dx)
 {
     if (c->transposed)
-        cg_convt2d_backward(&c->g, c->B, c->x, c->w, dy, dw, db, dx, c->col, c->col_cap);
+        cg_convt2d_backward(&c->g, c->B, 0, c->B, c->x, c->w, dy, dw, db, dx, c->col, c->col_cap);
     else
-        cg_conv2d_backward(&c->g, c->B, c->x, c->w, dy, dw, db, dx, c->col, c->col_cap);
+        cg_conv2d_backward(&c->g, c->B, 0, c->B, c->x, c->w, dy, dw, db, dx, c->col, c->col_cap);
 }
 
 static double conv_loss(void *p)

@@ -394,7 +394,7 @@ static void test_bn_case(const bn_layout *L, int B, float momentum, uint64_t str
     {
         float *y1 = tu_fdup(c.y, T);
         memcpy(c.rm, rm0, sizeof(float) * C), memcpy(c.rv, rv0, sizeof(float) * C);
-        const cg_sync none = {NULL, NULL};
+        const cg_sync none = {.sum = NULL, .user = NULL};
         c.sync = &none;
         bn_run(&c, 1);
         c.sync = NULL;
@@ -471,7 +471,7 @@ static void test_bn_case(const bn_layout *L, int B, float momentum, uint64_t str
         float *rm = tu_fdup(c.rm, C), *rv = tu_fdup(c.rv, C);
         mock_sync counter;
         memset(&counter, 0, sizeof counter);
-        const cg_sync sc = {mock_sum, &counter};
+        const cg_sync sc = {.sum = mock_sum, .user = &counter};
         c.sync = &sc;
         bn_run(&c, 0);
         c.sync = NULL;
@@ -528,7 +528,7 @@ static void test_bn_sync(const bn_layout *L, int Bt, int split, uint64_t stream)
     mock_sync rec[2];
     for (int k = 0; k < 2; k++) {
         memset(&rec[k], 0, sizeof rec[k]);
-        const cg_sync s = {mock_sum, &rec[k]};
+        const cg_sync s = {.sum = mock_sum, .user = &rec[k]};
         h[k].sync = &s;
         bn_run(&h[k], 1);
         h[k].sync = NULL;
@@ -541,7 +541,7 @@ static void test_bn_sync(const bn_layout *L, int Bt, int split, uint64_t stream)
     double e;
     for (int k = 0; k < 2; k++) {
         mock_sync add = mock_adder(&rec[1 - k]);
-        const cg_sync s = {mock_sum, &add};
+        const cg_sync s = {.sum = mock_sum, .user = &add};
         h[k].sync = &s;
         bn_run(&h[k], 1);
         h[k].sync = NULL;
@@ -568,7 +568,7 @@ static void test_bn_sync(const bn_layout *L, int Bt, int split, uint64_t stream)
     mock_sync brec[2];
     for (int k = 0; k < 2; k++) {
         memset(&brec[k], 0, sizeof brec[k]);
-        const cg_sync s = {mock_sum, &brec[k]};
+        const cg_sync s = {.sum = mock_sum, .user = &brec[k]};
         float *g = tu_fdup(h[k].r, h[k].total);
         cg_bn_backward(C, h[k].n, h[k].cs, h[k].es, g, h[k].xhat, h[k].invstd, h[k].gamma, NULL,
                        NULL, &s, h[k].scratch);
@@ -585,7 +585,7 @@ static void test_bn_sync(const bn_layout *L, int Bt, int split, uint64_t stream)
         for (int v = 0; v < 2; v++) {
             const int m = variants[v];
             mock_sync add = mock_adder(&brec[1 - k]);
-            const cg_sync s = {mock_sum, &add};
+            const cg_sync s = {.sum = mock_sum, .user = &add};
             float *g = tu_fdup(h[k].r, h[k].total);
             if (m < 0)
                 cg_bn_backward(C, h[k].n, h[k].cs, h[k].es, g, h[k].xhat, h[k].invstd,

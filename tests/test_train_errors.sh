@@ -17,6 +17,10 @@ run() {
 
 run batch 2 "${COMMON[@]}" --batch 63 --steps 2 --out "$TMP/o"
 expect_error "$TMP/batch.rc" "$TMP/batch.err" "batch not divisible" "--batch 63" "2 ranks"
+run groups 2 "${COMMON[@]}" --sum-groups 3 --steps 2 --out "$TMP/o"
+expect_error "$TMP/groups.rc" "$TMP/groups.err" "sum groups not dividing the batch" "--sum-groups 3" "--batch 64"
+run groups2 4 "${COMMON[@]}" --sum-groups 2 --steps 2 --out "$TMP/o"
+expect_error "$TMP/groups2.rc" "$TMP/groups2.err" "fewer sum groups than ranks" "--sum-groups 2" "4 ranks"
 run negsteps 2 "${COMMON[@]}" --steps -5 --out "$TMP/o"
 expect_error "$TMP/negsteps.rc" "$TMP/negsteps.err" "negative steps" "--steps -5"
 run model 2 "${COMMON[@]}" --model huge --steps 2 --out "$TMP/o"

@@ -78,6 +78,14 @@ void cg_gan_init_weights(cg_gan *gan);
 void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
                   const cg_gan_hooks *hooks, cg_gan_stats *stats);
 
+/* Exact, rank-count independent gradients (see cg_net_set_groups): the global batch is cut
+ * into `groups` groups, this rank holding local_groups of them from group first_group.
+ * Then cg_gan_grads leaves each network's sum in net.gsum (int64 fixed point; sum it over
+ * ranks with MPI_SUM) and cg_gan_finish_grads turns the sums into the float gradients,
+ * returning how many values were not finite or out of range (0: fine). */
+int cg_gan_set_groups(cg_gan *gan, int groups, int first_group, int local_groups, cg_error *e);
+long cg_gan_finish_grads(cg_gan *gan);
+
 /* Adam on both networks from the (reduced) gradients. */
 void cg_gan_apply(cg_gan *gan);
 

@@ -80,7 +80,15 @@ typedef struct {
     double *fwd_seconds, *bwd_seconds; /* per layer, accumulated (for bench) */
     cg_sync sync;          /* sums batch-norm statistics over ranks; {NULL} alone */
     cg_progress progress;  /* called after each layer of a backward pass; {NULL}: none */
-    double *bn_scratch;    /* 2 * widest bn layer + 1 */
+    double *bn_scratch;    /* 2 * widest bn layer * max(sync.groups, 1) + 1 */
+    int widest_bn;         /* channels of the widest batch-norm layer */
+    /* Exact gradient sums (cg_net_set_groups): training passes run in groups of `group`
+     * samples with the same GEMM shapes on any rank count, and each group's parameter
+     * gradient is added to gsum in fixed point (round(g * 2^32) in int64), which is exact and
+     * so independent of the order of the additions -- within a rank and in the MPI_SUM over
+     * ranks. 0 / NULL: one pass over the batch, gradients summed in float into grad. */
+    int group;
+    int64_t *gsum; /* n_params + 1; the last counts values that were not finite or too large */
 } cg_net;
 
 /* Activations of one forward pass, kept for its backward pass. */
@@ -147,6 +155,20 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
  * before the first one that has parameters (with param_grads) or all layers (with dx) are
  * visited as needed, so no unneeded gradient is computed. */
 void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx);
+
+/* Exact, rank-count independent gradient sums. The global batch of training passes is cut
+ * into `groups` equal parts, this process holding `local_groups` of them starting at part
+ * `first_group` (its batch must then be a multiple of local_groups). Sets net->group,
+ * net->sync's part layout, allocates gsum and grows the batch-norm scratch. Returns 0 or -1
+ * with e set. */
+int cg_net_set_groups(cg_net *net, int groups, int first_group, int local_groups, int batch,
+                      cg_error *e);
+/* Zeroes grad (and gsum in exact mode). */
+void cg_net_zero_grads(cg_net *net);
+/* Exact mode: grad = gsum * 2^-32 (after gsum was summed over ranks). Returns the number of
+ * gradient values that were not finite or beyond the fixed-point range (|g| >= 2^19 per
+ * group), summed like gsum; 0 without exact mode. */
+long cg_net_exact_finish(cg_net *net);
 
 /* FLOPs (2 per multiply-add) of forward and backward parts, per sample. */
 double cg_net_fwd_flops(const cg_net *net);

@@ -18,6 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* sgemm (row-major; trans_a/trans_b 0 or 1) whose result does not depend on the number of
+ * OpenMP threads: see nn.c. Every GEMM of the layers goes through it. */
+void cg_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
 typedef struct {
     int cin, hin, win;
     int cout, hout, wout;
@@ -39,20 +44,23 @@ void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int
 /* Samples per chunk so that a [rows][nb*cols] scratch fits in col_cap floats (at least 1). */
 int cg_chunk_samples(size_t rows, size_t cols, size_t col_cap, int B);
 
-/* Convolution: y[cout][B][hout][wout] = conv(x) + b. col is scratch of col_cap floats. */
-void cg_conv2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                       const float *b, float *y, float *col, size_t col_cap);
-void cg_conv2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                        const float *dy, float *dw, float *db, float *dx, float *col,
-                        size_t col_cap);
+/* Convolution: y[cout][B][hout][wout] = conv(x) + b, for the samples [b0, b0+n) of a batch of
+ * B (the other samples are not touched; activations keep the stride of the whole batch, so a
+ * batch can be processed in groups whose GEMM shapes do not depend on B). col is scratch of
+ * col_cap floats. */
+void cg_conv2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                       const float *w, const float *b, float *y, float *col, size_t col_cap);
+void cg_conv2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                        const float *w, const float *dy, float *dw, float *db, float *dx,
+                        float *col, size_t col_cap);
 
 /* Transposed convolution (the adjoint of a convolution with the same k/stride/pad),
- * hout = (hin-1)*stride - 2*pad + k + out_pad. */
-void cg_convt2d_forward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                        const float *b, float *y, float *col, size_t col_cap);
-void cg_convt2d_backward(const cg_conv_geom *g, int B, const float *x, const float *w,
-                         const float *dy, float *dw, float *db, float *dx, float *col,
-                         size_t col_cap);
+ * hout = (hin-1)*stride - 2*pad + k + out_pad; samples [b0, b0+n) of a batch of B. */
+void cg_convt2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                        const float *w, const float *b, float *y, float *col, size_t col_cap);
+void cg_convt2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
+                         const float *w, const float *dy, float *dw, float *db, float *dx,
+                         float *col, size_t col_cap);
 
 /* Dense: y[B][out] = x[B][in] w[in][out] + b. */
 void cg_dense_forward(int B, int in, int out, const float *x, const float *w, const float *b,
@@ -105,10 +113,18 @@ float cg_sigmoidf(float x);
 /* Sums a small array of doubles over every process that shares a batch (MPI_Allreduce in
  * training); NULL function: a single process. Batch normalization uses it so that its
  * statistics are those of the GLOBAL batch, which keeps training independent of the number
- * of ranks. */
+ * of ranks.
+ *
+ * Bit-exact statistics: the global batch is cut into `groups` equal parts (0 or 1: one part),
+ * this process holding `local_groups` consecutive parts starting at part `first_group`. The
+ * partial sums of each part stay apart — every process fills its own rows of a [groups][...]
+ * table and zeros elsewhere, so the sum over processes only adds zeros, which is exact — and
+ * the parts are then added in part order. The result does not depend on how the parts are
+ * spread over processes. */
 typedef struct {
     void (*sum)(void *user, double *buf, int n);
     void *user;
+    int groups, first_group, local_groups;
 } cg_sync;
 
 /* Batch normalization over the n elements of each of C channels, element j of channel c at
@@ -120,11 +136,13 @@ typedef struct {
 void cg_bn_forward(int C, size_t n, size_t cs, size_t es, float *y, float *xhat,
                    float *invstd, const float *gamma, const float *beta, float *run_mean,
                    float *run_var, float momentum, float eps, int training, const cg_sync *sync,
-                   double *scratch /* 2C+1 */);
-/* g holds dL/d(output) and receives dL/d(input). dgamma, dbeta accumulate (may be NULL). */
+                   double *scratch /* 2C * max(groups, 1) + 1 */);
+/* g holds dL/d(output) and receives dL/d(input). dgamma, dbeta accumulate (may be NULL) this
+ * process's sums; afterwards scratch row k (k = 0..groups-1) holds part k's sums of
+ * dL/dbeta (C doubles), then of dL/dgamma (C doubles). */
 void cg_bn_backward(int C, size_t n, size_t cs, size_t es, float *g, const float *xhat,
                     const float *invstd, const float *gamma, float *dgamma, float *dbeta,
-                    const cg_sync *sync, double *scratch /* 2C+1 */);
+                    const cg_sync *sync, double *scratch /* 2C * max(groups, 1) + 1 */);
 
 /* Copies between [B][C*HW] (flat, NCHW order per sample) and [C][B][HW]. */
 void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw);

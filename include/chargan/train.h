@@ -23,9 +23,17 @@ typedef struct {
     long eval_every;        /* quality score on rank 0 every N steps (0: never) */
     const char *classifier; /* classifier file for the score */
     long eval_n;            /* samples per score */
+    int sum_groups;         /* exact-sum groups of the global batch; 0: cg_sum_groups' choice */
+    int float_sums;         /* sum gradients in float instead (half the bytes, not exact) */
 } cg_train_opts;
 
 void cg_train_default_opts(cg_train_opts *o);
+
+/* The number of groups the global batch B is cut into for exact gradient sums on P ranks:
+ * `requested` when positive, else the largest multiple of P that divides B and is at most
+ * max(8, P) (8 for B = 64 and P = 1, 2, 4, 8, so those runs give bit-identical results).
+ * Returns -1 when `requested` does not divide B or is not a multiple of P (e set). */
+int cg_sum_groups(int B, int P, int requested, cg_error *e);
 
 /* Runs training; collective. Returns the process exit code (0 ok, 1 failure, with the
  * message printed once). */
