@@ -43,6 +43,7 @@ typedef struct {
     double ar_min_ms;   /* fastest MPI_Allreduce (the least disturbed by other load) */
     int reps;
     int real;           /* a real gradient size (not used in the fit) */
+    size_t params;      /* its parameter count */
 } ar_point;
 
 /* One timed collective: slowest rank, after a barrier. The buffer is refilled before each
@@ -221,8 +222,10 @@ int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
         }
         memset(&pts[np], 0, 2 * sizeof pts[0]);
         snprintf(pts[np].name, sizeof pts[np].name, "%s.G", models[m]);
+        pts[np].params = gan.g.n_params;
         pts[np].count = 2 * (gan.g.n_params + 1), pts[np].real = 1, np++;
         snprintf(pts[np].name, sizeof pts[np].name, "%s.D", models[m]);
+        pts[np].params = gan.d.n_params;
         pts[np].count = 2 * (gan.d.n_params + 1), pts[np].real = 1, np++;
         cg_gan_free(&gan);
     }
@@ -375,7 +378,7 @@ int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
                 continue;
             printf("%s\"%s\": {\"params\": %zu, \"bytes\": %zu, \"allreduce_ms\": %.4f, "
                    "\"allreduce_min_ms\": %.4f, \"iallreduce_ms\": %.4f, \"model_ms\": %.4f}",
-                   first ? "" : ", ", pts[i].name, pts[i].count, pts[i].count * sizeof(float),
+                   first ? "" : ", ", pts[i].name, pts[i].params, pts[i].count * sizeof(float),
                    pts[i].ar_ms, pts[i].ar_min_ms, pts[i].iar_ms,
                    MODEL_MS(pts[i].count * sizeof(float)));
             first = 0;

@@ -32,8 +32,9 @@ for np in 1 2; do
         for net in G D; do
             lc=$(tr 'GD' 'gd' <<<"$net")
             want=$(params $m "$lc")
-            grep -q "\"$m.$net\": {\"params\": $want, \"bytes\": $((want * 4))," <<<"$last" ||
-                fail "$np ranks: $m.$net is not the real gradient size ($want floats)"
+            # int64 fixed-point sums: 8 bytes per parameter and one counter
+            grep -q "\"$m.$net\": {\"params\": $want, \"bytes\": $(((want + 1) * 8))," <<<"$last" ||
+                fail "$np ranks: $m.$net is not the real gradient size ($want params, int64)"
         done
     done
     ok "$np ranks: $(grep -c '' "$TMP/ar$np.out") lines, JSON last; real sizes match chargan bench"
