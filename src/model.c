@@ -361,8 +361,9 @@ static void fold_tensor(cg_net *net, int t)
     long bad = 0;
 #pragma omp parallel for simd reduction(+ : bad) schedule(static) if (n > 65536)
     for (long i = 0; i < n; i++) {
-        bad += !(fabsf(src[i]) < EXACT_RANGE); /* NaN compares false */
-        acc[i] += to_fixed(src[i]);
+        const int ok = fabsf(src[i]) < EXACT_RANGE; /* NaN compares false */
+        bad += !ok;
+        acc[i] += ok ? to_fixed(src[i]) : 0; /* keeps every sum far from int64 overflow */
         src[i] = 0.0f;
     }
     net->gsum[net->n_params] += bad;
