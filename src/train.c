@@ -13,6 +13,7 @@
 
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
+#include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/rng.h"
 #include "chargan/png.h"
@@ -27,6 +28,7 @@ void cg_train_default_opts(cg_train_opts *o)
     o->log_every = 50;
     o->keep = 3;
     o->eval_n = 2000;
+    o->ema = -1.0; /* the model's default */
 }
 
 /* ---- signals ------------------------------------------------------------------------- */
@@ -174,19 +176,19 @@ static int all_finite(const float *p, size_t n)
 /* ---- checkpoints and samples --------------------------------------------------------- */
 
 static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const cg_dataset *ds,
-                        long total, char *buf, size_t len)
+                        long total, double ema, char *buf, size_t len)
 {
     snprintf(buf, len,
              "{\"model\": \"%s\", \"conditional\": %s, \"n_classes\": %d, \"classes\": \"%s\", "
              "\"noise_dim\": %d, \"global_batch\": %d, \"lr_g\": %g, \"lr_d\": %g, "
              "\"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"seed\": %llu, \"steps\": %ld, "
              "\"epochs\": %ld, \"data\": \"%s\", \"limit\": %ld, \"images\": %ld, "
-             "\"ckpt_every\": %ld, \"sample_every\": %ld}",
+             "\"ckpt_every\": %ld, \"sample_every\": %ld, \"ema\": %g}",
              cfg->model, cfg->n_classes ? "true" : "false", cfg->n_classes,
              cfg->n_classes ? ds->chars : "", cfg->noise_dim, cfg->global_batch,
              (double)cfg->lr_g, (double)cfg->lr_d, (double)cfg->beta1, (double)cfg->beta2,
              (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
-             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every);
+             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, ema);
     /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
     for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 9); p++)
         if (*p == '"' || *p == '\\')
@@ -239,7 +241,9 @@ static void write_samples(const cg_train_opts *o, cg_gan *gan, const cg_dataset 
         labels[i] = K ? i % K : 0;
         captions[i] = K ? ds->chars[labels[i]] : ' ';
     }
+    cg_gan_ema_swap(gan); /* draw from the EMA generator when there is one */
     cg_generate(gan, gan->cfg.seed, 0, SAMPLE_GRID, K ? labels : NULL, buf->img, buf->z);
+    cg_gan_ema_swap(gan);
     char path[4200];
     cg_error e;
     snprintf(path, sizeof path, "%s/samples/step-%08ld.h5", o->out, step);
@@ -284,6 +288,14 @@ static long resume_state(cg_ctx *c, const cg_train_opts *o, cg_gan *gan)
                 if (!st)
                     printf("resume: %s (step %ld, written by %d rank%s)\n", path, m.step,
                            m.world_size, m.world_size > 1 ? "s" : "");
+                if (!st && gan->ema_g && (!m.has_ema || m.ema_decay != gan->ema_decay))
+                    printf("resume: %s; EMA decay %g from here on\n",
+                           m.has_ema ? "the checkpoint's EMA continues"
+                                     : "the checkpoint has no EMA: it starts from its weights",
+                           gan->ema_decay);
+                if (!st && !gan->ema_g && m.has_ema)
+                    printf("resume: this run keeps no EMA (--ema 0, or the model's "
+                           "default): the checkpoint's is not continued\n");
                 cg_ckpt_meta_free(&m);
             }
         }
@@ -304,6 +316,8 @@ static long resume_state(cg_ctx *c, const cg_train_opts *o, cg_gan *gan)
         for (int b = 0; b < 3; b++)
             MPI_Bcast(bufs[b], (int)nets[k]->n_params, MPI_FLOAT, 0, c->world);
     }
+    if (gan->ema_g)
+        MPI_Bcast(gan->ema_g, (int)gan->g.n_params, MPI_FLOAT, 0, c->world);
     return step;
 }
 
@@ -368,6 +382,9 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         st = cg_gan_init(&gan, &cfg, &e);
     if (cg_agree(c, st, &e))
         goto out;
+    const double ema = o->ema < 0 ? cg_ema_default(gan.cfg.model) : o->ema;
+    if (ema > 0)
+        cg_gan_ema_enable(&gan, ema);
     const long total = o->steps > 0 ? o->steps : o->epochs * sampler.batches_per_epoch;
     cfg = gan.cfg; /* with the preset's defaults filled in */
     gan.g.sync = gan.d.sync = (cg_sync){sum_over_ranks, c};
@@ -375,8 +392,10 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     /* Rank 0 initializes (or loads a checkpoint); one broadcast per flat buffer makes every
      * rank identical. */
     long first_step = 0;
-    if (c->rank == 0)
+    if (c->rank == 0) {
         cg_gan_init_weights(&gan);
+        cg_gan_ema_reset(&gan); /* the EMA starts at the initial weights */
+    }
     if (o->resume) {
         first_step = resume_state(c, o, &gan);
         if (first_step < 0)
@@ -384,6 +403,8 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     } else {
         MPI_Bcast(gan.g.param, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
         MPI_Bcast(gan.d.param, (int)gan.d.n_params, MPI_FLOAT, 0, c->world);
+        if (gan.ema_g)
+            MPI_Bcast(gan.ema_g, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
     }
     if (first_step >= total) {
         if (c->rank == 0)
@@ -393,7 +414,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         goto out;
     }
     config = cg_alloc(8192);
-    config_json(o, &cfg, &ds, total, config, 8192);
+    config_json(o, &cfg, &ds, total, ema > 0 ? ema : 0.0, config, 8192);
 
     if (c->rank == 0) {
         char path[4200];
@@ -410,6 +431,9 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                "%ld batches per epoch, %ld steps%s\n",
                ds.source, ds.n, t_load, cfg.global_batch, cfg.local_batch,
                sampler.batches_per_epoch, total, first_step ? " (resumed)" : "");
+        if (gan.ema_g)
+            printf("ema: decay %g (warm-up min(decay, (1+t)/(10+t))); samples and scores use "
+                   "the EMA generator\n", gan.ema_decay);
         fflush(stdout);
     }
 
@@ -489,26 +513,29 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
             break;
         }
         cg_gan_apply(&gan);
+        cg_gan_ema_update(&gan);
         done = step + 1;
         step_ms[step - first_step] = 1e3 * (cg_now() - t0);
 
         if (o->check_every > 0 && done % o->check_every == 0) {
-            uint64_t sum[2] = {cg_checksum(gan.g.param, gan.g.n_params),
-                               cg_checksum(gan.d.param, gan.d.n_params)};
-            uint64_t lo[2], hi[2];
-            MPI_Allreduce(sum, lo, 2, MPI_UINT64_T, MPI_MIN, c->world);
-            MPI_Allreduce(sum, hi, 2, MPI_UINT64_T, MPI_MAX, c->world);
-            if (lo[0] != hi[0] || lo[1] != hi[1]) {
+            uint64_t sum[3] = {cg_checksum(gan.g.param, gan.g.n_params),
+                               cg_checksum(gan.d.param, gan.d.n_params),
+                               gan.ema_g ? cg_checksum(gan.ema_g, gan.g.n_params) : 0};
+            uint64_t lo[3], hi[3];
+            MPI_Allreduce(sum, lo, 3, MPI_UINT64_T, MPI_MIN, c->world);
+            MPI_Allreduce(sum, hi, 3, MPI_UINT64_T, MPI_MAX, c->world);
+            if (lo[0] != hi[0] || lo[1] != hi[1] || lo[2] != hi[2]) {
                 if (c->rank == 0)
                     fprintf(stderr, "chargan: error: step %ld: ranks hold different parameters "
                                     "(%s checksums differ)\n",
-                            done, lo[0] != hi[0] ? "generator" : "discriminator");
+                            done, lo[0] != hi[0] ? "generator"
+                                  : lo[1] != hi[1] ? "discriminator" : "generator EMA");
                 rc = 1;
                 break;
             }
             if (c->rank == 0)
-                printf("check: step %ld: parameters bit-identical on all %d ranks (%016llx)\n",
-                       done, c->size, (unsigned long long)sum[0]);
+                printf("check: step %ld: parameters%s bit-identical on all %d ranks (%016llx)\n",
+                       done, gan.ema_g ? " and EMA" : "", c->size, (unsigned long long)sum[0]);
         }
         if (c->rank == 0 && o->log_every > 0 && (done % o->log_every == 0 || done == total)) {
             double el = cg_now() - t_start;
@@ -533,20 +560,26 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         if (evaluating && (done % o->eval_every == 0 || done == total || stopping)) {
             cg_eval_result r;
             char js[512], line[768];
-            if (cg_eval_gan(&ev, &gan, cfg.n_classes ? ds.chars : NULL, o->eval_n, &r, &e)) {
+            cg_gan_ema_swap(&gan); /* score the EMA generator when there is one */
+            const int bad = cg_eval_gan(&ev, &gan, cfg.n_classes ? ds.chars : NULL, o->eval_n,
+                                        &r, &e);
+            cg_gan_ema_swap(&gan);
+            if (bad) {
                 fprintf(stderr, "chargan: warning: evaluation failed: %s\n", e.msg);
             } else {
                 cg_eval_result_json(&r, js, sizeof js);
                 eval_seconds += r.seconds;
                 snprintf(line, sizeof line,
                          "{\"eval\": true, \"step\": %ld, \"elapsed_s\": %.3f, "
-                         "\"train_s\": %.3f, \"score\": %s}\n",
-                         done, cg_now() - t_start, cg_now() - t_start - eval_seconds, js);
+                         "\"train_s\": %.3f, \"generator\": \"%s\", \"score\": %s}\n",
+                         done, cg_now() - t_start, cg_now() - t_start - eval_seconds,
+                         gan.ema_g ? "ema" : "raw", js);
                 append_line(metrics_fd, line);
                 if (o->log_every > 0) {
-                    printf("eval: step %ld FID %.2f confidence %.3f classes %d%s (%.1f s)\n",
+                    printf("eval: step %ld FID %.2f confidence %.3f classes %d%s%s (%.1f s)\n",
                            done, r.fid, r.confidence, r.classes_covered,
-                           cfg.n_classes ? " (conditional)" : "", r.seconds);
+                           cfg.n_classes ? " (conditional)" : "", gan.ema_g ? " (EMA)" : "",
+                           r.seconds);
                     fflush(stdout);
                 }
             }

@@ -23,6 +23,8 @@ typedef struct {
     long eval_every;        /* quality score on rank 0 every N steps (0: never) */
     const char *classifier; /* classifier file for the score */
     long eval_n;            /* samples per score */
+    double ema;             /* EMA decay of G's weights (chargan/ema.h); < 0: the model's
+                               default (cg_ema_default); 0: no EMA */
 } cg_train_opts;
 
 void cg_train_default_opts(cg_train_opts *o);
