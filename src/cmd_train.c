@@ -111,6 +111,10 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
          "decay of an exponential moving average of G's weights, saved in checkpoints and "
          "used by samples and scores (with a warm-up; default 0.999 for dcgan, 0 = none for "
          "seed and small)"},
+        {"exclude-heldout", CG_OPT_FLAG, &o.exclude_heldout,
+         "train only on the classifier's training part of the data, never on the held-out "
+         "images that `chargan eval` uses as FID reference (use the classifier's --split "
+         "and --limit)"},
     };
     const int n = (int)(sizeof opts / sizeof opts[0]);
     cg_error e = {{0}};

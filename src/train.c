@@ -176,19 +176,21 @@ static int all_finite(const float *p, size_t n)
 /* ---- checkpoints and samples --------------------------------------------------------- */
 
 static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const cg_dataset *ds,
-                        long total, double ema, char *buf, size_t len)
+                        long total, double ema, long used, char *buf, size_t len)
 {
     snprintf(buf, len,
              "{\"model\": \"%s\", \"conditional\": %s, \"n_classes\": %d, \"classes\": \"%s\", "
              "\"noise_dim\": %d, \"global_batch\": %d, \"lr_g\": %g, \"lr_d\": %g, "
              "\"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"seed\": %llu, \"steps\": %ld, "
              "\"epochs\": %ld, \"data\": \"%s\", \"limit\": %ld, \"images\": %ld, "
-             "\"ckpt_every\": %ld, \"sample_every\": %ld, \"ema\": %g}",
+             "\"ckpt_every\": %ld, \"sample_every\": %ld, \"ema\": %g, "
+             "\"exclude_heldout\": %s, \"images_used\": %ld}",
              cfg->model, cfg->n_classes ? "true" : "false", cfg->n_classes,
              cfg->n_classes ? ds->chars : "", cfg->noise_dim, cfg->global_batch,
              (double)cfg->lr_g, (double)cfg->lr_d, (double)cfg->beta1, (double)cfg->beta2,
              (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
-             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, ema);
+             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, ema,
+             o->exclude_heldout ? "true" : "false", used);
     /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
     for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 9); p++)
         if (*p == '"' || *p == '\\')
@@ -284,6 +286,12 @@ static long resume_state(cg_ctx *c, const cg_train_opts *o, cg_gan *gan)
                                      "the same values",
                                  path, (unsigned long long)m.seed, m.global_batch,
                                  (unsigned long long)gan->cfg.seed, gan->cfg.global_batch);
+                /* The sampler's index set must not change under a resumed run either. */
+                const int ck_ex = strstr(m.config_json, "\"exclude_heldout\": true") != NULL;
+                if (!st && ck_ex != !!o->exclude_heldout)
+                    st = cg_fail(&e, "%s: trained %s --exclude-heldout, but this run asks for "
+                                     "the opposite; a resumed run must use the same data",
+                                 path, ck_ex ? "with" : "without");
                 step = m.step;
                 if (!st)
                     printf("resume: %s (step %ld, written by %d rank%s)\n", path, m.step,
@@ -377,7 +385,15 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     cg_gan_config cfg = o->gan;
     cfg.local_batch = cfg.global_batch / c->size;
     cfg.n_classes = o->conditional ? ds.n_classes : 0;
-    st = cg_sampler_init(&sampler, ds.n, cfg.global_batch, cfg.seed, &e);
+    if (o->exclude_heldout) {
+        /* Only the classifier-train part: the sampler permutes positions in this list. */
+        int64_t *part = cg_alloc(sizeof(int64_t) * (size_t)ds.n);
+        const long np = cg_part_indices(ds.n, 0, part);
+        st = cg_sampler_init_subset(&sampler, part, np, cfg.global_batch, cfg.seed, &e);
+        cg_free(part);
+    } else {
+        st = cg_sampler_init(&sampler, ds.n, cfg.global_batch, cfg.seed, &e);
+    }
     if (!st)
         st = cg_gan_init(&gan, &cfg, &e);
     if (cg_agree(c, st, &e))
@@ -414,7 +430,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         goto out;
     }
     config = cg_alloc(8192);
-    config_json(o, &cfg, &ds, total, ema > 0 ? ema : 0.0, config, 8192);
+    config_json(o, &cfg, &ds, total, ema > 0 ? ema : 0.0, sampler.n, config, 8192);
 
     if (c->rank == 0) {
         char path[4200];
@@ -431,6 +447,10 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                "%ld batches per epoch, %ld steps%s\n",
                ds.source, ds.n, t_load, cfg.global_batch, cfg.local_batch,
                sampler.batches_per_epoch, total, first_step ? " (resumed)" : "");
+        if (o->exclude_heldout)
+            printf("data: --exclude-heldout: training on the %ld classifier-train images; "
+                   "the %ld held-out ones (the FID reference) are never used\n",
+                   sampler.n, ds.n - sampler.n);
         if (gan.ema_g)
             printf("ema: decay %g (warm-up min(decay, (1+t)/(10+t))); samples and scores use "
                    "the EMA generator\n", gan.ema_decay);

@@ -2,7 +2,7 @@
 # images of bymerge-test, 2 epochs), tiny GAN runs (a few steps, unconditional and
 # conditional), the JSON of eval (fields, ranges, determinism, the real-vs-real floor, the
 # floor left out without data), the EMA generator against --no-ema in eval, sample and write,
-# and the one-line errors.
+# train --exclude-heldout with --eval-every and --sample-every, and the one-line errors.
 # Called by ctest as: bash test_eval.sh CHARGAN_BINARY BUILD_DIR SOURCE_DIR
 set -u
 BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -140,6 +140,40 @@ for bad in 1 -0.5 x 0.9q; do
     echo $? >"$TMP/rc"
     expect_error "$TMP/rc" "$TMP/err" "--ema $bad" "--ema '$bad' must be a number in [0, 1)"
 done
+
+# train --exclude-heldout with --eval-every and --sample-every: the data line counts the
+# classifier-train part, the config records it, scores and pictures come from the EMA, and a
+# resume without the flag is refused.
+"$BIN" train --data "$EM" --split bymerge-test --limit 1000 --model small --batch 16 --steps 6 \
+    --log-every 3 --ema 0.999 --exclude-heldout --eval-every 3 --eval-n 200 --classifier "$TMP/clf.h5" \
+    --sample-every 3 --out "$TMP/run-ex" >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "train --exclude-heldout"; }
+grep -q "training on the 8[0-9][0-9] classifier-train images; the 1[0-9][0-9] held-out ones" "$TMP/out" ||
+    { cat "$TMP/out"; fail "--exclude-heldout: no data line"; }
+used=$(sed -n 's/.*training on the \([0-9]*\) classifier-train.*/\1/p' "$TMP/out")
+grep -q "$((used / 16)) batches per epoch" "$TMP/out" || { cat "$TMP/out"; fail "--exclude-heldout: batches per epoch"; }
+CKX=$(ls "$TMP"/run-ex/checkpoints/step-*.h5 | tail -1)
+"$BIN" info "$CKX" | grep -q "\"exclude_heldout\": true, \"images_used\": $used" ||
+    fail "--exclude-heldout not in the checkpoint's config"
+[ "$(grep -c '"eval": true, .*"generator": "ema"' "$TMP/run-ex/metrics.jsonl")" = 2 ] ||
+    { cat "$TMP/run-ex/metrics.jsonl"; fail "--eval-every: two EMA scores expected"; }
+grep -q "^eval: step 6 FID .*(EMA)" "$TMP/out" || { cat "$TMP/out"; fail "--eval-every: no EMA eval line"; }
+ls "$TMP"/run-ex/samples/step-00000003.png "$TMP"/run-ex/samples/step-00000006.h5 >/dev/null ||
+    fail "--sample-every: pictures missing"
+# The step-6 sample file equals `chargan sample` of the step-6 checkpoint (the EMA generator;
+# the same batch as training, 16, so the same GEMM blocking and bit-equal images).
+"$BIN" sample --checkpoint "$CKX" --n 81 --batch 16 --out "$TMP/s6.h5" >/dev/null 2>&1 || fail "sample of run-ex"
+cmp -s <(h5dump -d /samples "$TMP/s6.h5" | tail -n +3) \
+    <(h5dump -d /samples "$TMP/run-ex/samples/step-00000006.h5" | tail -n +3) ||
+    fail "--sample-every pictures are not the EMA generator's"
+"$BIN" sample --checkpoint "$CKX" --n 81 --batch 16 --no-ema --out "$TMP/s6raw.h5" >/dev/null 2>&1 &&
+    ! cmp -s <(h5dump -d /samples "$TMP/s6raw.h5" | tail -n +3) \
+        <(h5dump -d /samples "$TMP/run-ex/samples/step-00000006.h5" | tail -n +3) ||
+    fail "--sample-every pictures equal the raw generator's"
+"$BIN" train --data "$EM" --split bymerge-test --limit 1000 --model small --batch 16 --steps 9 \
+    --log-every 0 --resume auto --out "$TMP/run-ex" >/dev/null 2>"$TMP/err"
+echo $? >"$TMP/rc"
+expect_error "$TMP/rc" "$TMP/err" "resume without --exclude-heldout" "trained with --exclude-heldout"
+ok "train --exclude-heldout, --eval-every and --sample-every with the EMA"
 
 # errors: one line naming the file
 run() { "$BIN" eval "$@" >/dev/null 2>"$TMP/err"; echo $? >"$TMP/rc"; }

@@ -25,6 +25,8 @@ typedef struct {
     long eval_n;            /* samples per score */
     double ema;             /* EMA decay of G's weights (chargan/ema.h); < 0: the model's
                                default (cg_ema_default); 0: no EMA */
+    int exclude_heldout;    /* train only on the classifier-train part (!cg_heldout(i)), so
+                               the FID reference (the held-out part) stays unseen */
 } cg_train_opts;
 
 void cg_train_default_opts(cg_train_opts *o);
