@@ -461,6 +461,22 @@ static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
     if (put_net(f, "/generator", &gan->g, gan->g.param, fname, e) ||
         put_net(f, "/discriminator", &gan->d, gan->d.param, fname, e))
         return -1;
+    if (gan->ema_g) {
+        hid_t eg = group_new(f, "/ema", fname, e);
+        if (eg < 0)
+            return -1;
+        H5Gclose(eg);
+        if (put_net(f, "/ema/generator", &gan->g, gan->ema_g, fname, e))
+            return -1;
+        eg = H5Gopen2(f, "/ema/generator", H5P_DEFAULT);
+        if (eg < 0)
+            return fail_h5(e, "%s: cannot open /ema/generator", fname);
+        int rc = cg_h5_attr_put(eg, "decay", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                                &gan->ema_decay, fname, e);
+        H5Gclose(eg);
+        if (rc)
+            return -1;
+    }
     hid_t opt = group_new(f, "/optimizer", fname, e);
     if (opt < 0)
         return -1;
@@ -496,7 +512,8 @@ int cg_ckpt_write(const char *dir, const cg_gan *gan, long step, long epoch, int
     char base[64];
     snprintf(base, sizeof base, "step-%08ld.h5", step);
     ckpt_ctx c = {gan, step, epoch, world_size, config_json};
-    const size_t bytes = 3 * sizeof(float) * (gan->g.n_params + gan->d.n_params);
+    const size_t bytes = sizeof(float) * (3 * (gan->g.n_params + gan->d.n_params) +
+                                          (gan->ema_g ? gan->g.n_params : 0));
     return safe_write(dir, base, "checkpoint", fill_ckpt, &c, bytes, path_out, path_len, e);
 }
 
@@ -759,15 +776,16 @@ static int read_net(hid_t f, const char *fname, const char *gpath, const cg_net 
     return rc;
 }
 
-/* Both networks' parameters and moments. dst_g/dst_d: 3 * n_params floats (param, m, v) or
- * NULL (validate only). */
+/* Both networks' parameters and moments, and with ema the EMA of G. dst_g/dst_d: 3 *
+ * n_params floats (param, m, v) or NULL (validate only); dst_ema: G's n_params or NULL. */
 static int read_state(hid_t f, const char *fname, const char *model, const cg_net *g,
-                      const cg_net *d, float *dst_g, float *dst_d, cg_error *e)
+                      const cg_net *d, float *dst_g, float *dst_d, int ema, float *dst_ema,
+                      cg_error *e)
 {
     const cg_net *nets[2] = {g, d};
     float *dst[2] = {dst_g, dst_d};
     float *scratch = NULL;
-    if (!dst_g || !dst_d) {
+    if (!dst_g || !dst_d || (ema && !dst_ema)) {
         size_t big = 1;
         for (int k = 0; k < 2; k++)
             for (int t = 0; t < nets[k]->n_tensors; t++)
@@ -791,6 +809,8 @@ static int read_state(hid_t f, const char *fname, const char *model, const cg_ne
                           scratch, e);
         }
     }
+    if (rc == 0 && ema)
+        rc = read_net(f, fname, "/ema/generator", g, model, dst_ema, scratch, e);
     free(scratch);
     return rc;
 }
@@ -813,6 +833,41 @@ static int read_adam_t(hid_t f, const char *fname, const char *who, long *t, cg_
     if (v < 0)
         return cg_fail(e, "%s: adam_t on %s is negative (%lld)", fname, gp, (long long)v);
     *t = (long)v;
+    return 0;
+}
+
+/* The optional /ema group: when present it must hold /ema/generator with a decay in (0, 1). */
+static int read_ema_meta(hid_t f, const char *fname, cg_ckpt_meta *m, cg_error *e)
+{
+    m->has_ema = 0;
+    m->ema_decay = 0.0;
+    htri_t ex = H5Lexists(f, "/ema", H5P_DEFAULT);
+    if (ex < 0)
+        return fail_h5(e, "%s: cannot read /ema", fname);
+    if (ex == 0)
+        return 0;
+    hid_t g = open_group(f, fname, "/ema/generator", e);
+    if (g < 0)
+        return -1;
+    hid_t a, t;
+    double decay = 0.0;
+    int r = attr_open(g, "decay", H5T_FLOAT, "a number", &a, &t, fname, e);
+    if (r == 1 && H5Aread(a, H5T_NATIVE_DOUBLE, &decay) < 0)
+        r = fail_h5(e, "%s: cannot read attribute 'decay' of /ema/generator", fname);
+    if (r == 1) {
+        close_id(t);
+        close_id(a);
+    }
+    H5Oclose(g);
+    if (r == 0)
+        return cg_fail(e, "%s: not a valid checkpoint: attribute decay on /ema/generator is "
+                          "missing", fname);
+    if (r < 0)
+        return -1;
+    if (!(decay > 0.0 && decay < 1.0))
+        return cg_fail(e, "%s: /ema/generator has decay %g, not in (0, 1)", fname, decay);
+    m->has_ema = 1;
+    m->ema_decay = decay;
     return 0;
 }
 
@@ -912,7 +967,8 @@ static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
     if (!m->config_json && !(m->config_json = strdup("{}")))
         return cg_fail(e, "%s: out of memory", path);
     if (read_adam_t(f, path, "generator", &m->adam_t_g, e) ||
-        read_adam_t(f, path, "discriminator", &m->adam_t_d, e)) {
+        read_adam_t(f, path, "discriminator", &m->adam_t_d, e) ||
+        read_ema_meta(f, path, m, e)) {
         cg_ckpt_meta_free(m);
         return -1;
     }
@@ -980,7 +1036,7 @@ static int validate_impl(const char *path, const char *model, cg_ckpt_meta *out,
         if (cg_gan_init(&gan, &cfg, &sub))
             rc = cg_fail(e, "%s: model '%s': %s", path, m.model, sub.msg);
         else
-            rc = read_state(f, path, m.model, &gan.g, &gan.d, NULL, NULL, e);
+            rc = read_state(f, path, m.model, &gan.g, &gan.d, NULL, NULL, m.has_ema, NULL, e);
     }
     cg_gan_free(&gan);
     H5Fclose(f);
@@ -1008,7 +1064,7 @@ int cg_ckpt_load(const char *path, cg_gan *gan, cg_ckpt_meta *m, cg_error *e)
         return -1;
     }
     int rc = 0;
-    float *sg = NULL, *sd = NULL;
+    float *sg = NULL, *sd = NULL, *se = NULL;
     if (strcmp(mm.model, gan->cfg.model) != 0) {
         rc = cg_fail(e, "%s: checkpoint of model '%s', but this run's model is '%s'", path,
                      mm.model, gan->cfg.model);
@@ -1022,10 +1078,11 @@ int cg_ckpt_load(const char *path, cg_gan *gan, cg_ckpt_meta *m, cg_error *e)
     } else {
         sg = malloc(sizeof(float) * 3 * gan->g.n_params);
         sd = malloc(sizeof(float) * 3 * gan->d.n_params);
-        if (!sg || !sd)
+        se = mm.has_ema ? malloc(sizeof(float) * gan->g.n_params) : NULL;
+        if (!sg || !sd || (mm.has_ema && !se))
             rc = cg_fail(e, "%s: out of memory for the staging copy", path);
         else
-            rc = read_state(f, path, mm.model, &gan->g, &gan->d, sg, sd, e);
+            rc = read_state(f, path, mm.model, &gan->g, &gan->d, sg, sd, mm.has_ema, se, e);
     }
     H5Fclose(f);
     if (rc == 0) {
@@ -1039,9 +1096,13 @@ int cg_ckpt_load(const char *path, cg_gan *gan, cg_ckpt_meta *m, cg_error *e)
         }
         gan->adam_g.t = mm.adam_t_g;
         gan->adam_d.t = mm.adam_t_d;
+        /* The file's EMA, or (a file without one) the raw weights to start it again from. */
+        if (gan->ema_g)
+            memcpy(gan->ema_g, se ? se : gan->g.param, sizeof(float) * gan->g.n_params);
     }
     free(sg);
     free(sd);
+    free(se);
     if (rc == 0 && m)
         *m = mm;
     else

@@ -25,6 +25,15 @@
 
 int cg_heldout(long index) { return cg_mix64((uint64_t)index ^ CG_HELDOUT_SALT) % 5 == 0; }
 
+long cg_part_indices(long total, int held_out, int64_t *out)
+{
+    long n = 0;
+    for (long i = 0; i < total; i++)
+        if (cg_heldout(i) == !!held_out)
+            out[n++] = i;
+    return n;
+}
+
 /* ---- softmax cross-entropy ----------------------------------------------------------- */
 
 void cg_softmax(int B, int K, const float *logits, float *probs)

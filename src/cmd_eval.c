@@ -18,7 +18,9 @@ static void usage(FILE *f)
             "Scores a GAN checkpoint with the EMNIST classifier (`chargan classifier train`)\n"
             "and prints one JSON object:\n"
             "  generated   n samples of the checkpoint (noise of sample i from its seed, the\n"
-            "              same samples every time): fid = Frechet distance between the\n"
+            "              same samples every time; from the EMA of the generator's weights\n"
+            "              when the checkpoint has one, unless --no-ema; \"generator\" says\n"
+            "              which): fid = Frechet distance between the\n"
             "              classifier's 128 penultimate features of the samples and of the real\n"
             "              held-out images (fit stored in the classifier file); confidence =\n"
             "              mean max-softmax probability; classes_covered = classes receiving\n"
@@ -57,7 +59,7 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     const char *ckpt = NULL, *clf_path = getenv("CHARGAN_CLASSIFIER"), *data = NULL;
     const char *split = "bymerge-test";
     long n = 10000;
-    int batch = 250, no_floor = 0, threads = c->threads;
+    int batch = 250, no_floor = 0, no_ema = 0, threads = c->threads;
     if (!clf_path || !clf_path[0])
         clf_path = "classifier.h5";
     const cg_opt opts[] = {
@@ -70,6 +72,8 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         {"split", CG_OPT_STR, &split,
          "split the classifier was trained on (default bymerge-test)"},
         {"no-floor", CG_OPT_FLAG, &no_floor, "skip the real-vs-real floor"},
+        {"no-ema", CG_OPT_FLAG, &no_ema,
+         "score the raw generator weights, not their EMA (when the checkpoint has one)"},
         {"batch", CG_OPT_INT, &batch, "images per forward pass (default 250)"},
         {"threads", CG_OPT_INT, &threads, "BLAS/OpenMP threads (default: all cores)"},
     };
@@ -127,7 +131,7 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
                     "with `chargan classifier train`", clf_path);
         goto out;
     }
-    if (cg_gan_open(ckpt, batch, &gan, &meta, classes, &e))
+    if (cg_gan_open(ckpt, batch, !no_ema, &gan, &meta, classes, &e))
         goto out;
     have_gan = 1;
     if (cg_eval_setup(&ev, &clf, &clf.heldout, batch, gan.preset.noise_dim, &e))
@@ -176,8 +180,14 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     json_str(stdout, ckpt);
     printf(", \"model\": ");
     json_str(stdout, meta.model);
-    printf(", \"step\": %ld, \"conditional\": %s, \"classifier\": ", meta.step,
-           gan.preset.n_classes ? "true" : "false");
+    printf(", \"step\": %ld, \"conditional\": %s, \"generator\": \"%s\", \"ema_decay\": ",
+           meta.step, gan.preset.n_classes ? "true" : "false",
+           meta.has_ema && !no_ema ? "ema" : "raw");
+    if (meta.has_ema)
+        printf("%g", meta.ema_decay);
+    else
+        printf("null");
+    printf(", \"classifier\": ");
     json_str(stdout, clf_path);
     printf(", \"classifier_heldout_accuracy\": %.4f, \"n\": %ld,\n", clf.heldout_accuracy, n);
     cg_eval_result_json(&gen, buf, sizeof buf);

@@ -149,8 +149,14 @@ static void print_net(hid_t f, const char *who)
                 free(y);
             }
         }
-        printf("  %-16s %-20s %10lld %11.5g %11.4g %11.4g %11.4g %11.4g", name, shape, s.count,
-               s.l2, s.min, s.max, mv[0], mv[1]);
+        printf("  %-16s %-20s %10lld %11.5g %11.4g %11.4g", name, shape, s.count, s.l2, s.min,
+               s.max);
+        for (int w = 0; w < 2; w++) { /* no moments: the EMA */
+            if (isnan(mv[w]))
+                printf(" %11s", "-");
+            else
+                printf(" %11.4g", mv[w]);
+        }
         if (strcmp(type, "float32"))
             printf("  (%s)", type);
         if (s.nonfinite)
@@ -191,7 +197,13 @@ static int info_checkpoint(const char *path)
     printf("global batch:  %d\n", m.global_batch);
     printf("created:       %s\n", m.created[0] ? m.created : "(not recorded)");
     printf("adam steps:    generator %ld, discriminator %ld\n", m.adam_t_g, m.adam_t_d);
+    if (m.has_ema)
+        printf("ema:           present, decay %g (/ema/generator: sample, write and eval use "
+               "it unless --no-ema)\n", m.ema_decay);
+    else
+        printf("ema:           absent (samples come from the raw generator weights)\n");
     printf("config:        %s\n", m.config_json);
+    const int has_ema = m.has_ema;
     cg_ckpt_meta_free(&m);
     hid_t f = open_plain(path);
     if (f < 0) {
@@ -200,6 +212,8 @@ static int info_checkpoint(const char *path)
     }
     print_net(f, "generator");
     print_net(f, "discriminator");
+    if (has_ema)
+        print_net(f, "ema/generator");
     H5Fclose(f);
     if (cg_ckpt_validate(path, NULL, NULL, &e)) {
         printf("valid:         NO\n");
@@ -207,8 +221,8 @@ static int info_checkpoint(const char *path)
         fprintf(stderr, "chargan: error: %s\n", e.msg);
         return 1;
     }
-    printf("valid:         yes (all tensors and Adam moments present with the shapes of model "
-           "'%s'; checksums verified)\n", m.model);
+    printf("valid:         yes (all tensors and Adam moments%s present with the shapes of "
+           "model '%s'; checksums verified)\n", has_ema ? " and the EMA" : "", m.model);
     return 0;
 }
 

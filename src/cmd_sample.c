@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "chargan/cli.h"
+#include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/png.h"
 #include "chargan/rng.h"
@@ -31,11 +32,11 @@ static int parse(const char *cmd, const char *what, const cg_opt *opts, int n, i
 }
 
 /* cg_gan_open, printing its error. */
-static int open_checkpoint(const char *path, int batch, cg_gan *gan, cg_ckpt_meta *m,
-                           char *classes)
+static int open_checkpoint(const char *path, int batch, int use_ema, cg_gan *gan,
+                           cg_ckpt_meta *m, char *classes)
 {
     cg_error e;
-    if (cg_gan_open(path, batch, gan, m, classes, &e) == 0)
+    if (cg_gan_open(path, batch, use_ema, gan, m, classes, &e) == 0)
         return 0;
     fprintf(stderr, "chargan: error: %s\n", e.msg);
     return -1;
@@ -44,7 +45,7 @@ static int open_checkpoint(const char *path, int batch, cg_gan *gan, cg_ckpt_met
 int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
 {
     const char *ckpt = NULL, *out = "samples.h5", *png = NULL, *chr = NULL;
-    int n = 10000, batch = 256;
+    int n = 10000, batch = 256, no_ema = 0;
     long seed = 1;
     const cg_opt opts[] = {
         {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint file (required)"},
@@ -54,6 +55,8 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
         {"png", CG_OPT_STR, &png, "also draw the first 81 samples (9x9) into this PNG"},
         {"char", CG_OPT_STR, &chr, "conditional models: draw only this character"},
         {"batch", CG_OPT_INT, &batch, "images per forward pass (256)"},
+        {"no-ema", CG_OPT_FLAG, &no_ema,
+         "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
     };
     int r = parse("sample", "Generates samples from a checkpoint into an HDF5 sample file.",
                   opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
@@ -70,7 +73,7 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (open_checkpoint(ckpt, batch, &gan, &m, classes))
+    if (open_checkpoint(ckpt, batch, !no_ema, &gan, &m, classes))
         return 1;
     int rc = 0;
     int32_t *labels = NULL;
@@ -109,8 +112,9 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
         }
     }
     if (!rc)
-        printf("wrote %d samples of %s (step %ld) to %s%s%s\n", n, ckpt, m.step, out,
-               png ? " and " : "", png ? png : "");
+        printf("wrote %d samples of %s (step %ld, %s generator) to %s%s%s\n", n, ckpt,
+               m.step, m.has_ema && !no_ema ? "EMA" : "raw", out, png ? " and " : "",
+               png ? png : "");
     free(labels), free(img), free(z);
     cg_ckpt_meta_free(&m);
     cg_gan_free(&gan);
@@ -121,13 +125,15 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
 {
     const char *ckpt = NULL, *text = NULL, *out = NULL;
     long seed = 1;
-    int scale = 2;
+    int scale = 2, no_ema = 0;
     const cg_opt opts[] = {
         {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint of a conditional model (required)"},
         {"text", CG_OPT_STR, &text, "the line to write (required)"},
         {"out", CG_OPT_STR, &out, "PNG file to write (required)"},
         {"seed", CG_OPT_LONG, &seed, "style: one noise vector for the whole line (1)"},
         {"scale", CG_OPT_INT, &scale, "pixels per glyph pixel (2)"},
+        {"no-ema", CG_OPT_FLAG, &no_ema,
+         "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
     };
     int r = parse("write", "Renders a line of text as generated handwriting, every glyph drawn "
                            "from the same noise vector (one style).",
@@ -146,7 +152,7 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (open_checkpoint(ckpt, len, &gan, &m, classes))
+    if (open_checkpoint(ckpt, len, !no_ema, &gan, &m, classes))
         return 1;
     int rc = 0;
     if (m.n_classes == 0) {
@@ -287,8 +293,9 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
             rest[nrest++] = argv[i];
     }
     int r = parse("compare", "compare A.h5 B.h5: compares the parameters of two checkpoints of "
-                             "the same model, tensor by tensor (max|a-b| / max|b|); exit 0 when "
-                             "all are within --tol, 1 otherwise.",
+                             "the same model, tensor by tensor (max|a-b| / max|b|), and their "
+                             "generators' EMA when both have one; exit 0 when all are within "
+                             "--tol, 1 otherwise.",
                   opts, 4, nrest, rest, NULL);
     if (r)
         return r - 1;
@@ -300,9 +307,9 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
     }
     cg_gan a, b;
     cg_ckpt_meta ma, mb;
-    if (open_checkpoint(files[0], 1, &a, &ma, NULL))
+    if (open_checkpoint(files[0], 1, 0, &a, &ma, NULL))
         return 1;
-    if (open_checkpoint(files[1], 1, &b, &mb, NULL)) {
+    if (open_checkpoint(files[1], 1, 0, &b, &mb, NULL)) {
         cg_gan_free(&a), cg_ckpt_meta_free(&ma);
         return 1;
     }
@@ -319,11 +326,30 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
         double w = l2 ? (lg > ld ? lg : ld) : (g > d ? g : d);
         int same = !memcmp(a.g.param, b.g.param, sizeof(float) * a.g.n_params) &&
                    !memcmp(a.d.param, b.d.param, sizeof(float) * a.d.n_params);
+        /* The generators' EMA, when both files have one, is compared the same way (and
+         * counts for bit_identical and within_tol). */
+        const int both_ema = a.ema_g && b.ema_g;
+        char ema[160];
+        if (both_ema) {
+            cg_gan_ema_swap(&a), cg_gan_ema_swap(&b);
+            double ge = max_rel_diff(&a.g, &b.g, "ema/generator", floor, verbose);
+            double le = l2_rel_diff(&a.g, &b.g);
+            int se = !memcmp(a.g.param, b.g.param, sizeof(float) * a.g.n_params);
+            cg_gan_ema_swap(&a), cg_gan_ema_swap(&b);
+            snprintf(ema, sizeof ema, "\"both\", \"max_rel_diff_ema\": %.3e, "
+                                      "\"l2_rel_diff_ema\": %.3e, \"ema_bit_identical\": %s",
+                     ge, le, se ? "true" : "false");
+            same = same && se;
+            w = l2 ? (le > w ? le : w) : (ge > w ? ge : w);
+        } else {
+            snprintf(ema, sizeof ema, "\"%s\"",
+                     a.ema_g ? "only in a" : b.ema_g ? "only in b" : "neither");
+        }
         printf("{\"a\": \"%s\", \"b\": \"%s\", \"step_a\": %ld, \"step_b\": %ld, "
                "\"max_rel_diff_g\": %.3e, \"max_rel_diff_d\": %.3e, \"l2_rel_diff_g\": %.3e, "
-               "\"l2_rel_diff_d\": %.3e, \"bit_identical\": %s, "
+               "\"l2_rel_diff_d\": %.3e, \"ema\": %s, \"bit_identical\": %s, "
                "\"tol\": %g, \"floor\": %g, \"within_tol\": %s}\n",
-               files[0], files[1], ma.step, mb.step, g, d, lg, ld, same ? "true" : "false",
+               files[0], files[1], ma.step, mb.step, g, d, lg, ld, ema, same ? "true" : "false",
                (double)tol,
                (double)floor,
                w <= tol ? "true" : "false");

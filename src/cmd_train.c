@@ -76,6 +76,7 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
     const char *model = o.gan.model;
     long seed = (long)o.gan.seed;
     float time_limit = 0.0f;
+    const char *ema_arg = NULL; /* parsed as a double: 0.999 stays 0.999 in the file */
     const cg_opt opts[] = {
         {"data", CG_OPT_STR, &o.data.data, "EMNIST images file, CSV or directory (default: "
                                            "$EMNIST_DIR, then ./data/emnist)"},
@@ -119,6 +120,14 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
          "quality score (FID etc., see chargan eval) on rank 0 every N steps, to metrics.jsonl"},
         {"classifier", CG_OPT_STR, &o.classifier, "classifier file for --eval-every"},
         {"eval-n", CG_OPT_LONG, &o.eval_n, "samples per score (2000)"},
+        {"ema", CG_OPT_STR, &ema_arg,
+         "decay of an exponential moving average of G's weights, saved in checkpoints and "
+         "used by samples and scores (with a warm-up; default 0.999 for dcgan, 0 = none for "
+         "seed and small)"},
+        {"exclude-heldout", CG_OPT_FLAG, &o.exclude_heldout,
+         "train only on the classifier's training part of the data, never on the held-out "
+         "images that `chargan eval` uses as FID reference (use the classifier's --split "
+         "and --limit)"},
     };
     const int n = (int)(sizeof opts / sizeof opts[0]);
     cg_error e = {{0}};
@@ -132,6 +141,13 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         r = cg_fail(&e, "--time-limit must not be negative");
     if (r == 0 && seed < 0)
         r = cg_fail(&e, "--seed %ld must not be negative", seed);
+    double ema = -1.0; /* the model's default */
+    if (r == 0 && ema_arg) {
+        char *end = NULL;
+        ema = strtod(ema_arg, &end);
+        if (end == ema_arg || *end || !(ema >= 0.0 && ema < 1.0))
+            r = cg_fail(&e, "--ema '%s' must be a number in [0, 1) (0: no EMA)", ema_arg);
+    }
     if (r == 0)
         r = validate(c, &o, model, &e);
     if (r) {
@@ -141,6 +157,7 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
     }
     snprintf(o.gan.model, sizeof o.gan.model, "%s", model);
     o.time_limit = time_limit;
+    o.ema = ema;
     o.gan.seed = (uint64_t)seed;
     return cg_train(c, &o);
 }

@@ -1061,9 +1061,20 @@ int cg_sampler_init(cg_sampler *s, long n, int global_batch, uint64_t seed, cg_e
     return 0;
 }
 
+int cg_sampler_init_subset(cg_sampler *s, const int64_t *subset, long n, int global_batch,
+                           uint64_t seed, cg_error *e)
+{
+    if (cg_sampler_init(s, n, global_batch, seed, e))
+        return -1;
+    s->subset = cg_alloc((size_t)n * sizeof *s->subset);
+    memcpy(s->subset, subset, (size_t)n * sizeof *s->subset);
+    return 0;
+}
+
 void cg_sampler_free(cg_sampler *s)
 {
     cg_free(s->perm);
+    cg_free(s->subset);
     memset(s, 0, sizeof *s);
 }
 
@@ -1098,6 +1109,10 @@ long cg_sampler_batch(cg_sampler *s, long step, int rank, int size, int64_t *idx
         shuffle(s, epoch);
     long B = s->global_batch;
     long from = k * B + B * rank / size, to = k * B + B * (rank + 1) / size;
-    memcpy(idx_out, s->perm + from, (size_t)(to - from) * sizeof *idx_out);
+    if (s->subset)
+        for (long i = from; i < to; i++)
+            idx_out[i - from] = s->subset[s->perm[i]];
+    else
+        memcpy(idx_out, s->perm + from, (size_t)(to - from) * sizeof *idx_out);
     return epoch;
 }

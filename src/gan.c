@@ -74,6 +74,7 @@ void cg_gan_free(cg_gan *gan)
     cg_free(gan->dlogit);
     cg_free(gan->dfake);
     cg_free(gan->labels);
+    cg_free(gan->ema_g);
     memset(gan, 0, sizeof *gan);
 }
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chargan/ema.h"
 #include "chargan/rng.h"
 
 #define IMAGE_PIXELS 784
@@ -20,8 +21,8 @@ static void classes_from_config(const char *json, int n_classes, char *classes)
         classes[k] = p[k];
 }
 
-int cg_gan_open(const char *path, int batch, cg_gan *gan, cg_ckpt_meta *m, char *classes,
-                cg_error *e)
+int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
+                char *classes, cg_error *e)
 {
     if (cg_ckpt_read_meta(path, m, e))
         return -1;
@@ -36,11 +37,15 @@ int cg_gan_open(const char *path, int batch, cg_gan *gan, cg_ckpt_meta *m, char 
         cg_ckpt_meta_free(m);
         return cg_fail(e, "%s: %s", path, e->msg);
     }
+    if (m->has_ema)
+        cg_gan_ema_enable(gan, m->ema_decay);
     if (cg_ckpt_load(path, gan, NULL, e)) {
         cg_gan_free(gan);
         cg_ckpt_meta_free(m);
         return -1;
     }
+    if (use_ema && gan->ema_g)
+        memcpy(gan->g.param, gan->ema_g, sizeof(float) * gan->g.n_params);
     if (classes)
         classes_from_config(m->config_json, m->n_classes, classes);
     return 0;

@@ -13,6 +13,7 @@
 
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
+#include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/rng.h"
 #include "chargan/png.h"
@@ -27,6 +28,7 @@ void cg_train_default_opts(cg_train_opts *o)
     o->log_every = 50;
     o->keep = 3;
     o->eval_n = 2000;
+    o->ema = -1.0; /* the model's default */
 }
 
 int cg_sum_groups(int B, int P, int requested, cg_error *e)
@@ -202,19 +204,21 @@ static void sum_over_ranks(void *user, double *buf, int n)
 /* ---- checkpoints and samples --------------------------------------------------------- */
 
 static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const cg_dataset *ds,
-                        long total, int groups, char *buf, size_t len)
+                        long total, int groups, double ema, long used, char *buf, size_t len)
 {
     snprintf(buf, len,
              "{\"model\": \"%s\", \"conditional\": %s, \"n_classes\": %d, \"classes\": \"%s\", "
              "\"noise_dim\": %d, \"global_batch\": %d, \"lr_g\": %g, \"lr_d\": %g, "
              "\"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"seed\": %llu, \"steps\": %ld, "
              "\"epochs\": %ld, \"data\": \"%s\", \"limit\": %ld, \"images\": %ld, "
-             "\"ckpt_every\": %ld, \"sample_every\": %ld, \"sum_groups\": %d}",
+             "\"ckpt_every\": %ld, \"sample_every\": %ld, \"sum_groups\": %d, \"ema\": %g, "
+             "\"exclude_heldout\": %s, \"images_used\": %ld}",
              cfg->model, cfg->n_classes ? "true" : "false", cfg->n_classes,
              cfg->n_classes ? ds->chars : "", cfg->noise_dim, cfg->global_batch,
              (double)cfg->lr_g, (double)cfg->lr_d, (double)cfg->beta1, (double)cfg->beta2,
              (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
-             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, groups);
+             ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, groups, ema,
+             o->exclude_heldout ? "true" : "false", used);
     /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
     for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 9); p++)
         if (*p == '"' || *p == '\\')
@@ -267,7 +271,9 @@ static void write_samples(const cg_train_opts *o, cg_gan *gan, const cg_dataset 
         labels[i] = K ? i % K : 0;
         captions[i] = K ? ds->chars[labels[i]] : ' ';
     }
+    cg_gan_ema_swap(gan); /* draw from the EMA generator when there is one */
     cg_generate(gan, gan->cfg.seed, 0, SAMPLE_GRID, K ? labels : NULL, buf->img, buf->z);
+    cg_gan_ema_swap(gan);
     char path[4200];
     cg_error e;
     snprintf(path, sizeof path, "%s/samples/step-%08ld.h5", o->out, step);
@@ -308,10 +314,24 @@ static long resume_state(cg_ctx *c, const cg_train_opts *o, cg_gan *gan)
                                      "the same values",
                                  path, (unsigned long long)m.seed, m.global_batch,
                                  (unsigned long long)gan->cfg.seed, gan->cfg.global_batch);
+                /* The sampler's index set must not change under a resumed run either. */
+                const int ck_ex = strstr(m.config_json, "\"exclude_heldout\": true") != NULL;
+                if (!st && ck_ex != !!o->exclude_heldout)
+                    st = cg_fail(&e, "%s: trained %s --exclude-heldout, but this run asks for "
+                                     "the opposite; a resumed run must use the same data",
+                                 path, ck_ex ? "with" : "without");
                 step = m.step;
                 if (!st)
                     printf("resume: %s (step %ld, written by %d rank%s)\n", path, m.step,
                            m.world_size, m.world_size > 1 ? "s" : "");
+                if (!st && gan->ema_g && (!m.has_ema || m.ema_decay != gan->ema_decay))
+                    printf("resume: %s; EMA decay %g from here on\n",
+                           m.has_ema ? "the checkpoint's EMA continues"
+                                     : "the checkpoint has no EMA: it starts from its weights",
+                           gan->ema_decay);
+                if (!st && !gan->ema_g && m.has_ema)
+                    printf("resume: this run keeps no EMA (--ema 0, or the model's "
+                           "default): the checkpoint's is not continued\n");
                 cg_ckpt_meta_free(&m);
             }
         }
@@ -332,6 +352,8 @@ static long resume_state(cg_ctx *c, const cg_train_opts *o, cg_gan *gan)
         for (int b = 0; b < 3; b++)
             MPI_Bcast(bufs[b], (int)nets[k]->n_params, MPI_FLOAT, 0, c->world);
     }
+    if (gan->ema_g)
+        MPI_Bcast(gan->ema_g, (int)gan->g.n_params, MPI_FLOAT, 0, c->world);
     return step;
 }
 
@@ -391,7 +413,15 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     cg_gan_config cfg = o->gan;
     cfg.local_batch = cfg.global_batch / c->size;
     cfg.n_classes = o->conditional ? ds.n_classes : 0;
-    st = cg_sampler_init(&sampler, ds.n, cfg.global_batch, cfg.seed, &e);
+    if (o->exclude_heldout) {
+        /* Only the classifier-train part: the sampler permutes positions in this list. */
+        int64_t *part = cg_alloc(sizeof(int64_t) * (size_t)ds.n);
+        const long np = cg_part_indices(ds.n, 0, part);
+        st = cg_sampler_init_subset(&sampler, part, np, cfg.global_batch, cfg.seed, &e);
+        cg_free(part);
+    } else {
+        st = cg_sampler_init(&sampler, ds.n, cfg.global_batch, cfg.seed, &e);
+    }
     if (!st)
         st = cg_gan_init(&gan, &cfg, &e);
     /* Exact gradient sums over fixed groups of the global batch: the parameters after any
@@ -405,6 +435,9 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                                &e);
     if (cg_agree(c, st, &e))
         goto out;
+    const double ema = o->ema < 0 ? cg_ema_default(gan.cfg.model) : o->ema;
+    if (ema > 0)
+        cg_gan_ema_enable(&gan, ema);
     const long total = o->steps > 0 ? o->steps : o->epochs * sampler.batches_per_epoch;
     cfg = gan.cfg; /* with the preset's defaults filled in */
     gan.g.sync.sum = gan.d.sync.sum = sum_over_ranks;
@@ -413,8 +446,10 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     /* Rank 0 initializes (or loads a checkpoint); one broadcast per flat buffer makes every
      * rank identical. */
     long first_step = 0;
-    if (c->rank == 0)
+    if (c->rank == 0) {
         cg_gan_init_weights(&gan);
+        cg_gan_ema_reset(&gan); /* the EMA starts at the initial weights */
+    }
     if (o->resume) {
         first_step = resume_state(c, o, &gan);
         if (first_step < 0)
@@ -422,6 +457,8 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     } else {
         MPI_Bcast(gan.g.param, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
         MPI_Bcast(gan.d.param, (int)gan.d.n_params, MPI_FLOAT, 0, c->world);
+        if (gan.ema_g)
+            MPI_Bcast(gan.ema_g, (int)gan.g.n_params, MPI_FLOAT, 0, c->world);
     }
     if (first_step >= total) {
         if (c->rank == 0)
@@ -431,7 +468,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         goto out;
     }
     config = cg_alloc(8192);
-    config_json(o, &cfg, &ds, total, groups, config, 8192);
+    config_json(o, &cfg, &ds, total, groups, ema > 0 ? ema : 0.0, sampler.n, config, 8192);
 
     if (c->rank == 0) {
         char path[4200];
@@ -451,6 +488,13 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                "%ld batches per epoch, %ld steps%s\n",
                ds.source, ds.n, t_load, cfg.global_batch, cfg.local_batch, sums,
                sampler.batches_per_epoch, total, first_step ? " (resumed)" : "");
+        if (o->exclude_heldout)
+            printf("data: --exclude-heldout: training on the %ld classifier-train images; "
+                   "the %ld held-out ones (the FID reference) are never used\n",
+                   sampler.n, ds.n - sampler.n);
+        if (gan.ema_g)
+            printf("ema: decay %g (warm-up min(decay, (1+t)/(10+t))); samples and scores use "
+                   "the EMA generator\n", gan.ema_decay);
         fflush(stdout);
     }
 
@@ -534,26 +578,29 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
             break;
         }
         cg_gan_apply(&gan);
+        cg_gan_ema_update(&gan);
         done = step + 1;
         step_ms[step - first_step] = 1e3 * (cg_now() - t0);
 
         if (o->check_every > 0 && done % o->check_every == 0) {
-            uint64_t sum[2] = {cg_checksum(gan.g.param, gan.g.n_params),
-                               cg_checksum(gan.d.param, gan.d.n_params)};
-            uint64_t lo[2], hi[2];
-            MPI_Allreduce(sum, lo, 2, MPI_UINT64_T, MPI_MIN, c->world);
-            MPI_Allreduce(sum, hi, 2, MPI_UINT64_T, MPI_MAX, c->world);
-            if (lo[0] != hi[0] || lo[1] != hi[1]) {
+            uint64_t sum[3] = {cg_checksum(gan.g.param, gan.g.n_params),
+                               cg_checksum(gan.d.param, gan.d.n_params),
+                               gan.ema_g ? cg_checksum(gan.ema_g, gan.g.n_params) : 0};
+            uint64_t lo[3], hi[3];
+            MPI_Allreduce(sum, lo, 3, MPI_UINT64_T, MPI_MIN, c->world);
+            MPI_Allreduce(sum, hi, 3, MPI_UINT64_T, MPI_MAX, c->world);
+            if (lo[0] != hi[0] || lo[1] != hi[1] || lo[2] != hi[2]) {
                 if (c->rank == 0)
                     fprintf(stderr, "chargan: error: step %ld: ranks hold different parameters "
                                     "(%s checksums differ)\n",
-                            done, lo[0] != hi[0] ? "generator" : "discriminator");
+                            done, lo[0] != hi[0] ? "generator"
+                                  : lo[1] != hi[1] ? "discriminator" : "generator EMA");
                 rc = 1;
                 break;
             }
             if (c->rank == 0)
-                printf("check: step %ld: parameters bit-identical on all %d ranks (%016llx)\n",
-                       done, c->size, (unsigned long long)sum[0]);
+                printf("check: step %ld: parameters%s bit-identical on all %d ranks (%016llx)\n",
+                       done, gan.ema_g ? " and EMA" : "", c->size, (unsigned long long)sum[0]);
         }
         if (c->rank == 0 && o->log_every > 0 && (done % o->log_every == 0 || done == total)) {
             double el = cg_now() - t_start;
@@ -578,20 +625,26 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         if (evaluating && (done % o->eval_every == 0 || done == total || stopping)) {
             cg_eval_result r;
             char js[512], line[768];
-            if (cg_eval_gan(&ev, &gan, cfg.n_classes ? ds.chars : NULL, o->eval_n, &r, &e)) {
+            cg_gan_ema_swap(&gan); /* score the EMA generator when there is one */
+            const int bad = cg_eval_gan(&ev, &gan, cfg.n_classes ? ds.chars : NULL, o->eval_n,
+                                        &r, &e);
+            cg_gan_ema_swap(&gan);
+            if (bad) {
                 fprintf(stderr, "chargan: warning: evaluation failed: %s\n", e.msg);
             } else {
                 cg_eval_result_json(&r, js, sizeof js);
                 eval_seconds += r.seconds;
                 snprintf(line, sizeof line,
                          "{\"eval\": true, \"step\": %ld, \"elapsed_s\": %.3f, "
-                         "\"train_s\": %.3f, \"score\": %s}\n",
-                         done, cg_now() - t_start, cg_now() - t_start - eval_seconds, js);
+                         "\"train_s\": %.3f, \"generator\": \"%s\", \"score\": %s}\n",
+                         done, cg_now() - t_start, cg_now() - t_start - eval_seconds,
+                         gan.ema_g ? "ema" : "raw", js);
                 append_line(metrics_fd, line);
                 if (o->log_every > 0) {
-                    printf("eval: step %ld FID %.2f confidence %.3f classes %d%s (%.1f s)\n",
+                    printf("eval: step %ld FID %.2f confidence %.3f classes %d%s%s (%.1f s)\n",
                            done, r.fid, r.confidence, r.classes_covered,
-                           cfg.n_classes ? " (conditional)" : "", r.seconds);
+                           cfg.n_classes ? " (conditional)" : "", gan.ema_g ? " (EMA)" : "",
+                           r.seconds);
                     fflush(stdout);
                 }
             }

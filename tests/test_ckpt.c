@@ -2,7 +2,7 @@
  * crash safety of writes.
  *
  *   test_ckpt                    the unit tests (ctest), plus the seed model's write time/size
- *   test_ckpt --write-files DIR  writes DIR/ckpt/step-00000003.h5 (model small) and
+ *   test_ckpt --write-files DIR  writes DIR/ckpt/step-00000003.h5 (model small, with EMA) and
  *                                DIR/samples.h5 (9 samples with labels) for test_ckpt_h5dump.sh
  *   test_ckpt --measure          only the seed model's checkpoint timings */
 #include <dirent.h>
@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chargan/ckpt.h"
+#include "chargan/ema.h"
 #include "chargan/gan.h"
 #include "testutil.h"
 
@@ -909,6 +910,8 @@ static int write_files(const char *dir)
     cg_gan a;
     make_gan(&a, "small", 0, 42);
     fill_state(&a, 100);
+    cg_gan_ema_enable(&a, 0.999); /* with the optional /ema/generator */
+    tu_fill_uniform(a.ema_g, a.g.n_params, -0.3f, 0.3f, 130);
     cg_error e = {{0}};
     char d[1024], p[1100];
     snprintf(d, sizeof d, "%s/ckpt", dir);
@@ -949,6 +952,13 @@ static int write_files(const char *dir)
                     fprintf(f, "%s%d", i ? ", " : "", T->dims[i]);
                 fprintf(f, "\n");
             }
+    }
+    for (int t = 0; t < a.g.n_tensors; t++) {
+        const cg_tensor *T = &a.g.tensors[t];
+        fprintf(f, "/ema/generator/%s ", T->name);
+        for (int i = 0; i < T->ndim; i++)
+            fprintf(f, "%s%d", i ? ", " : "", T->dims[i]);
+        fprintf(f, "\n");
     }
     fclose(f);
     /* An HDF5 file that is not a chargan file. */

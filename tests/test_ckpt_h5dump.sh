@@ -21,10 +21,10 @@ for a in format format_version model step epoch seed world_size global_batch noi
          config created; do
     grep -q "ATTRIBUTE \"$a\"" "$TMP/ck.txt" || fail "root attribute $a missing from h5dump -H"
 done
-for g in generator discriminator optimizer; do
+for g in generator discriminator optimizer ema; do
     grep -q "GROUP \"$g\"" "$TMP/ck.txt" || fail "group /$g missing"
 done
-ok "h5dump -H lists the root attributes and /generator, /discriminator, /optimizer"
+ok "h5dump -H lists the root attributes and /generator, /discriminator, /optimizer, /ema"
 
 # Attribute values.
 attr() { h5dump -a "$1" "$2" 2>/dev/null | sed -n 's/^ *(0): //p'; }
@@ -39,7 +39,10 @@ attr() { h5dump -a "$1" "$2" 2>/dev/null | sed -n 's/^ *(0): //p'; }
 attr /created "$CK" | grep -Eq '^"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"$' ||
     fail "created = $(attr /created "$CK")"
 h5dump -a /config "$CK" | grep -q '"model": "small"' || fail "config JSON not readable"
-ok "attribute values: format, version 1, model, step, seed, world_size, adam_t, created, config"
+[ "$(attr /ema/generator/decay "$CK")" = 0.999 ] || fail "ema decay = $(attr /ema/generator/decay "$CK")"
+h5dump -H -p -d /ema/generator/dense0.kernel "$CK" | grep -q "CHECKSUM FLETCHER32" ||
+    fail "/ema/generator/dense0.kernel has no Fletcher-32 checksum"
+ok "attribute values: format, version 1, model, step, seed, world_size, adam_t, created, config, ema decay"
 
 # Every dataset of the model (parameters and both Adam moments): float32, natural shape.
 grep -q '^/generator/dense0.kernel 150, ' "$TMP/expected.txt" || fail "expected.txt lacks dense0.kernel"
@@ -55,7 +58,7 @@ done <"$TMP/expected.txt"
 # ...and nothing else in the tensor groups (h5dump -H lists one DATASET line per dataset).
 total=$(grep -c 'DATASET "' "$TMP/ck.txt")
 [ "$total" = "$n" ] || fail "h5dump lists $total datasets, the model has $n"
-ok "$n datasets (params, adam m, adam v) float32 with the model's shapes, e.g. $(head -1 "$TMP/expected.txt")"
+ok "$n datasets (params, adam m, adam v, EMA of G) float32 with the model's shapes, e.g. $(head -1 "$TMP/expected.txt")"
 
 # ---- sample file ----------------------------------------------------------------------------
 h5dump -H "$SM" >"$TMP/sm.txt" 2>&1 || { cat "$TMP/sm.txt"; fail "h5dump -H $SM"; }

@@ -5,12 +5,16 @@
  *   - the permutation differs between epochs and seeds and is the same for the same seed;
  *   - golden values pin the exact algorithm (computed independently in Python: splitmix64
  *     rounds of cg_rng_u64, Fisher-Yates from the top with j = (u * (i + 1)) >> 64);
- *   - stepping back and forth between epochs recomputes correctly. */
+ *   - stepping back and forth between epochs recomputes correctly;
+ *   - a sampler over the classifier-train part (train --exclude-heldout) never hands out a
+ *     held-out index, on any rank count, and covers the part as the full sampler covers
+ *     the whole set. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "chargan/classifier.h"
 #include "chargan/data.h"
 #include "testutil.h"
 
@@ -153,11 +157,93 @@ static void test_errors(void)
     cg_sampler_free(&s); /* twice is harmless */
 }
 
+/* A generated data set whose pixel 0 says whether the image is held out (255) or not (0):
+ * batches are drawn as the trainer draws them (sampler, then cg_data_batch). */
+static void test_subset_never_heldout(void)
+{
+    const long n = 1000;
+    const int B = 16;
+    uint8_t *pix = calloc((size_t)n * CG_IMG_PIXELS, 1), *lab = calloc((size_t)n, 1);
+    for (long i = 0; i < n; i++) {
+        pix[(size_t)i * CG_IMG_PIXELS] = cg_heldout(i) ? 255 : 0;
+        lab[i] = (uint8_t)(i % 47);
+    }
+    cg_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.n = n;
+    ds.pixels = pix;
+    ds.labels = lab;
+    ds.n_classes = 47;
+
+    int64_t *part = calloc((size_t)n, sizeof *part), *held = calloc((size_t)n, sizeof *held);
+    const long np = cg_part_indices(n, 0, part), nh = cg_part_indices(n, 1, held);
+    CHECKF(np + nh == n && nh > 150 && nh < 250, "parts %ld + %ld", np, nh);
+    for (long k = 1; k < np; k++)
+        CHECK(part[k] > part[k - 1] && !cg_heldout(part[k]));
+
+    cg_error e;
+    cg_sampler s[4];
+    for (int P = 1; P <= 4; P++)
+        CHECK(cg_sampler_init_subset(&s[P - 1], part, np, B, 5, &e) == 0);
+    CHECK(s[0].n == np && s[0].batches_per_epoch == np / B);
+    float img[16 * CG_IMG_PIXELS];
+    int32_t labels[16];
+    char *seen = calloc((size_t)n, 1);
+    long heldout_drawn = 0, differ = 0, per_epoch_bad = 0;
+    const long steps = 3 * s[0].batches_per_epoch + 5;
+    for (long step = 0; step < steps; step++) {
+        if (step % s[0].batches_per_epoch == 0) /* a new epoch */
+            memset(seen, 0, (size_t)n);
+        long ep;
+        int64_t *ref = global_batch(&s[0], step, 1, &ep);
+        for (int P = 2; P <= 4; P++) {
+            int64_t *b = global_batch(&s[P - 1], step, P, &ep);
+            differ += memcmp(ref, b, B * sizeof *b) != 0;
+            free(b);
+        }
+        cg_data_batch(&ds, ref, B, 0.0f, 1.0f, img, labels);
+        for (int i = 0; i < B; i++) {
+            heldout_drawn += img[(size_t)i * CG_IMG_PIXELS] != 0.0f || cg_heldout(ref[i]);
+            per_epoch_bad += seen[ref[i]]++ != 0; /* each image at most once per epoch */
+            CHECK(labels[i] == (int32_t)(ref[i] % 47));
+        }
+        free(ref);
+    }
+    CHECKF(heldout_drawn == 0, "%ld held-out images drawn", heldout_drawn);
+    CHECKF(differ == 0, "%ld global batches differ between P = 1..4", differ);
+    CHECKF(per_epoch_bad == 0, "%ld repeats within an epoch", per_epoch_bad);
+    /* A full epoch covers all of the part but its last np % B leftovers. */
+    memset(seen, 0, (size_t)n);
+    long covered = 0;
+    for (long k = 0; k < s[0].batches_per_epoch; k++) {
+        long ep;
+        int64_t *b = global_batch(&s[0], k, 1, &ep);
+        for (int i = 0; i < B; i++)
+            covered += !seen[b[i]]++;
+        free(b);
+    }
+    CHECK(covered == np - np % B);
+    /* Resume safety: a fresh sampler at any step gives the same batch. */
+    cg_sampler f;
+    CHECK(cg_sampler_init_subset(&f, part, np, B, 5, &e) == 0);
+    long ep;
+    int64_t *a = global_batch(&f, steps - 1, 2, &ep), *b = global_batch(&s[1], steps - 1, 2, &ep);
+    CHECK(memcmp(a, b, B * sizeof *a) == 0);
+    free(a), free(b);
+    cg_sampler_free(&f);
+    /* Fewer images in the part than one batch: refused. */
+    CHECK(cg_sampler_init_subset(&f, part, 10, B, 5, &e) != 0);
+    for (int P = 0; P < 4; P++)
+        cg_sampler_free(&s[P]);
+    free(seen), free(part), free(held), free(pix), free(lab);
+}
+
 int main(void)
 {
     test_union_independent_of_P();
     test_epochs();
     test_golden();
     test_errors();
+    test_subset_never_heldout();
     return tu_finish("test_data_sampler");
 }

@@ -1,7 +1,8 @@
 # `chargan classifier` and `chargan eval` as a user runs them: a tiny classifier (first 6000
 # images of bymerge-test, 2 epochs), tiny GAN runs (a few steps, unconditional and
 # conditional), the JSON of eval (fields, ranges, determinism, the real-vs-real floor, the
-# floor left out without data), and the one-line errors.
+# floor left out without data), the EMA generator against --no-ema in eval, sample and write,
+# train --exclude-heldout with --eval-every and --sample-every, and the one-line errors.
 # Called by ctest as: bash test_eval.sh CHARGAN_BINARY BUILD_DIR SOURCE_DIR
 set -u
 BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -40,7 +41,7 @@ ok "classifier test reproduces $acc"
 # tiny GANs: a few steps of the small preset
 for kind in uncond cond; do
     extra=
-    [ $kind = cond ] && extra=--conditional
+    [ $kind = cond ] && extra="--conditional --ema 0.999" # small has no EMA by default
     "$BIN" train --data "$EM" --split bymerge-test --limit 2000 --model small --batch 32 \
         --steps 3 --log-every 0 --out "$TMP/run-$kind" $extra >"$TMP/out" 2>&1 ||
         { cat "$TMP/out"; fail "train $kind"; }
@@ -94,6 +95,85 @@ ok "eval conditional: $r"
     >"$TMP/e4.json" 2>"$TMP/err") || { cat "$TMP/err"; fail "eval without data"; }
 r=$(check_json "$TMP/e4.json" 0 0) || { cat "$TMP/e4.json"; fail "eval without data JSON"; }
 ok "eval without data: floor null ($r)"
+
+# EMA (--ema 0.999 here; the default of dcgan): eval, sample and write use the EMA generator,
+# --no-ema the raw one, and the two differ; info shows it; small has none by default.
+"$BIN" info "$CKC" >"$TMP/info" 2>&1 || { cat "$TMP/info"; fail "info"; }
+grep -q "^ema: *present, decay 0.999" "$TMP/info" && grep -q "^ema/generator:" "$TMP/info" &&
+    grep -q "Adam moments and the EMA present" "$TMP/info" || { cat "$TMP/info"; fail "info: no EMA shown"; }
+"$BIN" eval --checkpoint "$CKC" --classifier "$TMP/clf.h5" --n 400 --no-floor --no-ema \
+    >"$TMP/e5.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval --no-ema"; }
+python3 - "$TMP/e3.json" "$TMP/e5.json" <<'EOF2' || fail "eval with and without --no-ema"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+assert a["generator"] == "ema" and b["generator"] == "raw", (a, b)
+assert a["ema_decay"] == 0.999 and b["ema_decay"] == 0.999, (a, b)
+assert a["generated"]["fid"] != b["generated"]["fid"], (a, b)
+print("ok: eval: EMA generator fid %.3f, --no-ema fid %.3f" % (a["generated"]["fid"], b["generated"]["fid"]))
+EOF2
+"$BIN" sample --checkpoint "$CKC" --n 81 --out "$TMP/s-ema.h5" --png "$TMP/s-ema.png" >"$TMP/out" 2>&1 &&
+    grep -q "EMA generator" "$TMP/out" || { cat "$TMP/out"; fail "sample (EMA)"; }
+"$BIN" sample --checkpoint "$CKC" --n 81 --out "$TMP/s-raw.h5" --png "$TMP/s-raw.png" --no-ema \
+    >"$TMP/out" 2>&1 && grep -q "raw generator" "$TMP/out" || { cat "$TMP/out"; fail "sample --no-ema"; }
+h5dump -d /samples "$TMP/s-ema.h5" | tail -n +3 >"$TMP/s-ema.txt"
+h5dump -d /samples "$TMP/s-raw.h5" | tail -n +3 >"$TMP/s-raw.txt"
+! cmp -s "$TMP/s-ema.txt" "$TMP/s-raw.txt" && ! cmp -s "$TMP/s-ema.png" "$TMP/s-raw.png" ||
+    fail "sample: EMA and --no-ema samples are the same"
+"$BIN" sample --checkpoint "$CKC" --n 81 --out "$TMP/s-ema2.h5" >/dev/null 2>&1 &&
+    h5dump -d /samples "$TMP/s-ema2.h5" | tail -n +3 | cmp -s - "$TMP/s-ema.txt" ||
+    fail "sample (EMA) is not deterministic"
+"$BIN" write --checkpoint "$CKC" --text "Ab 1" --out "$TMP/w-ema.png" >/dev/null 2>&1 &&
+    "$BIN" write --checkpoint "$CKC" --text "Ab 1" --out "$TMP/w-raw.png" --no-ema >/dev/null 2>&1 &&
+    ! cmp -s "$TMP/w-ema.png" "$TMP/w-raw.png" || fail "write: EMA and --no-ema lines are the same"
+ok "sample and write: the EMA generator by default, --no-ema differs"
+"$BIN" train --data "$EM" --split bymerge-test --limit 2000 --model small --batch 32 \
+    --steps 3 --log-every 0 --out "$TMP/run-noema" >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "train small"; }
+CKN=$(ls "$TMP"/run-noema/checkpoints/step-*.h5 | tail -1)
+"$BIN" info "$CKN" | grep -q "^ema: *absent" || fail "info: small (default: no EMA) shows an EMA"
+"$BIN" eval --checkpoint "$CKN" --classifier "$TMP/clf.h5" --n 400 --no-floor >"$TMP/e6.json" 2>"$TMP/err" ||
+    { cat "$TMP/err"; fail "eval of a run without EMA"; }
+grep -q '"generator": "raw", "ema_decay": null' "$TMP/e6.json" || { cat "$TMP/e6.json"; fail "eval without EMA: JSON"; }
+ok "small's default: no EMA in the checkpoint, eval says raw"
+for bad in 1 -0.5 x 0.9q; do
+    "$BIN" train --data "$EM" --split bymerge-test --limit 2000 --model small --steps 3 --ema "$bad" \
+        --out "$TMP/run-bad" >/dev/null 2>"$TMP/err"
+    echo $? >"$TMP/rc"
+    expect_error "$TMP/rc" "$TMP/err" "--ema $bad" "--ema '$bad' must be a number in [0, 1)"
+done
+
+# train --exclude-heldout with --eval-every and --sample-every: the data line counts the
+# classifier-train part, the config records it, scores and pictures come from the EMA, and a
+# resume without the flag is refused.
+"$BIN" train --data "$EM" --split bymerge-test --limit 1000 --model small --batch 16 --steps 6 \
+    --log-every 3 --ema 0.999 --exclude-heldout --eval-every 3 --eval-n 200 --classifier "$TMP/clf.h5" \
+    --sample-every 3 --out "$TMP/run-ex" >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "train --exclude-heldout"; }
+grep -q "training on the 8[0-9][0-9] classifier-train images; the 1[0-9][0-9] held-out ones" "$TMP/out" ||
+    { cat "$TMP/out"; fail "--exclude-heldout: no data line"; }
+used=$(sed -n 's/.*training on the \([0-9]*\) classifier-train.*/\1/p' "$TMP/out")
+grep -q "$((used / 16)) batches per epoch" "$TMP/out" || { cat "$TMP/out"; fail "--exclude-heldout: batches per epoch"; }
+CKX=$(ls "$TMP"/run-ex/checkpoints/step-*.h5 | tail -1)
+"$BIN" info "$CKX" | grep -q "\"exclude_heldout\": true, \"images_used\": $used" ||
+    fail "--exclude-heldout not in the checkpoint's config"
+[ "$(grep -c '"eval": true, .*"generator": "ema"' "$TMP/run-ex/metrics.jsonl")" = 2 ] ||
+    { cat "$TMP/run-ex/metrics.jsonl"; fail "--eval-every: two EMA scores expected"; }
+grep -q "^eval: step 6 FID .*(EMA)" "$TMP/out" || { cat "$TMP/out"; fail "--eval-every: no EMA eval line"; }
+ls "$TMP"/run-ex/samples/step-00000003.png "$TMP"/run-ex/samples/step-00000006.h5 >/dev/null ||
+    fail "--sample-every: pictures missing"
+# The step-6 sample file equals `chargan sample` of the step-6 checkpoint (the EMA generator;
+# the same batch as training, 16, so the same GEMM blocking and bit-equal images).
+"$BIN" sample --checkpoint "$CKX" --n 81 --batch 16 --out "$TMP/s6.h5" >/dev/null 2>&1 || fail "sample of run-ex"
+cmp -s <(h5dump -d /samples "$TMP/s6.h5" | tail -n +3) \
+    <(h5dump -d /samples "$TMP/run-ex/samples/step-00000006.h5" | tail -n +3) ||
+    fail "--sample-every pictures are not the EMA generator's"
+"$BIN" sample --checkpoint "$CKX" --n 81 --batch 16 --no-ema --out "$TMP/s6raw.h5" >/dev/null 2>&1 &&
+    ! cmp -s <(h5dump -d /samples "$TMP/s6raw.h5" | tail -n +3) \
+        <(h5dump -d /samples "$TMP/run-ex/samples/step-00000006.h5" | tail -n +3) ||
+    fail "--sample-every pictures equal the raw generator's"
+"$BIN" train --data "$EM" --split bymerge-test --limit 1000 --model small --batch 16 --steps 9 \
+    --log-every 0 --resume auto --out "$TMP/run-ex" >/dev/null 2>"$TMP/err"
+echo $? >"$TMP/rc"
+expect_error "$TMP/rc" "$TMP/err" "resume without --exclude-heldout" "trained with --exclude-heldout"
+ok "train --exclude-heldout, --eval-every and --sample-every with the EMA"
 
 # errors: one line naming the file
 run() { "$BIN" eval "$@" >/dev/null 2>"$TMP/err"; echo $? >"$TMP/rc"; }

@@ -21,15 +21,35 @@ same() { # A B: byte-equal parameters and Adam state
     ok "$3"
 }
 
-# 200 steps straight and 100 + resume + 100 give byte-equal parameters (2 ranks).
-train 2 straight --steps 200 --ckpt-every 100 --keep 0
-train 2 split --steps 100
-train 2 split --steps 200 --resume auto
+# 200 steps straight and 100 + resume + 100 give byte-equal parameters (2 ranks), and a
+# byte-equal EMA of the generator (--ema 0.999: small keeps none by default; compare checks
+# the EMA when both files have one).
+train 2 straight --steps 200 --ckpt-every 100 --keep 0 --ema 0.999 --check-every 50
+train 2 split --steps 100 --ema 0.999
+train 2 split --steps 200 --resume auto --ema 0.999
 grep -q "resume: .*step-00000100.h5 (step 100" "$TMP/split.log" || fail "no resume message"
+grep -q "check: step 200: parameters and EMA bit-identical on all 2 ranks" "$TMP/straight.log" ||
+    { cat "$TMP/straight.log"; fail "--check-every does not cover the EMA"; }
 same "$(ck straight 200)" "$(ck split 200)" "200 straight == 100 + resume + 100 (bit-identical)"
+grep -q '"ema": "both", .*"ema_bit_identical": true' "$TMP/cmp.json" ||
+    { cat "$TMP/cmp.json"; fail "EMA not compared or not identical after resume"; }
+ok "the generator's EMA too: 200 straight == 100 + resume + 100"
 # The resumed run also continues the Adam counters: moments are part of what is compared by
 # 'compare --tol 0' only through the parameters, so check the step-100 checkpoints directly.
 same "$(ck straight 100)" "$(ck split 100)" "step-100 checkpoints identical"
+
+# A checkpoint without EMA (what chargan wrote before it had one; here --ema 0) resumes into
+# a run with EMA: the EMA starts from its weights, and training is unchanged (the EMA never
+# feeds back), so the parameters still equal the straight run's.
+train 2 old --steps 100 --ema 0
+"$BIN" info "$(ck old 100)" | grep -q "^ema: *absent" || fail "--ema 0 wrote an EMA"
+train 2 old --steps 200 --resume auto --ema 0.999
+grep -q "resume: the checkpoint has no EMA: it starts from its weights" "$TMP/old.log" ||
+    { cat "$TMP/old.log"; fail "resume from a checkpoint without EMA: no message"; }
+"$BIN" compare "$(ck straight 200)" "$(ck old 200)" --tol 0 >"$TMP/cmp.json"
+grep -q '"max_rel_diff_g": 0.000e+00, "max_rel_diff_d": 0.000e+00, .*"ema": "both", .*"ema_bit_identical": false' \
+    "$TMP/cmp.json" || { cat "$TMP/cmp.json"; fail "resume of a checkpoint without EMA"; }
+ok "checkpoint without EMA resumed with one: same parameters, EMA restarted from the weights"
 
 # Re-running a finished run does nothing but say so.
 train 2 split --steps 200 --resume auto

@@ -6,6 +6,11 @@
  *   /optimizer/generator/m/<tensor>, .../v/<tensor>    Adam moments, same shapes
  *   /optimizer/discriminator/m/<tensor>, .../v/<tensor>
  *   attribute adam_t (int64) on /optimizer/generator and /optimizer/discriminator
+ *   /ema/generator/<tensor>                            optional: the EMA of G's parameters
+ *                                                       (chargan/ema.h), same tensors and
+ *                                                       shapes as /generator; attribute decay
+ *                                                       (float64) on /ema/generator. Absent in
+ *                                                       runs without EMA and older files.
  *   attributes on /: format (string "chargan-checkpoint"), format_version (int32, 1),
  *     model (string), step (int64, steps completed), epoch (int64), seed (uint64),
  *     world_size, global_batch, noise_dim, n_classes (int32; 0 = unconditional; an absent
@@ -64,6 +69,8 @@ typedef struct {
     int world_size, global_batch, noise_dim, format_version;
     int n_classes;           /* 0: unconditional model */
     long adam_t_g, adam_t_d; /* the Adam step counters (from /optimizer/...) */
+    int has_ema;             /* /ema/generator present */
+    double ema_decay;        /* its decay attribute (0 when absent) */
     char created[32];
     char *config_json; /* malloc'd on read; release with cg_ckpt_meta_free */
 } cg_ckpt_meta;
@@ -90,7 +97,10 @@ int cg_ckpt_read_meta(const char *path, cg_ckpt_meta *m, cg_error *e);
 int cg_ckpt_validate(const char *path, const char *model, cg_ckpt_meta *m, cg_error *e);
 
 /* Loads parameters (including non-trainable state such as batch-norm running averages, which
- * live in the same buffer), Adam moments and Adam counters into an already built gan. Refuses
+ * live in the same buffer), Adam moments and Adam counters into an already built gan. When
+ * gan->ema_g is allocated it receives /ema/generator, or G's parameters when the file has no
+ * EMA (older files, runs without EMA); gan->ema_decay is not changed. An /ema group is read
+ * (checksums) even when gan->ema_g is NULL. Refuses
  * a checkpoint of another model preset, noise_dim or n_classes, or with any tensor missing, of another
  * type or shape (the message names the tensor and both shapes), or unreadable. Everything is
  * read into a staging copy first, so a refused file leaves gan untouched. Only parameters,

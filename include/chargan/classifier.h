@@ -50,6 +50,9 @@
 
 /* 1 when image `index` of a data set is in the held-out part (see above). */
 int cg_heldout(long index);
+/* The indices i < total of one part (held_out: cg_heldout(i), else the classifier-train part)
+ * in increasing order into out (room for total); returns how many. */
+long cg_part_indices(long total, int held_out, int64_t *out);
 
 /* Softmax cross-entropy on logits[B][K] with integer labels: returns
  *     scale * sum_i ( logsumexp(logits_i) - logits_i[label_i] )

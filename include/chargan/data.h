@@ -96,10 +96,16 @@ typedef struct {
     long batches_per_epoch;
     long cached_epoch;      /* epoch whose permutation is in perm; -1 = none yet */
     int64_t *perm;          /* n */
+    int64_t *subset;        /* n data set indices (cg_sampler_init_subset), or NULL */
 } cg_sampler;
 
 /* Fails (one-line message) when global_batch < 1 or n < global_batch. */
 int cg_sampler_init(cg_sampler *s, long n, int global_batch, uint64_t seed, cg_error *e);
+/* A sampler over part of a data set: everything above applies to positions 0..n-1 of
+ * subset[] (copied), and the indices handed out are subset[position]. So the part's batches
+ * are as rank-count invariant as the whole set's, and a function of (seed, step) alone. */
+int cg_sampler_init_subset(cg_sampler *s, const int64_t *subset, long n, int global_batch,
+                           uint64_t seed, cg_error *e);
 void cg_sampler_free(cg_sampler *s);
 
 /* Indices rank `rank` of `size` gets from each global batch. */

@@ -58,6 +58,8 @@ struct cg_gan {
                         caller fills them before cg_gan_grads). The fakes of a step are
                         asked for the same classes, so G sees the data's class mix. */
     float data_lo;  /* real images are scaled to [data_lo, 1]: 0 (sigmoid G), -1 (tanh G) */
+    float *ema_g;      /* EMA of G's parameters, G's layout (chargan/ema.h); NULL: no EMA */
+    double ema_decay;  /* its decay (0 without EMA) */
 };
 
 /* Fills cfg with the seed's defaults (model seed, batch 64, the preset's learning rates —

@@ -25,6 +25,10 @@ typedef struct {
     long eval_n;            /* samples per score */
     int sum_groups;         /* exact-sum groups of the global batch; 0: cg_sum_groups' choice */
     int float_sums;         /* sum gradients in float instead (half the bytes, not exact) */
+    double ema;             /* EMA decay of G's weights (chargan/ema.h); < 0: the model's
+                               default (cg_ema_default); 0: no EMA */
+    int exclude_heldout;    /* train only on the classifier-train part (!cg_heldout(i)), so
+                               the FID reference (the held-out part) stays unseen */
 } cg_train_opts;
 
 void cg_train_default_opts(cg_train_opts *o);
