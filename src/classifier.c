@@ -801,7 +801,7 @@ int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long
         const int m = n - first < wchunk ? (int)(n - first) : wchunk;
         if (Kg > 0)
             for (int i = 0; i < m; i++) {
-                if (all_mapped) {
+                if (all_mapped && !ev->uniform_classes) {
                     const double u =
                         cg_rng_uniform(seed, cg_stream(CG_RNG_SAMPLE, 2), (uint64_t)(first + i));
                     int k = 0;

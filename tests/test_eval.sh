@@ -64,8 +64,11 @@ assert 1 <= g["classes_covered"] <= 47 and 0 <= g["classes_covered_rel"] <= 47, 
 assert j["conditional"] == cond, j
 if cond:
     assert 0 <= g["class_match"] <= 1, g
+    u = j["uniform_classes"]  # every class asked equally often: other samples, same fields
+    assert u["n"] == 400 and 0 <= u["class_match"] <= 1 and 1 <= u["classes_covered"] <= 47, u
+    assert u != g, (u, g)
 else:
-    assert g["class_match"] is None, g
+    assert g["class_match"] is None and "uniform_classes" not in j, g
 if floor:
     f = j["real_floor"]
     assert f["n"] == 400 and 0 < f["fid"] < g["fid"], (f, g)

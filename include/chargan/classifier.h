@@ -161,6 +161,10 @@ typedef struct {
     /* Cumulative class distribution for conditional generation (the held-out part's class
      * mix, so a conditional model is compared with data of the same mix). */
     double class_cdf[CG_MAX_CLASSES];
+    /* Set to ask a conditional model for every class equally often (sample i: class
+     * i mod classes) instead of the held-out mix: then classes_covered counts the classes the
+     * model can draw recognizably, not the rare classes' share of the natural mix. */
+    int uniform_classes;
 } cg_evaluator;
 
 /* ref: reference fit (usually &clf->heldout). noise_dim: the largest noise dimension of the
@@ -174,7 +178,8 @@ void cg_eval_free(cg_evaluator *ev);
  * Noise of sample i: cg_rng_normal_fill(z, noise_dim, seed, cg_stream(CG_RNG_SAMPLE, 1),
  * i*noise_dim), seed = gan->cfg.seed, so a given checkpoint always gets the same samples.
  * Conditional models (gan->preset.n_classes > 0) are asked for classes drawn from the held-out
- * class mix (uniform u = cg_rng_uniform(seed, cg_stream(CG_RNG_SAMPLE, 2), i)); gan_class_chars
+ * class mix (uniform u = cg_rng_uniform(seed, cg_stream(CG_RNG_SAMPLE, 2), i)), or for class
+ * i mod n_classes with ev->uniform_classes; gan_class_chars
  * (may be NULL: the classifier's classes) maps the GAN's class k to a character, which is
  * matched to the classifier's class of that character for class_match. No allocation. */
 int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long n,
