@@ -6,7 +6,8 @@
 # held-out images that are the FID reference stay unseen (a clean score), and with each
 # model's default EMA of the generator's weights (dcgan: 0.999), which samples and scores use.
 #
-# usage: jobs/quality.sh OUT [RUN...]      RUN: dcgan-cond (default: all of them)
+# usage: jobs/quality.sh OUT [RUN...]   RUN: dcgan-cond, dcgan-cond-ttur, dcgan, seed, small
+#                                      (default: dcgan-cond seed small)
 #   env: CHARGAN (binary, default build/chargan), EMNIST_DIR, CLASSIFIER (made with
 #        `chargan classifier train`; built here when missing), NP (ranks, default 2),
 #        MINUTES_DCGAN (15), MINUTES_OTHER (5)
@@ -44,6 +45,9 @@ run() { # NAME MINUTES EVAL_EVERY ARGS...
 for r in "${RUNS[@]}"; do
     case $r in
     dcgan-cond) run dcgan-cond "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional ;;
+    dcgan-cond-ttur) # two time-scale update rule (Heusel et al. 2017): D learns 4x faster
+        run dcgan-cond-ttur "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional \
+            --lr-g 1e-4 --lr-d 4e-4 ;;
     dcgan) run dcgan "${MINUTES_DCGAN:-15}" 500 --model dcgan ;;
     seed) run seed "${MINUTES_OTHER:-5}" 100 --model seed ;;
     small) run small "${MINUTES_OTHER:-5}" 250 --model small ;;
@@ -52,9 +56,11 @@ for r in "${RUNS[@]}"; do
 done
 
 # The curves (gnuplot from Debian's gnuplot-nox).
+# Every run of OUT so far (runs can be made by separate invocations into one OUT).
 plots=()
-for r in "${RUNS[@]}"; do
-    [ -s "$OUT/$r.dat" ] && plots+=("'$OUT/$r.dat' using (\$1/60):3 with linespoints title '$r'")
+for dat in "$OUT"/*.dat; do
+    r=$(basename "$dat" .dat)
+    [ -s "$dat" ] && plots+=("'$dat' using (\$1/60):3 with linespoints title '$r'")
 done
 # Final scores of each run's last checkpoint on 10,000 samples, with the real-vs-real floor.
 floor=

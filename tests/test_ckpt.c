@@ -70,19 +70,6 @@ static int exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-static void fill_state(cg_gan *gan, uint64_t stream)
-{
-    cg_net *nets[2] = {&gan->g, &gan->d};
-    for (int k = 0; k < 2; k++) {
-        const size_t n = nets[k]->n_params;
-        tu_fill_uniform(nets[k]->param, n, -0.3f, 0.3f, stream + 10 * k);
-        tu_fill_uniform(nets[k]->adam_m, n, -0.01f, 0.01f, stream + 10 * k + 1);
-        tu_fill_uniform(nets[k]->adam_v, n, 0.0f, 1e-4f, stream + 10 * k + 2);
-    }
-    gan->adam_g.t = (long)(stream % 1000) + 17;
-    gan->adam_d.t = (long)(stream % 1000) + 23;
-}
-
 static int same_state(const cg_gan *a, const cg_gan *b)
 {
     const cg_net *na[2] = {&a->g, &a->d}, *nb[2] = {&b->g, &b->d};
@@ -248,7 +235,7 @@ static void test_round_trip(const char *ck)
     cg_gan a, b;
     make_gan(&a, "small", 0, 42);
     make_gan(&b, "small", 0, 7);
-    fill_state(&a, 100);
+    tu_fill_gan_state(&a, 100);
     char dir[512], path[512], want[600];
     path_in(dir, sizeof dir, "rt/deeper/ck");
     cg_error e = {{0}};
@@ -334,7 +321,7 @@ static void test_all_presets(void)
                 CHECKF(0, "preset %s (n_classes %d): %s", tok, cfg.n_classes, e.msg);
                 continue;
             }
-            fill_state(&a, 900 + (uint64_t)count);
+            tu_fill_gan_state(&a, 900 + (uint64_t)count);
             char dir[512], p[600];
             snprintf(dir, sizeof dir, "%s/presets/%s-%d", root, tok, cond);
             int r = cg_ckpt_write(dir, &a, 11, 2, 3, NULL, p, sizeof p, &e);
@@ -375,10 +362,10 @@ static void test_refusals(const char *ck, const char *seed_ck)
 {
     cg_gan g;
     make_gan(&g, "small", 0, 9);
-    fill_state(&g, 300);
+    tu_fill_gan_state(&g, 300);
     cg_gan ref;
     make_gan(&ref, "small", 0, 9);
-    fill_state(&ref, 300);
+    tu_fill_gan_state(&ref, 300);
     cg_error e = {{0}};
     cg_ckpt_meta m;
     char p[512];
@@ -774,8 +761,8 @@ static void test_failed_writes(void)
     cg_gan a, b;
     make_gan(&a, "small", 0, 42);
     make_gan(&b, "small", 0, 43);
-    fill_state(&a, 500);
-    fill_state(&b, 600);
+    tu_fill_gan_state(&a, 500);
+    tu_fill_gan_state(&b, 600);
     path_in(dir, sizeof dir, "fw");
     char good[600];
     CHECKF(cg_ckpt_write(dir, &a, 7, 0, 1, NULL, good, sizeof good, &e) == 0, "%s", e.msg);
@@ -868,7 +855,7 @@ static void measure_seed(char *out, size_t len)
         exit(2);
     }
     cg_gan_init_weights(&s);
-    fill_state(&s, 700);
+    tu_fill_gan_state(&s, 700);
     char dir[512];
     path_in(dir, sizeof dir, "seed");
     enum { REPS = 3 };
@@ -909,7 +896,7 @@ static int write_files(const char *dir)
 {
     cg_gan a;
     make_gan(&a, "small", 0, 42);
-    fill_state(&a, 100);
+    tu_fill_gan_state(&a, 100);
     cg_gan_ema_enable(&a, 0.999); /* with the optional /ema/generator */
     tu_fill_uniform(a.ema_g, a.g.n_params, -0.3f, 0.3f, 130);
     cg_error e = {{0}};

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chargan/gan.h"
 #include "chargan/rng.h"
 
 #if defined(__GNUC__)
@@ -118,6 +119,21 @@ static TU_UNUSED double tu_max_rel_diff(const float *a, const float *b, size_t n
             worst = isnan(d) ? INFINITY : d;
     }
     return worst;
+}
+
+/* Fills a GAN's parameters and Adam moments with reproducible values of stream and sets the
+ * Adam counters (G: stream % 1000 + 17, D: + 23), as a checkpoint round trip needs. */
+static TU_UNUSED void tu_fill_gan_state(cg_gan *gan, uint64_t stream)
+{
+    cg_net *nets[2] = {&gan->g, &gan->d};
+    for (int k = 0; k < 2; k++) {
+        const size_t n = nets[k]->n_params;
+        tu_fill_uniform(nets[k]->param, n, -0.3f, 0.3f, stream + 10 * k);
+        tu_fill_uniform(nets[k]->adam_m, n, -0.01f, 0.01f, stream + 10 * k + 1);
+        tu_fill_uniform(nets[k]->adam_v, n, 0.0f, 1e-4f, stream + 10 * k + 2);
+    }
+    gan->adam_g.t = (long)(stream % 1000) + 17;
+    gan->adam_d.t = (long)(stream % 1000) + 23;
 }
 
 /* sum_i y_i r_i in double: the scalar loss the layer tests differentiate. */
