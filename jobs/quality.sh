@@ -6,7 +6,8 @@
 # held-out images that are the FID reference stay unseen (a clean score), and with each
 # model's default EMA of the generator's weights (dcgan: 0.999), which samples and scores use.
 #
-# usage: jobs/quality.sh OUT [RUN...]   RUN: dcgan-cond, dcgan-cond-ttur, dcgan, seed, small
+# usage: jobs/quality.sh OUT [RUN...]   RUN: dcgan-cond, dcgan-cond-samelr, dcgan-cond-ttur,
+#                                      dcgan, seed, small
 #                                      (default: dcgan-cond seed small)
 #   env: CHARGAN (binary, default build/chargan), EMNIST_DIR, CLASSIFIER (made with
 #        `chargan classifier train`; built here when missing), NP (ranks, default 2),
@@ -45,6 +46,9 @@ run() { # NAME MINUTES EVAL_EVERY ARGS...
 for r in "${RUNS[@]}"; do
     case $r in
     dcgan-cond) run dcgan-cond "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional ;;
+    dcgan-cond-samelr) # D at G's 2e-4 (the preset's default before it became 1e-4)
+        run dcgan-cond-samelr "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional \
+            --lr-g 2e-4 --lr-d 2e-4 ;;
     dcgan-cond-ttur) # two time-scale update rule (Heusel et al. 2017): D learns 4x faster
         run dcgan-cond-ttur "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional \
             --lr-g 1e-4 --lr-d 4e-4 ;;

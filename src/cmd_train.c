@@ -90,7 +90,7 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         {"conditional", CG_OPT_FLAG, &o.conditional,
          "class-conditional G and D (the label joins G's noise and D's features)"},
         {"lr-g", CG_OPT_FLOAT, &o.gan.lr_g, "generator learning rate (seed, small: 1e-5; dcgan: 2e-4)"},
-        {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d, "discriminator learning rate (seed, small: 3e-5; dcgan: 2e-4)"},
+        {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d, "discriminator learning rate (seed, small: 3e-5; dcgan: 1e-4)"},
         {"beta1", CG_OPT_FLOAT, &o.gan.beta1, "Adam beta1 (0.5)"},
         {"beta2", CG_OPT_FLOAT, &o.gan.beta2, "Adam beta2 (0.999)"},
         {"eps", CG_OPT_FLOAT, &o.gan.eps, "Adam epsilon (1e-7)"},

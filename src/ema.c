@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-/* dcgan (lr 2e-4) reaches its plateau within a CPU budget, where averaging is meant to
+/* dcgan (lr 2e-4 / 1e-4) reaches its plateau within a CPU budget, where averaging is meant to
  * help; 0.999 is the usual choice there (Yazici et al. 2019; with the warm-up the window is
  * min(1000, ~t/9) steps). seed and small train at lr 1e-5 / 3e-5 and are still improving
  * quickly after any CPU budget, so an average lags behind a better generator: measured on
