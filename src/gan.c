@@ -143,10 +143,10 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
 int cg_gan_set_groups(cg_gan *gan, int groups, int first_group, int local_groups, cg_error *e)
 {
     const int B = gan->cfg.local_batch;
-    return cg_net_set_groups(&gan->g, groups, first_group, local_groups, B, e) ||
-                   cg_net_set_groups(&gan->d, groups, first_group, local_groups, B, e)
-               ? -1
-               : 0;
+    if (cg_net_set_groups(&gan->g, groups, first_group, local_groups, B, e) ||
+        cg_net_set_groups(&gan->d, groups, first_group, local_groups, B, e))
+        return -1;
+    return 0;
 }
 
 long cg_gan_finish_grads(cg_gan *gan)

@@ -687,10 +687,12 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         case CG_OP_CONVT:
         case CG_OP_PROJECT:
             /* Layers that sum over samples run group by group; in exact mode each group's
-             * parameter gradient is folded into gsum before the next group adds to it. */
+             * parameter gradient is folded into gsum before the next group adds to it. A dense
+             * kernel is the exception: it is summed tile by tile over all groups at once, so
+             * the group loop leaves it alone. */
             if (exact && dw && L->spec.op == CG_OP_DENSE) {
                 dense_kernel_grad_exact(net, L, x, g, B, gs);
-                dw = NULL; /* done */
+                dw = NULL;
             }
             for (int b0 = 0; b0 < B; b0 += gs) {
                 const int F = L->in_c;

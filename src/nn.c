@@ -410,13 +410,19 @@ static void bn_part_sums(int C, size_t n, size_t cs, size_t es, const float *u, 
     table[2 * (size_t)C * G] = (double)n;
 }
 
-/* Sums the table of bn_part_sums over processes. */
-static void bn_sync(const cg_sync *sync, int C, double *table)
+/* The number of parts of the table. */
+static int bn_groups(const cg_sync *sync)
 {
     int G, first, L;
     bn_parts(sync, &G, &first, &L);
+    return G;
+}
+
+/* Sums the table of bn_part_sums over processes. */
+static void bn_sync(const cg_sync *sync, int C, double *table)
+{
     if (sync && sync->sum)
-        sync->sum(sync->user, table, 2 * C * G + 1);
+        sync->sum(sync->user, table, 2 * C * bn_groups(sync) + 1);
 }
 
 /* Column k of the [G][2C] table summed over the parts in part order. */
@@ -433,8 +439,7 @@ void cg_bn_forward(int C, size_t n, size_t cs, size_t es, float *y, float *xhat,
                    float *run_var, float momentum, float eps, int training, const cg_sync *sync,
                    double *scratch)
 {
-    int G, first, L;
-    bn_parts(sync, &G, &first, &L);
+    const int G = bn_groups(sync);
     if (training) {
         bn_part_sums(C, n, cs, es, y, NULL, sync, scratch);
         bn_sync(sync, C, scratch);
