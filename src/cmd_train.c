@@ -76,6 +76,7 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
     const char *model = o.gan.model;
     long seed = (long)o.gan.seed;
     float time_limit = 0.0f;
+    const char *loss = "bce";
     const char *ema_arg = NULL; /* parsed as a double: 0.999 stays 0.999 in the file */
     const cg_opt opts[] = {
         {"data", CG_OPT_STR, &o.data.data, "EMNIST images file, CSV or directory (default: "
@@ -91,6 +92,10 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
          "class-conditional G and D (the label joins G's noise and D's features)"},
         {"lr-g", CG_OPT_FLOAT, &o.gan.lr_g, "generator learning rate (seed, small: 1e-5; dcgan: 2e-4)"},
         {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d, "discriminator learning rate (seed, small: 3e-5; dcgan: 1e-4)"},
+        {"lr-decay-start", CG_OPT_LONG, &o.gan.lr_decay_start,
+         "from this step on both learning rates fall linearly to 0 at the last step "
+         "(default: constant)"},
+        {"loss", CG_OPT_STR, &loss, "bce (the seed's: non-saturating cross-entropy) | hinge"},
         {"beta1", CG_OPT_FLOAT, &o.gan.beta1, "Adam beta1 (0.5)"},
         {"beta2", CG_OPT_FLOAT, &o.gan.beta2, "Adam beta2 (0.999)"},
         {"eps", CG_OPT_FLOAT, &o.gan.eps, "Adam epsilon (1e-7)"},
@@ -148,6 +153,12 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         if (end == ema_arg || *end || !(ema >= 0.0 && ema < 1.0))
             r = cg_fail(&e, "--ema '%s' must be a number in [0, 1) (0: no EMA)", ema_arg);
     }
+    if (r == 0 && !strcmp(loss, "hinge"))
+        o.gan.loss = CG_LOSS_HINGE;
+    else if (r == 0 && strcmp(loss, "bce"))
+        r = cg_fail(&e, "--loss '%s': expected bce or hinge", loss);
+    if (r == 0 && o.gan.lr_decay_start < -1)
+        r = cg_fail(&e, "--lr-decay-start %ld is not a step (>= 0)", o.gan.lr_decay_start);
     if (r == 0)
         r = validate(c, &o, model, &e);
     if (r) {

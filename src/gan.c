@@ -20,6 +20,8 @@ void cg_gan_default_config(cg_gan_config *cfg)
     cfg->beta2 = 0.999f;
     cfg->eps = 1e-7f;
     cfg->seed = 1;
+    cfg->loss = CG_LOSS_BCE;
+    cfg->lr_decay_start = -1;
 }
 
 int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
@@ -118,17 +120,30 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
     o.first_sample = (uint64_t)cfg->global_batch + (uint64_t)first_sample;
     const float *lf = cg_net_forward(&gan->d, &gan->tape_fake, fake, B, &o);
 
-    /* D loss: mean over the 2B samples of the global concatenated batch. */
-    const float sd = 1.0f / (2.0f * Bg);
-    double loss_d = cg_bce_logits(B, lr, gan->target, sd, gan->dlogit);
+    /* BCE: D's loss is the mean over the 2B samples of the global concatenated batch;
+     * hinge: the mean over the reals plus the mean over the fakes. */
+    const int hinge = cfg->loss == CG_LOSS_HINGE;
+    const float sd = hinge ? 1.0f / Bg : 1.0f / (2.0f * Bg);
+    double loss_d = hinge ? cg_hinge_logits(B, lr, 1.0f, sd, gan->dlogit)
+                          : cg_bce_logits(B, lr, gan->target, sd, gan->dlogit);
     cg_net_backward(&gan->d, &gan->tape_real, gan->dlogit, 1, NULL);
-    loss_d += cg_bce_logits(B, lf, gan->target + B, sd, gan->dlogit);
+    loss_d += hinge ? cg_hinge_logits(B, lf, -1.0f, sd, gan->dlogit)
+                    : cg_bce_logits(B, lf, gan->target + B, sd, gan->dlogit);
     cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 1, NULL);
     if (hooks && hooks->d_grads_ready)
         hooks->d_grads_ready(hooks->user, gan);
 
     /* G loss through the same D(fake): input gradient only, D's weights untouched. */
-    double loss_g = cg_bce_logits(B, lf, gan->target, 1.0f / Bg, gan->dlogit);
+    double loss_g = 0.0;
+    if (hinge) {
+        for (int i = 0; i < B; i++) {
+            loss_g -= lf[i];
+            gan->dlogit[i] = -1.0f / Bg;
+        }
+        loss_g /= Bg;
+    } else {
+        loss_g = cg_bce_logits(B, lf, gan->target, 1.0f / Bg, gan->dlogit);
+    }
     cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 0, gan->dfake);
     cg_net_backward(&gan->g, &gan->tape_g, gan->dfake, 1, NULL);
 
@@ -154,8 +169,19 @@ long cg_gan_finish_grads(cg_gan *gan)
     return cg_net_exact_finish(&gan->g) + cg_net_exact_finish(&gan->d);
 }
 
+double cg_lr_scale(long t, long start, long end)
+{
+    if (start < 0 || t < start || end <= start)
+        return 1.0;
+    return t >= end ? 0.0 : (double)(end - t) / (double)(end - start);
+}
+
 void cg_gan_apply(cg_gan *gan)
 {
+    /* Both optimizers take their t-th update together; the schedule reads G's count. */
+    const double f = cg_lr_scale(gan->adam_g.t, gan->cfg.lr_decay_start, gan->cfg.lr_decay_end);
+    gan->adam_g.lr = (float)(gan->cfg.lr_g * f);
+    gan->adam_d.lr = (float)(gan->cfg.lr_d * f);
     cg_adam_step(&gan->adam_g, gan->g.param, gan->g.grad, gan->g.adam_m, gan->g.adam_v,
                  gan->g.n_params);
     cg_adam_step(&gan->adam_d, gan->d.param, gan->d.grad, gan->d.adam_m, gan->d.adam_v,

@@ -359,6 +359,18 @@ double cg_bce_logits(int n, const float *logit, const float *target, float scale
     return sum * scale;
 }
 
+double cg_hinge_logits(int n, const float *logit, float sign, float scale, float *dlogit)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double m = 1.0 - (double)sign * logit[i];
+        sum += m > 0.0 ? m : 0.0;
+        if (dlogit)
+            dlogit[i] = m > 0.0 ? -sign * scale : 0.0f;
+    }
+    return sum * scale;
+}
+
 void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw)
 {
     for (int b = 0; b < B; b++)

@@ -212,13 +212,15 @@ static void config_json(const cg_train_opts *o, const cg_gan_config *cfg, const 
              "\"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"seed\": %llu, \"steps\": %ld, "
              "\"epochs\": %ld, \"data\": \"%s\", \"limit\": %ld, \"images\": %ld, "
              "\"ckpt_every\": %ld, \"sample_every\": %ld, \"sum_groups\": %d, \"ema\": %g, "
-             "\"exclude_heldout\": %s, \"images_used\": %ld}",
+             "\"exclude_heldout\": %s, \"images_used\": %ld, \"loss\": \"%s\", "
+             "\"lr_decay_start\": %ld}",
              cfg->model, cfg->n_classes ? "true" : "false", cfg->n_classes,
              cfg->n_classes ? ds->chars : "", cfg->noise_dim, cfg->global_batch,
              (double)cfg->lr_g, (double)cfg->lr_d, (double)cfg->beta1, (double)cfg->beta2,
              (double)cfg->eps, (unsigned long long)cfg->seed, total, o->steps ? 0 : o->epochs,
              ds->source, o->data.limit, ds->n, o->ckpt_every, o->sample_every, groups, ema,
-             o->exclude_heldout ? "true" : "false", used);
+             o->exclude_heldout ? "true" : "false", used,
+             cfg->loss == CG_LOSS_HINGE ? "hinge" : "bce", cfg->lr_decay_start);
     /* JSON strings: the data source is a path; make quotes and backslashes harmless. */
     for (char *p = strstr(buf, "\"data\": \"") + 9; *p && strncmp(p, "\", \"limit", 9); p++)
         if (*p == '"' || *p == '\\')
@@ -439,6 +441,15 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     if (ema > 0)
         cg_gan_ema_enable(&gan, ema);
     const long total = o->steps > 0 ? o->steps : o->epochs * sampler.batches_per_epoch;
+    if (cfg.lr_decay_start >= total) {
+        /* Same on every rank: no collective needed to agree. */
+        if (c->rank == 0)
+            fprintf(stderr, "chargan: error: train: --lr-decay-start %ld is not before the "
+                            "last step (%ld)\n", cfg.lr_decay_start, total);
+        rc = 1;
+        goto out;
+    }
+    gan.cfg.lr_decay_end = total;
     cfg = gan.cfg; /* with the preset's defaults filled in */
     gan.g.sync.sum = gan.d.sync.sum = sum_over_ranks;
     gan.g.sync.user = gan.d.sync.user = c;

@@ -11,11 +11,14 @@
  *    first Adam step moves every weight by ~lr against the sign of its gradient, whatever the
  *    gradient's size, unless the gradient is comparable to eps.
  * 3. A late step (t 9999 -> 10000), where the bias corrections have almost vanished, and a
- *    long vector (every element updated independently), against the formula in double. */
+ *    long vector (every element updated independently), against the formula in double.
+ * 4. The learning-rate schedule (cg_lr_scale) by hand, and cg_gan_apply following it: the
+ *    rates it gives each optimizer, and no change of the weights once the rate is 0. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "chargan/gan.h"
 #include "chargan/optim.h"
 #include "testutil.h"
 
@@ -143,8 +146,56 @@ static void test_late_step_and_long_vector(void)
     CHECK(one == 1.0f && a.t == 10001);
 }
 
+static void test_schedule(void)
+{
+    /* constant: no start, before the start, or an empty decay interval */
+    CHECK(cg_lr_scale(5, -1, 10) == 1.0);
+    CHECK(cg_lr_scale(3, 4, 10) == 1.0);
+    CHECK(cg_lr_scale(7, 4, 4) == 1.0);
+    /* linear from start 4 to end 10: (10 - t) / 6 */
+    CHECK(cg_lr_scale(4, 4, 10) == 1.0);
+    CHECK_NEAR(cg_lr_scale(5, 4, 10), 5.0 / 6.0, 1e-15);
+    CHECK_NEAR(cg_lr_scale(7, 4, 10), 0.5, 1e-15);
+    CHECK_NEAR(cg_lr_scale(9, 4, 10), 1.0 / 6.0, 1e-15); /* the last update of the run */
+    CHECK(cg_lr_scale(10, 4, 10) == 0.0 && cg_lr_scale(12, 4, 10) == 0.0);
+    CHECK(cg_lr_scale(0, 0, 2) == 1.0 && cg_lr_scale(1, 0, 2) == 0.5);
+
+    /* cg_gan_apply: 4 updates of a schedule starting at 1 and ending at 3 with lr 2e-4 / 1e-4:
+     * factors 1, 1, 0.5, 0; the 4th update leaves every weight as it was. */
+    cg_gan_config cfg;
+    cg_gan_default_config(&cfg);
+    snprintf(cfg.model, sizeof cfg.model, "small");
+    cfg.global_batch = cfg.local_batch = 2;
+    cfg.lr_g = 2e-4f, cfg.lr_d = 1e-4f;
+    cfg.lr_decay_start = 1, cfg.lr_decay_end = 3;
+    cg_gan gan;
+    cg_error e;
+    CHECKF(cg_gan_init(&gan, &cfg, &e) == 0, "cg_gan_init: %s", e.msg);
+    cg_gan_init_weights(&gan);
+    tu_fill_uniform(gan.g.grad, gan.g.n_params, -1.0f, 1.0f, 21);
+    tu_fill_uniform(gan.d.grad, gan.d.n_params, -1.0f, 1.0f, 22);
+    const double expect[4] = {1.0, 1.0, 0.5, 0.0};
+    float *w = tu_fdup(gan.g.param, gan.g.n_params);
+    for (int t = 0; t < 4; t++) {
+        memcpy(w, gan.g.param, sizeof(float) * gan.g.n_params);
+        cg_gan_apply(&gan);
+        CHECKF(gan.adam_g.lr == (float)(2e-4f * expect[t]) &&
+                   gan.adam_d.lr == (float)(1e-4f * expect[t]),
+               "update %d: lr %g / %g, expected factor %g", t, gan.adam_g.lr, gan.adam_d.lr,
+               expect[t]);
+        const int same = memcmp(w, gan.g.param, sizeof(float) * gan.g.n_params) == 0;
+        CHECKF(same == (expect[t] == 0.0), "update %d: weights %s", t,
+               same ? "unchanged" : "changed");
+    }
+    CHECK(gan.adam_g.t == 4 && gan.adam_d.t == 4);
+    printf("schedule: factors 1, 1, 0.5, 0 applied to both optimizers\n");
+    free(w);
+    cg_gan_free(&gan);
+}
+
 int main(void)
 {
+    test_schedule();
     test_three_steps();
     test_first_step_project_defaults();
     test_late_step_and_long_vector();

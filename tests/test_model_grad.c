@@ -117,20 +117,29 @@ static void check_losses(cg_gan *gan, const float *real, const cg_gan_stats *st)
     const float *lr = cg_net_forward(&gan->d, &tr, real, B, &o);
     o.first_sample = B; /* fakes follow the reals in D's concatenated batch */
     const float *lf = cg_net_forward(&gan->d, &tf, fake, B, &o);
-    /* L_D = mean over 2B of BCE: -log s(l_real) and -log(1 - s(l_fake));
-     * L_G = mean over B of -log s(l_fake); -log s(l) = softplus(-l), -log(1-s(l)) = softplus(l) */
+    /* BCE: L_D = mean over 2B of -log s(l_real) and -log(1 - s(l_fake));
+     * L_G = mean over B of -log s(l_fake); -log s(l) = softplus(-l), -log(1-s(l)) = softplus(l).
+     * Hinge: L_D = mean over B of max(0, 1 - l_real) + mean over B of max(0, 1 + l_fake);
+     * L_G = -mean over B of l_fake. */
+    const int hinge = gan->cfg.loss == CG_LOSS_HINGE;
     double ld = 0.0, lg = 0.0, dr = 0.0, df = 0.0;
     for (int i = 0; i < B; i++) {
-        ld += softplus(-(double)lr[i]) + softplus((double)lf[i]);
-        lg += softplus(-(double)lf[i]);
+        if (hinge) {
+            ld += fmax(0.0, 1.0 - (double)lr[i]) + fmax(0.0, 1.0 + (double)lf[i]);
+            lg -= (double)lf[i];
+        } else {
+            ld += softplus(-(double)lr[i]) + softplus((double)lf[i]);
+            lg += softplus(-(double)lf[i]);
+        }
         dr += 1.0 / (1.0 + exp(-(double)lr[i]));
         df += 1.0 / (1.0 + exp(-(double)lf[i]));
     }
-    ld /= 2.0 * B, lg /= B, dr /= B, df /= B;
-    printf("losses: L_D %.9f (recomputed %.9f), L_G %.9f (recomputed %.9f), D(real) %.6f, "
-           "D(fake) %.6f\n", st->loss_d, ld, st->loss_g, lg, st->d_real, st->d_fake);
-    CHECK_NEAR(st->loss_d, ld, 1e-6 * ld);
-    CHECK_NEAR(st->loss_g, lg, 1e-6 * lg);
+    ld /= hinge ? B : 2.0 * B, lg /= B, dr /= B, df /= B;
+    printf("%s losses: L_D %.9f (recomputed %.9f), L_G %.9f (recomputed %.9f), D(real) %.6f, "
+           "D(fake) %.6f\n", hinge ? "hinge" : "BCE", st->loss_d, ld, st->loss_g, lg,
+           st->d_real, st->d_fake);
+    CHECK_NEAR(st->loss_d, ld, 1e-6 * fabs(ld));
+    CHECK_NEAR(st->loss_g, lg, 1e-6 * fabs(lg));
     CHECK_NEAR(st->d_real, dr, 1e-6);
     CHECK_NEAR(st->d_fake, df, 1e-6);
     /* the step's fakes use those noise vectors: the G tape holds what we computed */
@@ -148,7 +157,7 @@ static int is_param_tensor(const char *name)
 }
 
 static void fd_network(const char *label, cg_gan *gan, cg_net *net, const float *real, int which,
-                       const float *analytic, const tu_fd_setting *fs)
+                       const float *analytic, const tu_fd_setting *fs, const char *skip)
 {
     loss_ctx ctx = {gan, real, which, 0};
     tu_fd_net_report R = tu_fd_net_report_new();
@@ -162,13 +171,17 @@ static void fd_network(const char *label, cg_gan *gan, cg_net *net, const float 
             printf("  (skipping %s.%s: not a kernel or bias)\n", label, T->name);
             continue;
         }
+        if (skip && !strcmp(T->name, skip)) {
+            printf("  (skipping %s.%s: checked separately)\n", label, T->name);
+            continue;
+        }
         const size_t k = tu_choose_entries(T->offset, T->count, analytic, TU_FD_ENTRIES_RANDOM,
                                            TU_FD_ENTRIES_NONZERO,
                                            9000 + 10 * (uint64_t)t + (uint64_t)which, idx);
         tu_fd_tensor(label, T->name, net->param, analytic, net->n_params, idx, k, loss_sigma, fs,
                      step_loss, &ctx, &R);
     }
-    CHECKF(R.tensors == net->n_tensors || R.tensors >= 8, "%s: only %d parameter tensors", label,
+    CHECKF(R.tensors == net->n_tensors || R.tensors >= 8 - (skip != NULL), "%s: only %d parameter tensors", label,
            R.tensors);
     const size_t allowed = tu_fd_net_allowed(&R);
     printf("%s: %zu entries in %d tensors: %zu over tolerance (allowed %zu), worst normalized "
@@ -360,8 +373,33 @@ int main(void)
         }
     }
 
-    fd_network("D", &gan, &gan.d, real, 0, gd, &TU_FD_GAN_D);
-    fd_network("G", &gan, &gan.g, real, 1, gg, &TU_FD_GAN_G);
+    fd_network("D", &gan, &gan.d, real, 0, gd, &TU_FD_GAN_D, NULL);
+    fd_network("G", &gan, &gan.g, real, 1, gg, &TU_FD_GAN_G, NULL);
+
+    /* The hinge loss: the same network, other loss terms (L_D sums the real and fake means,
+     * L_G is linear in D(fake)). */
+    gan.cfg.loss = CG_LOSS_HINGE;
+    cg_gan_grads(&gan, real, STEP, 0, NULL, &st);
+    check_losses(&gan, real, &st);
+    {
+        /* not the BCE gradient: the loss terms reach the gradients */
+        const double ed = tu_max_rel_diff(gan.d.grad, gd, gan.d.n_params);
+        CHECKF(ed > 1e-2, "hinge and BCE give the same D gradient (max rel diff %.2e)", ed);
+    }
+    /* With every margin active (|logits| << 1 here), D's output bias gets -1/B per real and
+     * +1/B per fake: exactly 0, and so is its finite difference; FD skips it. */
+    {
+        const int t = cg_net_find_tensor(&gan.d, "dense1.bias");
+        CHECK(t >= 0);
+        if (t >= 0)
+            CHECKF(gan.d.grad[gan.d.tensors[t].offset] == 0.0f,
+                   "hinge: D output bias gradient %g, expected 0",
+                   gan.d.grad[gan.d.tensors[t].offset]);
+    }
+    memcpy(gd, gan.d.grad, sizeof(float) * gan.d.n_params);
+    memcpy(gg, gan.g.grad, sizeof(float) * gan.g.n_params);
+    fd_network("D (hinge)", &gan, &gan.d, real, 0, gd, &TU_FD_GAN_D, "dense1.bias");
+    fd_network("G (hinge)", &gan, &gan.g, real, 1, gg, &TU_FD_GAN_G, NULL);
 
     free(gd), free(gg), free(real), free(hs.dgrad);
     cg_gan_free(&gan);

@@ -5,6 +5,9 @@
  * One step (the seed's): z ~ N(0,1) for every sample, fake = G(z);
  *   L_D = mean over the 2B samples of concat(real, fake) of BCE(D(x), 1 for real, 0 for fake)
  *   L_G = mean over the B fakes of BCE(D(fake), 1)
+ * or with the hinge loss (Lim & Ye 2017; Miyato et al. 2018):
+ *   L_D = mean over the B reals of max(0, 1 - D(real)) + mean over the fakes of max(0, 1 + D(fake))
+ *   L_G = -mean over the B fakes of D(fake)
  * D runs once on the real half and once on the fake half (the same as on the concatenation:
  * no layer of D mixes samples); D(fake) and its activations serve both losses, so the G loss
  * costs only one extra input-gradient pass through D. Both gradients come from the weights
@@ -28,7 +31,13 @@ typedef struct {
     float lr_g, lr_d, beta1, beta2, eps; /* lr 0: the preset's default */
     uint64_t seed;
     int n_classes;    /* > 0: conditional generation over this many classes */
+    int loss;         /* CG_LOSS_BCE (the seed's) or CG_LOSS_HINGE */
+    /* Learning-rate schedule: constant until step lr_decay_start, then falling linearly to 0
+     * at step lr_decay_end (the run's last step); lr_decay_start < 0: constant. */
+    long lr_decay_start, lr_decay_end;
 } cg_gan_config;
+
+enum { CG_LOSS_BCE, CG_LOSS_HINGE };
 
 /* Sums over this rank's samples, each divided by the global count, so that a SUM over ranks
  * gives global means. */
@@ -88,7 +97,13 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
 int cg_gan_set_groups(cg_gan *gan, int groups, int first_group, int local_groups, cg_error *e);
 long cg_gan_finish_grads(cg_gan *gan);
 
-/* Adam on both networks from the (reduced) gradients. */
+/* The learning-rate factor of update t (0-based: the updates already taken) under the
+ * schedule of cg_gan_config: 1 before `start` (or when start < 0), then (end - t) /
+ * (end - start), which reaches 1 / (end - start) at the last update t = end - 1. */
+double cg_lr_scale(long t, long start, long end);
+
+/* Adam on both networks from the (reduced) gradients, at the learning rates of the
+ * schedule for this update. */
 void cg_gan_apply(cg_gan *gan);
 
 /* FLOPs (2 per multiply-add) of one training step at batch B: G forward (B), D forward on

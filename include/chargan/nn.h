@@ -107,6 +107,10 @@ void cg_labels_backward(int B, int F, int K, const float *dy, float *dx);
 double cg_bce_logits(int n, const float *logit, const float *target, float scale,
                      float *dlogit);
 
+/* Hinge loss on logits with sign s (+1: real, -1: fake): scale * sum_i max(0, 1 - s l_i);
+ * dlogit[i] = -s * scale where 1 - s l_i > 0, else 0 (when dlogit is not NULL). */
+double cg_hinge_logits(int n, const float *logit, float sign, float scale, float *dlogit);
+
 /* Numerically stable logistic function. */
 float cg_sigmoidf(float x);
 
