@@ -39,8 +39,51 @@ static void usage(FILE *f)
             "              the model draws recognizably (>= 0.5%% of the samples classified as\n"
             "              them), which the natural mix cannot show for its rare classes; its\n"
             "              fid is against the natural mix, so not comparable\n"
+            "  uniform_real_floor (conditional models) the same numbers for n real held-out\n"
+            "              images drawn class by class, every class equally often (images of\n"
+            "              rare classes repeat): how many classes a perfect generator asked\n"
+            "              for every class equally often would cover with this classifier\n"
             "\n"
             "options:\n");
+}
+
+/* n indices of held-out images with every class equally often: sample i is of class
+ * i mod K, the next image of that class in the fixed random order of `held` (hm images),
+ * cycling through the class's images. Classes without held-out images are skipped.
+ * Returns the count filled (n, or 0 when no class has images). */
+static long balanced_indices(const cg_dataset *ds, const int64_t *held, long hm, long n,
+                             int64_t *out)
+{
+    const int K = ds->n_classes;
+    long *count = calloc((size_t)K, sizeof *count), *next = calloc((size_t)K, sizeof *next);
+    int64_t **of = calloc((size_t)K, sizeof *of);
+    long m = 0;
+    if (count && next && of) {
+        for (long i = 0; i < hm; i++)
+            count[ds->labels[held[i]]]++;
+        int ok = 1;
+        for (int k = 0; k < K && ok; k++)
+            ok = !count[k] || (of[k] = malloc(sizeof(int64_t) * (size_t)count[k])) != NULL;
+        for (long i = 0; i < hm && ok; i++) {
+            const int k = ds->labels[held[i]];
+            of[k][next[k]++] = held[i];
+        }
+        memset(next, 0, sizeof(long) * (size_t)K);
+        for (long i = 0, k = 0, empty = 0; ok && m < n && empty < K; k = (k + 1) % K) {
+            if (!count[k]) {
+                empty++;
+                continue;
+            }
+            empty = 0;
+            out[m++] = of[k][next[k]];
+            next[k] = (next[k] + 1) % count[k];
+            i++;
+        }
+        for (int k = 0; k < K; k++)
+            free(of[k]);
+    }
+    free(count), free(next), free(of);
+    return m;
 }
 
 /* Writes s as a JSON string (quotes and control characters escaped). */
@@ -124,10 +167,11 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     memset(&ev_floor, 0, sizeof ev_floor);
     memset(&ds, 0, sizeof ds);
     int64_t *idx = NULL;
-    int rc = 1, have_gan = 0, have_floor = 0;
+    int64_t *held = NULL;
+    int rc = 1, have_gan = 0, have_floor = 0, have_ufloor = 0;
     char classes[CG_GEN_MAX_CLASSES + 1] = {0};
     char floor_note[700] = "";
-    cg_eval_result gen, flo, uni;
+    cg_eval_result gen, flo, uni, ufl;
 
     if (cg_classifier_load(clf_path, &clf, batch, &e))
         goto out;
@@ -182,6 +226,18 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
             if (m < n)
                 snprintf(floor_note, sizeof floor_note,
                          "the held-out part has only %ld images (fewer than --n)", m);
+            if (gan.preset.n_classes) {
+                held = malloc(sizeof(int64_t) * (size_t)(ds.n ? ds.n : 1));
+                if (!held) {
+                    cg_fail(&e, "out of memory");
+                    goto out;
+                }
+                const long hm = cg_split_indices(ds.n, 1, ds.n, held);
+                const long mb = balanced_indices(&ds, held, hm, n, idx);
+                if (mb >= 2 && cg_eval_images(&ev_floor, &ds, idx, mb, &ufl, &e))
+                    goto out;
+                have_ufloor = mb >= 2;
+            }
         }
     }
 
@@ -209,6 +265,10 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     if (have_floor) {
         cg_eval_result_json(&flo, buf, sizeof buf);
         printf(" \"real_floor\": %s,\n", buf);
+        if (have_ufloor) {
+            cg_eval_result_json(&ufl, buf, sizeof buf);
+            printf(" \"uniform_real_floor\": %s,\n", buf);
+        }
         printf(" \"fid_over_floor\": %.3f,", flo.fid > 0 ? gen.fid / flo.fid : NAN);
     } else {
         printf(" \"real_floor\": null,\n \"fid_over_floor\": null,");
@@ -229,6 +289,7 @@ out:
     if (rc)
         fprintf(stderr, "chargan: error: %s\n", e.msg);
     free(idx);
+    free(held);
     cg_eval_free(&ev);
     cg_eval_free(&ev_floor);
     cg_data_free(&ds);

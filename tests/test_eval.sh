@@ -75,6 +75,13 @@ if floor:
     assert f["classes_covered"] > 10 and f["classes_covered_rel"] > 10, f
     assert 0.5 < f["class_match"] <= 1, f
     assert abs(j["fid_over_floor"] - g["fid"] / f["fid"]) < 1e-2 * j["fid_over_floor"], j
+    if cond:  # real images, every class equally often: covers at least the natural mix's
+        uf = j["uniform_real_floor"]
+        assert uf["n"] == 400 and uf != f, (uf, f)
+        assert uf["classes_covered"] >= f["classes_covered"], (uf, f)
+        assert 0.2 < uf["class_match"] <= 1, uf  # rare classes are the hard ones
+    else:
+        assert "uniform_real_floor" not in j, j
 else:
     assert j["real_floor"] is None and j["fid_over_floor"] is None and "floor_note" in j, j
 print("fid %.3f floor %s" % (g["fid"], j["real_floor"] and j["real_floor"]["fid"]))
