@@ -11,7 +11,8 @@
 
 static void bench_usage(FILE *f)
 {
-    fprintf(f, "usage: chargan bench [--model seed|small] [--batch B] [--steps N] [--threads T]\n"
+    fprintf(f, "usage: chargan bench [--model M] [--conditional] [--batch B] [--steps N]\n"
+               "                    [--threads T]\n"
                "       chargan bench --sgemm N [--steps N] [--threads T]\n"
                "Runs N full training steps (both networks, Adam) on random input and prints a\n"
                "JSON line: ms_per_step (median after 2 warm-up steps), gflops, peak_rss_mb and\n"
@@ -56,10 +57,12 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
         if (!strcmp(argv[i], "--allreduce")) return cg_bench_allreduce(c, argc, argv);
     cg_gan_config cfg;
     cg_gan_default_config(&cfg);
-    int steps = 10, threads = 0, sgemm = 0, groups = 0, float_sums = 0;
+    int steps = 10, threads = 0, sgemm = 0, groups = 0, float_sums = 0, conditional = 0;
     const char *model = cfg.model;
     const cg_opt opts[] = {
-        {"model", CG_OPT_STR, &model, "seed | small (default seed)"},
+        {"model", CG_OPT_STR, &model, "seed | small | dcgan | cdcgan (default seed)"},
+        {"conditional", CG_OPT_FLAG, &conditional,
+         "class-conditional model over 47 classes (EMNIST balanced), classes in turn"},
         {"batch", CG_OPT_INT, &cfg.global_batch, "batch (default 64)"},
         {"steps", CG_OPT_INT, &steps, "measured steps after 2 warm-up steps (default 10)"},
         {"threads", CG_OPT_INT, &threads, "BLAS threads (default: cores / ranks per node)"},
@@ -83,6 +86,7 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     }
     snprintf(cfg.model, sizeof cfg.model, "%s", model);
     cfg.local_batch = cfg.global_batch;
+    cfg.n_classes = conditional ? 47 : 0;
     if (steps < 1 || cfg.global_batch < 1 || threads < 0 || sgemm < 0) {
         fprintf(stderr, "chargan: error: bench: --steps, --batch, --threads and --sgemm must "
                         "be positive\n");
@@ -106,6 +110,8 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     }
     cg_gan_init_weights(&gan);
     const int B = cfg.local_batch;
+    for (int i = 0; i < B && conditional; i++)
+        gan.labels[i] = i % cfg.n_classes;
     float *real = cg_alloc(sizeof(float) * (size_t)B * 784);
     for (size_t i = 0; i < (size_t)B * 784; i++)
         real[i] = cg_rng_uniform(cfg.seed, 77, i);
@@ -129,12 +135,12 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     const double flops = cg_gan_step_flops(&gan, B);
     const double med = cg_median(ms, steps);
     if (c->rank == 0) {
-        printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"sum_groups\": %d, "
+        printf("{\"model\": \"%s\", \"conditional\": %s, \"batch\": %d, \"threads\": %d, \"sum_groups\": %d, "
                "\"steps\": %d, "
                "\"ms_per_step\": %.2f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, "
                "\"params_g\": %zu, \"params_d\": %zu, \"peak_rss_mb\": %.1f, \"loss_d\": %.5f, "
                "\"layers\": [",
-               cfg.model, B, c->threads, G, steps, med, flops * 1e-9, flops / (med * 1e6),
+               cfg.model, conditional ? "true" : "false", B, c->threads, G, steps, med, flops * 1e-9, flops / (med * 1e6),
                gan.g.n_params, gan.d.n_params, cg_peak_rss_mb(), st.loss_d);
         print_layers(&gan.g, steps, 1);
         print_layers(&gan.d, steps, 0);

@@ -104,6 +104,9 @@ int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p)
     } else if (!strcmp(name, "dcgan")) {
         p->name = "dcgan";
         dcgan(p);
+    } else if (!strcmp(name, "cdcgan")) {
+        p->name = "cdcgan";
+        dcgan(p);
     } else {
         return -1;
     }
@@ -114,11 +117,19 @@ int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p)
         p->n_classes = n_classes;
         insert_layer(p->g, &p->n_g, 0, (cg_layer_spec)LABELS(n_classes));
         p->d[p->n_d - 1] = (cg_layer_spec)PROJECT(n_classes);
+        /* cdcgan: dcgan whose G also gets the class at every batch norm, a per-class scale
+         * and shift of each channel (conditional batch norm; de Vries et al. 2017, as in
+         * Miyato & Koyama 2018's generator). A name of its own, so that dcgan's tensors, and
+         * so its checkpoints and results, stay as they were. */
+        const int cbn = !strcmp(p->name, "cdcgan");
+        for (int i = 0; i < p->n_g && cbn; i++)
+            if (p->g[i].bn)
+                p->g[i].cbn = n_classes;
     }
     return 0;
 }
 
-const char *cg_preset_names(void) { return "seed, small, dcgan"; }
+const char *cg_preset_names(void) { return "seed, small, dcgan, cdcgan"; }
 
 /* ---- building ------------------------------------------------------------------------ */
 
@@ -159,7 +170,7 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
     net->n_layers = n_layers;
     net->max_batch = max_batch;
     int c = in_c, h = in_h, w = in_w;
-    int counts[8] = {0}, n_bn = 0, widest_bn = 0;
+    int counts[8] = {0}, n_bn = 0, widest_bn = 0, bn_number[CG_MAX_LAYERS] = {0};
     size_t max_act = shape_size(c, h, w), max_col = 0;
     for (int i = 0; i < n_layers; i++) {
         cg_layer *L = &net->layers[i];
@@ -168,6 +179,7 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
         L->in_c = c, L->in_h = h, L->in_w = w;
         L->w_tensor = L->b_tensor = -1;
         L->bn_gamma = L->bn_beta = L->bn_mean = L->bn_var = -1;
+        L->cbn_gamma = L->cbn_beta = -1;
         L->e_tensor = -1;
         const int spatial = h > 0;
         static const char *prefix[] = {"dense", "unflatten", "flatten", "conv", "convt",
@@ -265,6 +277,10 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
             if (s->op != CG_OP_DENSE && s->op != CG_OP_CONV && s->op != CG_OP_CONVT)
                 return cg_fail(e, "%s layer %d: batch norm follows dense or conv layers", name,
                                i);
+            if (s->cbn < 0)
+                return cg_fail(e, "%s layer %d: %d classes for conditional batch norm", name, i,
+                               s->cbn);
+            bn_number[i] = n_bn;
             char bn_name[24];
             snprintf(bn_name, sizeof bn_name, "bn%d", n_bn++);
             int cd[1] = {c};
@@ -280,6 +296,8 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
             net->tensors[L->bn_var].trainable = 0;
             if (c > widest_bn)
                 widest_bn = c;
+        } else if (s->cbn) {
+            return cg_fail(e, "%s layer %d: conditional batch norm needs batch norm", name, i);
         }
         if (net->n_tensors == CG_MAX_TENSORS)
             return cg_fail(e, "%s: too many tensors", name);
@@ -287,6 +305,22 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
         size_t sz = shape_size(c, h, w);
         if (sz > max_act)
             max_act = sz;
+    }
+    /* The conditional batch norms' tensors come after all others, so that every other tensor
+     * keeps its index and so its initialization stream (cg_net_init): with them at 0 the
+     * network starts exactly as the one without them. Named after their batch norm: bnK's
+     * are cbnK.gamma and cbnK.beta, [classes][channels], both 0 at the start. */
+    for (int i = 0; i < n_layers; i++) {
+        cg_layer *L = &net->layers[i];
+        if (!L->spec.cbn)
+            continue;
+        char cbn_name[24];
+        snprintf(cbn_name, sizeof cbn_name, "cbn%d", bn_number[i]);
+        int cd[2] = {L->spec.cbn, L->out_c};
+        L->cbn_gamma = add_tensor(net, cbn_name, "gamma", 2, cd, 0, 0, e);
+        L->cbn_beta = add_tensor(net, cbn_name, "beta", 2, cd, 0, 0, e);
+        if (L->cbn_beta < 0)
+            return -1;
     }
     /* im2col scratch: at least one sample's columns, at most the requested cap, and never
      * more than the whole batch needs. */
@@ -488,6 +522,8 @@ int cg_tape_alloc(const cg_net *net, cg_tape *t)
             t->xhat[i] = cg_alloc(sizeof(float) * n);
             t->invstd[i] = cg_alloc(sizeof(float) * (size_t)L->out_c);
         }
+        if (L->spec.cbn)
+            t->cbn_in[i] = cg_alloc(sizeof(float) * n);
     }
     return 0;
 }
@@ -499,6 +535,7 @@ void cg_tape_free(cg_tape *t)
         cg_free(t->mask[i]);
         cg_free(t->xhat[i]);
         cg_free(t->invstd[i]);
+        cg_free(t->cbn_in[i]);
     }
     memset(t, 0, sizeof *t);
 }
@@ -522,6 +559,9 @@ static void bn_view(const cg_layer *L, int B, size_t *cs, size_t *es, size_t *n)
         *cs = 1, *es = (size_t)L->out_c;
     }
 }
+
+/* Elements of one sample in one channel of a layer's output. */
+static int sample_size(const cg_layer *L) { return L->out_h > 0 ? L->out_h * L->out_w : 1; }
 
 /* Samples per pass of the linear layers: the group size for training passes in exact mode
  * (so every group's GEMMs have the same shapes on any rank count), else the whole batch. */
@@ -604,6 +644,12 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
                           par + net->tensors[L->bn_mean].offset,
                           par + net->tensors[L->bn_var].offset, 0.1f, 1e-5f,
                           o && o->training, &sync, net->bn_scratch);
+            if (L->spec.cbn) { /* its input is kept for the gradient of its scale */
+                memcpy(t->cbn_in[i], y, sizeof(float) * out_n);
+                cg_cond_affine_forward(L->out_c, B, sample_size(L), cs, es, t->labels,
+                                       t->cbn_in[i], par + net->tensors[L->cbn_gamma].offset,
+                                       par + net->tensors[L->cbn_beta].offset, y);
+            }
         }
         cg_act_forward(L->spec.act, L->spec.alpha, out_n, y);
         x = y;
@@ -619,6 +665,18 @@ static int first_param_layer(const cg_net *net)
             net->layers[i].bn_gamma >= 0)
             return i;
     return net->n_layers;
+}
+
+/* Exact mode: a [classes][n] tensor's gradient from one group, non-zero only in the rows of
+ * the group's classes: only those rows are folded (a class met again folds zeros). */
+static void fold_class_rows(cg_net *net, int t, const int32_t *labels, int n)
+{
+    const cg_tensor *T = &net->tensors[t];
+    const size_t len = (size_t)T->dims[1];
+    for (int i = 0; i < n; i++) {
+        const size_t at = T->offset + (size_t)labels[i] * len;
+        net->gsum[net->n_params] += fold_span(net->grad + at, net->gsum + at, (long)len, 1);
+    }
 }
 
 /* Exact mode: the group's part of the layer's batch-norm gradients, from the per-part sums
@@ -655,6 +713,24 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         if (L->spec.bn) {
             size_t cs, es, n;
             bn_view(L, B, &cs, &es, &n);
+            if (L->spec.cbn) {
+                /* No sample meets another here, so a group's gradient is its samples' sum:
+                 * group by group, each folded before the next adds to it (as a dense bias). */
+                const int hw = sample_size(L);
+                float *dcg = param_grads ? net->grad + net->tensors[L->cbn_gamma].offset : NULL;
+                float *dcb = param_grads ? net->grad + net->tensors[L->cbn_beta].offset : NULL;
+                for (int b0 = 0; b0 < B; b0 += gs) {
+                    const size_t at = (size_t)b0 * hw * es;
+                    cg_cond_affine_backward(L->out_c, gs, hw, cs, es, t->labels + b0,
+                                            t->cbn_in[i] + at,
+                                            net->param + net->tensors[L->cbn_gamma].offset,
+                                            g + at, dcg, dcb);
+                    if (exact) {
+                        fold_class_rows(net, L->cbn_gamma, t->labels + b0, gs);
+                        fold_class_rows(net, L->cbn_beta, t->labels + b0, gs);
+                    }
+                }
+            }
             /* Exact mode folds each group's sums from the part table; a pass that is not
              * cut into parts accumulates them in float and folds them once. */
             const int parts = exact && sync.groups > 1, direct = param_grads && !parts;

@@ -566,3 +566,41 @@ void cg_project_backward(int B, int F, const float *h, const float *w, const flo
                 dh[(size_t)i * F + f] = g * (w[f] + ei[f]);
     }
 }
+
+void cg_cond_affine_forward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
+                            const float *x, const float *gamma, const float *beta, float *y)
+{
+    for (int b = 0; b < B; b++) {
+        const float *gk = gamma + (size_t)labels[b] * C, *bk = beta + (size_t)labels[b] * C;
+        for (int c = 0; c < C; c++) {
+            const float s = 1.0f + gk[c], t = bk[c];
+            const size_t at = (size_t)c * cs + (size_t)b * HW * es;
+            for (int p = 0; p < HW; p++)
+                y[at + p * es] = x[at + p * es] * s + t;
+        }
+    }
+}
+
+void cg_cond_affine_backward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
+                             const float *x, const float *gamma, float *g, float *dgamma,
+                             float *dbeta)
+{
+    for (int b = 0; b < B; b++) {
+        const size_t row = (size_t)labels[b] * C;
+        for (int c = 0; c < C; c++) {
+            const float s = 1.0f + gamma[row + c];
+            const size_t at = (size_t)c * cs + (size_t)b * HW * es;
+            double sg = 0.0, sgx = 0.0;
+            for (int p = 0; p < HW; p++) {
+                const float gv = g[at + p * es];
+                sg += gv;
+                sgx += (double)gv * x[at + p * es];
+                g[at + p * es] = gv * s;
+            }
+            if (dbeta)
+                dbeta[row + c] += (float)sg;
+            if (dgamma)
+                dgamma[row + c] += (float)sgx;
+        }
+    }
+}

@@ -4,17 +4,27 @@
  *    beta 0 and 1, and bit-identical results on 1, 2 and 3 OpenMP threads (OpenBLAS's own
  *    threading is not: that is why the layers use cg_sgemm).
  *  - Exact mode computes the same gradients as float mode: per tensor
- *    max|a - b| / max|b| <= 1e-5 for small, dcgan and conditional dcgan (the fixed point has
- *    2^-32 resolution; float summation order differs at ~1e-7).
- *  - Splitting the batch over "ranks": for the models without batch norm, the fixed-point sums
- *    of two half batches (first_group 0 and 2 of 4, their own samples and global indices) add
- *    up to the whole batch's sums EXACTLY (int64 equality). The batch-norm models need a real
- *    synchronization and are covered by tests/test_train_mpi.sh (bit-identical parameters on
- *    1, 2, 4 and 8 ranks).
+ *    max|a - b| / max|b| <= 1e-5 for small, dcgan, and conditional small, dcgan and cdcgan
+ *    (conditional batch norm in G, set away from its start at 0) (the fixed point has 2^-32
+ *    resolution; float summation order differs at ~1e-7). The labels take three classes,
+ *    each in several groups, so that class rows (D's embedding, G's conditional batch norm)
+ *    sum over groups.
+ *  - Splitting the batch over "ranks": the fixed-point sums of two half batches (first_group 0
+ *    and 2 of 4, their own samples and global indices) add up to the whole batch's sums
+ *    EXACTLY (int64 equality). The two halves run on two threads whose batch-norm statistics
+ *    are summed through a barrier, as MPI_Allreduce would (tests/test_train_mpi.sh does it with
+ *    real ranks). Measured once on mutants of src/model.c: folding the conditional batch
+ *    norm's gradient once per pass instead of per group fails this check for cdcgan (and
+ *    1 vs 2 ranks in test_train_mpi.sh), and a group offset without the flat layout's stride
+ *    fails exact vs float (1.7).
+ *  - cdcgan starts as dcgan: at initialization (conditional batch norm at 0, every other tensor
+ *    initialized from the same stream) its fakes, losses and the gradients of every dcgan
+ *    tensor are bit-identical to conditional dcgan's, and its own tensors get a gradient.
  *  - Unusable gradients are counted: a NaN parameter makes cg_gan_finish_grads report them,
  *    and so do gradients beyond the fixed-point range (a dense layer driven past 2^19).
  *  - cg_sum_groups: the default choice and the refusals. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -100,6 +110,16 @@ static int make_gan(cg_gan *gan, const char *model, int conditional, int global,
     return 0;
 }
 
+/* Conditional batch norm away from its start (0), the same in every GAN made here, so that
+ * it scales and shifts the activations of the checks below. */
+static void set_cbn(cg_gan *gan)
+{
+    for (int t = 0; t < gan->g.n_tensors; t++)
+        if (!strncmp(gan->g.tensors[t].name, "cbn", 3))
+            tu_fill_uniform(gan->g.param + gan->g.tensors[t].offset, gan->g.tensors[t].count,
+                            -0.3f, 0.3f, 500 + (uint64_t)t);
+}
+
 /* Per tensor max|a - b| / max|b| over both networks. */
 static double tensor_rel_diff(const cg_net *net, const float *a, const float *b)
 {
@@ -119,8 +139,75 @@ static double tensor_rel_diff(const cg_net *net, const float *a, const float *b)
 static void fill_batch(cg_gan *gan, float *real, int B, int first)
 {
     tu_fill_uniform(real, (size_t)B * PIX, gan->data_lo, 1.0f, 77 + (uint64_t)first);
+    /* three classes, each in several groups: a class's gradient rows are summed over groups */
     for (int i = 0; i < B; i++)
-        gan->labels[i] = (first + i) * 7 % 47;
+        gan->labels[i] = (first + i) % 3 * 7;
+}
+
+/* Two threads standing for two ranks: sum() adds both threads' buffers in rank order, which
+ * is what MPI_Allreduce gives here (each rank's batch-norm table has zeros in the other's
+ * rows, so any order gives the same bits). */
+typedef struct {
+    pthread_barrier_t barrier;
+    const double *buf[2];
+} pair_sync;
+
+typedef struct {
+    pair_sync *ps;
+    int rank;
+} pair_end;
+
+static void pair_sum(void *user, double *buf, int n)
+{
+    pair_end *pe = user;
+    pair_sync *ps = pe->ps;
+    double *total = malloc(sizeof(double) * (size_t)n);
+    ps->buf[pe->rank] = buf;
+    pthread_barrier_wait(&ps->barrier);
+    for (int i = 0; i < n; i++)
+        total[i] = ps->buf[0][i] + ps->buf[1][i];
+    pthread_barrier_wait(&ps->barrier); /* both have read both buffers */
+    memcpy(buf, total, sizeof(double) * (size_t)n);
+    free(total);
+}
+
+/* One half of a batch of B in G groups, as rank r of 2: groups r G/2 .. (r+1) G/2 - 1. */
+typedef struct {
+    const char *model;
+    int conditional, B, G, step, rank;
+    pair_sync *ps;
+    const int32_t *labels;
+    const float *real;
+    int64_t *gsum[2]; /* out: G's and D's fixed-point sums */
+    size_t n[2];
+    int rc;
+} half_rank;
+
+static void *half_run(void *arg)
+{
+    half_rank *h = arg;
+    const int B = h->B, G = h->G;
+    cg_gan gan;
+    cg_error e;
+    if (make_gan(&gan, h->model, h->conditional, B, B / 2))
+        return NULL;
+    set_cbn(&gan);
+    pair_end pe = {h->ps, h->rank};
+    gan.g.sync.sum = gan.d.sync.sum = pair_sum;
+    gan.g.sync.user = gan.d.sync.user = &pe;
+    if (cg_gan_set_groups(&gan, G, h->rank * G / 2, G / 2, &e) == 0) {
+        memcpy(gan.labels, h->labels, sizeof(int32_t) * B / 2);
+        cg_gan_grads(&gan, h->real, h->step, h->rank * B / 2, NULL, NULL);
+        cg_net *nets[2] = {&gan.g, &gan.d};
+        for (int k = 0; k < 2; k++) {
+            h->n[k] = nets[k]->n_params;
+            h->gsum[k] = malloc(8 * (h->n[k] + 1));
+            memcpy(h->gsum[k], nets[k]->gsum, 8 * (h->n[k] + 1));
+        }
+        h->rc = 0;
+    }
+    cg_gan_free(&gan);
+    return NULL;
 }
 
 static void test_model(const char *model, int conditional)
@@ -133,6 +220,8 @@ static void test_model(const char *model, int conditional)
         CHECK(0);
         return;
     }
+    set_cbn(&ref);
+    set_cbn(&ex);
     cg_error e;
     CHECK(cg_gan_set_groups(&ex, G, 0, G, &e) == 0);
     float *real = tu_falloc((size_t)B * PIX);
@@ -150,29 +239,39 @@ static void test_model(const char *model, int conditional)
     int64_t *whole[2] = {ex.g.gsum, ex.d.gsum};
     size_t np[2] = {ex.g.n_params, ex.d.n_params};
 
-    /* Two half batches as two ranks would compute them (no batch norm: no synchronization). */
-    if (strcmp(model, "dcgan")) {
+    /* Two half batches as two ranks would compute them, at the same time. */
+    {
         int64_t *sum[2] = {calloc(np[0] + 1, 8), calloc(np[1] + 1, 8)};
+        pair_sync ps;
+        pthread_barrier_init(&ps.barrier, NULL, 2);
+        half_rank h[2];
+        pthread_t th[2];
         for (int r = 0; r < 2; r++) {
-            cg_gan half;
-            if (make_gan(&half, model, conditional, B, B / 2)) {
-                CHECK(0);
-                break;
-            }
-            CHECK(cg_gan_set_groups(&half, G, r * G / 2, G / 2, &e) == 0);
-            memcpy(half.labels, ref.labels + r * B / 2, sizeof(int32_t) * B / 2);
-            cg_gan_grads(&half, real + (size_t)r * (B / 2) * PIX, STEP, r * B / 2, NULL, NULL);
-            int64_t *part[2] = {half.g.gsum, half.d.gsum};
-            for (int k = 0; k < 2; k++)
-                for (size_t i = 0; i <= np[k]; i++)
-                    sum[k][i] += part[k][i];
-            cg_gan_free(&half);
+            h[r] = (half_rank){model, conditional, B, G, STEP, r, &ps, ref.labels + r * B / 2,
+                               real + (size_t)r * (B / 2) * PIX, {NULL, NULL}, {0, 0}, -1};
+            CHECK(pthread_create(&th[r], NULL, half_run, &h[r]) == 0);
         }
-        for (int k = 0; k < 2; k++)
-            CHECKF(!memcmp(sum[k], whole[k], 8 * (np[k] + 1)),
-                   "%s: %s: the two half batches' fixed-point sums do not add up exactly to the "
-                   "whole batch's", tag, k ? "D" : "G");
-        printf("%s: two half batches add up to the whole batch exactly\n", tag);
+        for (int r = 0; r < 2; r++) {
+            pthread_join(th[r], NULL);
+            for (int k = 0; k < 2; k++) {
+                const int ok = h[r].rc == 0 && h[r].n[k] == np[k];
+                CHECKF(ok, "%s: half batch %d failed", tag, r);
+                for (size_t i = 0; ok && i <= np[k]; i++)
+                    sum[k][i] += h[r].gsum[k][i];
+                free(h[r].gsum[k]);
+            }
+        }
+        pthread_barrier_destroy(&ps.barrier);
+        int equal = 1;
+        for (int k = 0; k < 2; k++) {
+            const int eq = !memcmp(sum[k], whole[k], 8 * (np[k] + 1));
+            CHECKF(eq, "%s: %s: the two half batches' fixed-point sums do not add up exactly to "
+                   "the whole batch's", tag, k ? "D" : "G");
+            equal &= eq;
+        }
+        if (equal)
+            printf("%s: two half batches on two threads add up to the whole batch exactly\n",
+                   tag);
         free(sum[0]), free(sum[1]);
     }
 
@@ -184,6 +283,70 @@ static void test_model(const char *model, int conditional)
     free(real);
     cg_gan_free(&ref);
     cg_gan_free(&ex);
+}
+
+/* Conditional cdcgan and dcgan from the same seed, one step in float and in exact mode: the
+ * conditional batch norm starts at 0 (the identity) and appends its tensors after dcgan's, so
+ * everything dcgan has is bit-identical; only the new tensors' gradients are extra. */
+static void test_cdcgan_start(void)
+{
+    enum { B = 8, G = 4, STEP = 3 };
+    float *real = tu_falloc((size_t)B * PIX);
+    for (int exact = 0; exact < 2; exact++) {
+        cg_gan a, b;
+        if (make_gan(&a, "dcgan", 1, B, B) || make_gan(&b, "cdcgan", 1, B, B)) {
+            CHECK(0);
+            break;
+        }
+        cg_error e;
+        if (exact)
+            CHECK(cg_gan_set_groups(&a, G, 0, G, &e) == 0 &&
+                  cg_gan_set_groups(&b, G, 0, G, &e) == 0);
+        fill_batch(&a, real, B, 0);
+        memcpy(b.labels, a.labels, sizeof(int32_t) * B);
+        cg_gan_stats sa, sb;
+        cg_gan_grads(&a, real, STEP, 0, NULL, &sa);
+        cg_gan_grads(&b, real, STEP, 0, NULL, &sb);
+        CHECK(cg_gan_finish_grads(&a) == 0 && cg_gan_finish_grads(&b) == 0);
+        CHECKF(!memcmp(&sa, &sb, sizeof sa), "cdcgan vs dcgan (exact %d): losses differ", exact);
+        const int last = a.g.n_layers - 1;
+        CHECKF(b.g.n_layers == a.g.n_layers &&
+                   !memcmp(a.tape_g.act[last], b.tape_g.act[last], sizeof(float) * B * PIX),
+               "cdcgan vs dcgan (exact %d): the fakes differ", exact);
+        CHECKF(a.d.n_params == b.d.n_params &&
+                   !memcmp(a.d.grad, b.d.grad, sizeof(float) * a.d.n_params),
+               "cdcgan vs dcgan (exact %d): D's gradients differ", exact);
+        int same = 0, extra = 0;
+        for (int t = 0; t < b.g.n_tensors; t++) {
+            const cg_tensor *T = &b.g.tensors[t];
+            const int ta = cg_net_find_tensor(&a.g, T->name);
+            const float *pb = b.g.param + T->offset, *gb = b.g.grad + T->offset;
+            if (ta < 0) { /* cbnK.gamma / beta: 0, with a gradient */
+                size_t nonzero = 0, pz = 0;
+                for (size_t i = 0; i < T->count; i++)
+                    nonzero += gb[i] != 0.0f, pz += pb[i] == 0.0f;
+                CHECKF(!strncmp(T->name, "cbn", 3) && pz == T->count && nonzero > 0,
+                       "cdcgan (exact %d): %s: %zu of %zu zero, %zu non-zero gradients", exact,
+                       T->name, pz, T->count, nonzero);
+                extra++;
+                continue;
+            }
+            const cg_tensor *TA = &a.g.tensors[ta];
+            CHECKF(ta == t && TA->count == T->count &&
+                       !memcmp(a.g.param + TA->offset, pb, sizeof(float) * T->count) &&
+                       !memcmp(a.g.grad + TA->offset, gb, sizeof(float) * T->count),
+                   "cdcgan vs dcgan (exact %d): G.%s differs", exact, T->name);
+            same++;
+        }
+        CHECKF(extra == 4 && same == a.g.n_tensors, "cdcgan: %d extra and %d shared tensors",
+               extra, same);
+        printf("cdcgan conditional (exact %d): losses, fakes, D's and G's %d dcgan tensors "
+               "bit-identical to dcgan's; %d conditional batch-norm tensors\n", exact, same,
+               extra);
+        cg_gan_free(&a);
+        cg_gan_free(&b);
+    }
+    free(real);
 }
 
 /* A dense layer whose gradient is pushed past the fixed-point range (|g| >= 2^19) by a huge
@@ -239,6 +402,8 @@ int main(void)
     test_model("small", 1);
     test_model("dcgan", 0);
     test_model("dcgan", 1);
+    test_model("cdcgan", 1);
+    test_cdcgan_start();
     test_range();
     test_sum_groups();
     return tu_finish("test_exact");

@@ -1,6 +1,6 @@
-/* Gradient checks of the batch-normalization and conditional layers (nn.h) and of the two
- * presets that use them, "dcgan" (batch norm in G) and conditional "small" (labels at G's input,
- * projection output in D).
+/* Gradient checks of the batch-normalization and conditional layers (nn.h) and of the
+ * presets that use them, "dcgan" (batch norm in G), conditional "small" (labels at G's input,
+ * projection output in D) and conditional "cdcgan" (also conditional batch norm in G).
  *
  * Layers, L = sum(y * r) in double, central finite differences through tu_fd_check:
  *
@@ -31,10 +31,21 @@
  *    without bias; dh overwritten, dw/db/dembed accumulate, only rows of labels present change
  *    (bit-exact), a repeated label adds both samples; FD of every element of h, w, b, embed.
  *  - cg_labels_forward / backward: exact copy and one-hot, exact backward, plus FD.
+ *  - cg_cond_affine_forward / backward (conditional batch norm's per-class affine), CBHW
+ *    (C 3, B 5, 3x4) and flat (F 5, B 6), 4 classes with one absent: forward against a naive
+ *    class-major loop in double, in place and the identity at zero parameters bit-exact; dx
+ *    and the dgamma / dbeta increments against double loops, the absent class's rows
+ *    untouched, NULL skipping them; two calls on sample groups with the offsets of
+ *    cg_net_backward give the batch's dx bit for bit and its sums; FD of every element of x,
+ *    gamma and beta (a linear map: FD_LINEAR). Sensitivity, measured once on mutants of
+ *    src/nn.c: dx not scaled by (1 + gamma) fails dx here (error 0.29) and the whole cdcgan
+ *    G (dense0.kernel cosine 0.992, scale 1.19); dgamma += sum(g) instead of sum(g x) fails
+ *    dgamma here (0.65) and cbn0.gamma in the whole model (entries off by 0.5-0.8).
  *
  * Whole models, like test_model_grad.c (its criteria and its per-tensor step from the measured
- * loss noise): "dcgan" and "small" with n_classes 5, global = local batch 4 (batch norm needs
- * more than one sample), labels {4, 0, 2, 4} (classes 1 and 3 absent, class 4 twice), biases
+ * loss noise): "dcgan", and "small" and "cdcgan" with n_classes 5 (conditional batch norm's
+ * tensors random in [-0.3, 0.3], their rows of absent classes checked like the embedding's),
+ * global = local batch 4 (batch norm needs more than one sample), labels {4, 0, 2, 4} (classes 1 and 3 absent, class 4 twice), biases
  * and BN betas small random, gammas random in [0.6, 1.4] (so that a wrong channel index shows).
  * L_D w.r.t. every trainable D tensor, L_G w.r.t. every trainable G tensor (bn gamma/beta
  * included), a sample of entries per tensor. The loss is evaluated by forward passes only
@@ -91,7 +102,8 @@ static tu_fd_opts bn_fd_opts(size_t n)
     return o;
 }
 
-static double worst_bn_fd, worst_proj_fd, worst_labels_fd, worst_exact, worst_sync;
+static double worst_bn_fd, worst_proj_fd, worst_labels_fd, worst_cond_fd, worst_exact,
+    worst_sync;
 
 static void note(double *worst, double v)
 {
@@ -789,6 +801,142 @@ static void test_labels(void)
 }
 
 /* ======================================================================================== */
+/* Class-conditional affine (conditional batch norm) */
+
+typedef struct {
+    bn_layout L;
+    int B, K;
+    size_t n, cs, es, total;
+    float *x, *y, *gamma, *beta, *r;
+    const int32_t *labels;
+} cond_ctx;
+
+static double cond_loss(void *p)
+{
+    cond_ctx *c = p;
+    cg_cond_affine_forward(c->L.C, c->B, c->L.H * c->L.W, c->cs, c->es, c->labels, c->x, c->gamma,
+                           c->beta, c->y);
+    return tu_dot(c->y, c->r, c->total);
+}
+
+/* Forward against a naive loop over (class, channel, sample, pixel) in double, in place and
+ * the identity at zero parameters (bit-exact); backward: dx, and the dgamma / dbeta
+ * increments on top of random values against double loops, rows of the absent class
+ * untouched bit for bit, NULL skipping them; two calls on sample groups (the pointers and
+ * labels offset as cg_net_backward does) give the whole batch's dx bit for bit and its
+ * increments; FD of every element of x, gamma and beta. */
+static void test_cond_affine_case(const bn_layout *L, int B, const int32_t *labels, int absent,
+                                  uint64_t stream)
+{
+    enum { K = 4 };
+    const int C = L->C, HW = L->H * L->W;
+    char tag[96];
+    snprintf(tag, sizeof tag, "cond affine %s C%d B%d %dx%d", L->flat ? "flat" : "CBHW", C, B,
+             L->H, L->W);
+    cond_ctx c;
+    memset(&c, 0, sizeof c);
+    c.L = *L, c.B = B, c.K = K, c.labels = labels;
+    bn_view_of(L, B, &c.n, &c.cs, &c.es);
+    c.total = bn_total(L, B);
+    const size_t T = c.total, P = (size_t)K * C;
+    c.x = tu_falloc(T), c.y = tu_falloc(T), c.r = tu_falloc(T);
+    c.gamma = tu_falloc(P), c.beta = tu_falloc(P);
+    bn_fill(L, B, c.x, c.r, stream);
+    tu_fill_uniform(c.gamma, P, -0.6f, 0.6f, stream + 2);
+    tu_fill_uniform(c.beta, P, -0.6f, 0.6f, stream + 3);
+
+    /* the naive loop: class-major, so no index shared with the library's loop order */
+    double *y_ref = malloc(sizeof(double) * T), *dx_ref = malloc(sizeof(double) * T);
+    double *dg_ref = calloc(P, sizeof(double)), *db_ref = calloc(P, sizeof(double));
+    for (size_t i = 0; i < T; i++)
+        y_ref[i] = dx_ref[i] = NAN;
+    for (int k = 0; k < K; k++)
+        for (int ch = 0; ch < C; ch++)
+            for (int b = 0; b < B; b++) {
+                if (labels[b] != k)
+                    continue;
+                const double s = 1.0 + c.gamma[k * C + ch], t = c.beta[k * C + ch];
+                for (int q = 0; q < HW; q++) {
+                    const size_t i = bn_index(L, B, ch, b, q);
+                    y_ref[i] = c.x[i] * s + t;
+                    dx_ref[i] = c.r[i] * s;
+                    dg_ref[k * C + ch] += (double)c.r[i] * c.x[i];
+                    db_ref[k * C + ch] += c.r[i];
+                }
+            }
+    double e;
+    cond_loss(&c);
+    CHECKF((e = err_vs_ref(c.y, y_ref, T)) <= EXACT_TOL, "%s: y vs naive loop %.3g", tag, e);
+    {
+        float *yy = tu_fdup(c.x, T);
+        cg_cond_affine_forward(C, B, HW, c.cs, c.es, labels, yy, c.gamma, c.beta, yy);
+        CHECKF(memcmp(yy, c.y, sizeof(float) * T) == 0, "%s: in place differs", tag);
+        float *z = tu_falloc(P);
+        cg_cond_affine_forward(C, B, HW, c.cs, c.es, labels, c.x, z, z, yy);
+        CHECKF(memcmp(yy, c.x, sizeof(float) * T) == 0, "%s: zero parameters are not the "
+               "identity", tag);
+        free(yy), free(z);
+    }
+
+    /* backward: dx written, dgamma/dbeta accumulate on D0 */
+    float *dx = tu_fdup(c.r, T), *dg = tu_falloc(P), *db = tu_falloc(P);
+    tu_fill_uniform(dg, P, -1.0f, 1.0f, stream + 7);
+    tu_fill_uniform(db, P, -1.0f, 1.0f, stream + 8);
+    float *dg0 = tu_fdup(dg, P), *db0 = tu_fdup(db, P);
+    cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, c.x, c.gamma, dx, dg, db);
+    CHECKF((e = err_vs_ref(dx, dx_ref, T)) <= EXACT_TOL, "%s: dx vs naive loop %.3g", tag, e);
+    float *dgi = tu_falloc(P), *dbi = tu_falloc(P);
+    for (size_t i = 0; i < P; i++)
+        dgi[i] = dg[i] - dg0[i], dbi[i] = db[i] - db0[i];
+    CHECKF((e = err_vs_ref(dgi, dg_ref, P)) <= EXACT_TOL, "%s: dgamma increment %.3g", tag, e);
+    CHECKF((e = err_vs_ref(dbi, db_ref, P)) <= EXACT_TOL, "%s: dbeta increment %.3g", tag, e);
+    CHECKF(memcmp(dg + absent * C, dg0 + absent * C, sizeof(float) * C) == 0 &&
+               memcmp(db + absent * C, db0 + absent * C, sizeof(float) * C) == 0,
+           "%s: the rows of absent class %d changed", tag, absent);
+    float *dx2 = tu_fdup(c.r, T);
+    cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, c.x, c.gamma, dx2, NULL, NULL);
+    CHECKF(memcmp(dx2, dx, sizeof(float) * T) == 0, "%s: dx without dgamma/dbeta differs", tag);
+
+    /* in two groups of samples, offset as cg_net_backward does: element (c, b0 + b, p) at
+     * (b0 * HW * es) + c * cs + (b * HW + p) * es */
+    {
+        const int split = B / 2;
+        float *dxg = tu_fdup(c.r, T), *dgg = tu_falloc(P), *dbg = tu_falloc(P);
+        for (int part = 0; part < 2; part++) {
+            const int b0 = part ? split : 0, nb = part ? B - split : split;
+            const size_t at = (size_t)b0 * HW * c.es;
+            cg_cond_affine_backward(C, nb, HW, c.cs, c.es, labels + b0, c.x + at, c.gamma,
+                                    dxg + at, dgg, dbg);
+        }
+        CHECKF(memcmp(dxg, dx, sizeof(float) * T) == 0, "%s: dx in groups differs", tag);
+        CHECKF((e = fmax(err_vs_ref(dgg, dg_ref, P), err_vs_ref(dbg, db_ref, P))) <= EXACT_TOL,
+               "%s: dgamma/dbeta of the groups do not add up to the batch's (%.3g)", tag, e);
+        free(dxg), free(dgg), free(dbg);
+    }
+
+    char what[128];
+    snprintf(what, sizeof what, "%s dx", tag);
+    note(&worst_cond_fd, tu_fd_check(what, c.x, dx, T, NULL, 0, cond_loss, &c, &FD_LINEAR).worst);
+    snprintf(what, sizeof what, "%s dgamma", tag);
+    note(&worst_cond_fd,
+         tu_fd_check(what, c.gamma, dgi, P, NULL, 0, cond_loss, &c, &FD_LINEAR).worst);
+    snprintf(what, sizeof what, "%s dbeta", tag);
+    note(&worst_cond_fd,
+         tu_fd_check(what, c.beta, dbi, P, NULL, 0, cond_loss, &c, &FD_LINEAR).worst);
+    free(c.x), free(c.y), free(c.r), free(c.gamma), free(c.beta), free(y_ref), free(dx_ref);
+    free(dg_ref), free(db_ref), free(dx), free(dg), free(db), free(dg0), free(db0), free(dgi);
+    free(dbi), free(dx2);
+}
+
+static void test_cond_affine(void)
+{
+    static const int32_t labels[6] = {2, 0, 3, 2, 0, 3}; /* class 1 absent */
+    const bn_layout cbhw = {0, 3, 3, 4}, flat = {1, 5, 1, 1};
+    test_cond_affine_case(&cbhw, 5, labels, 1, 1000);
+    test_cond_affine_case(&flat, 6, labels, 1, 1100);
+}
+
+/* ======================================================================================== */
 /* Whole models */
 
 #define MB 4     /* global = local batch */
@@ -912,7 +1060,8 @@ static tu_fd_net_report fd_net(const char *label, model_ctx *ctx, cg_net *net,
         char what[112];
         snprintf(what, sizeof what, "%s.%s", label, T->name);
         const size_t len = strlen(T->name);
-        if (K > 0 && len > 6 && !strcmp(T->name + len - 6, ".embed"))
+        if (K > 0 && ((len > 6 && !strcmp(T->name + len - 6, ".embed")) ||
+                      !strncmp(T->name, "cbn", 3)))
             k = class_rows(what, T, analytic, 0, (size_t)T->dims[1], K, present,
                            stream + 10 * (uint64_t)t + 5, idx, k);
         /* G's first kernel after the labels layer: rows noise_dim + class */
@@ -932,7 +1081,7 @@ static tu_fd_net_report fd_net(const char *label, model_ctx *ctx, cg_net *net,
     return R;
 }
 
-static double model_worst[2][2]; /* [model][D, G] */
+static double model_worst[3][2]; /* [model][D, G] */
 
 static void test_model(int which_model, const char *name, int n_classes, const int32_t *labels)
 {
@@ -954,22 +1103,27 @@ static void test_model(int which_model, const char *name, int n_classes, const i
     snprintf(label_d, sizeof label_d, "%s%s D", name, n_classes ? "-cond" : "");
     /* biases and betas small random, gammas around 1: no parameter at a special point */
     cg_net *nets[2] = {&gan.g, &gan.d};
-    int n_bn = 0;
+    int n_bn = 0, n_cbn = 0;
     for (int k = 0; k < 2; k++)
         for (int t = 0; t < nets[k]->n_tensors; t++) {
             const cg_tensor *T = &nets[k]->tensors[t];
             const size_t len = strlen(T->name);
             float *p = nets[k]->param + T->offset;
             const uint64_t st = 8000 + 100 * (uint64_t)k + (uint64_t)t;
-            if (len > 5 && !strcmp(T->name + len - 5, ".bias"))
+            if (!strncmp(T->name, "cbn", 3)) /* around 0, where they start */
+                tu_fill_uniform(p, T->count, -0.3f, 0.3f, st), n_cbn++;
+            else if (len > 5 && !strcmp(T->name + len - 5, ".bias"))
                 tu_fill_uniform(p, T->count, -0.05f, 0.05f, st);
             else if (len > 5 && !strcmp(T->name + len - 5, ".beta"))
                 tu_fill_uniform(p, T->count, -0.2f, 0.2f, st);
             else if (len > 6 && !strcmp(T->name + len - 6, ".gamma"))
                 tu_fill_uniform(p, T->count, 0.6f, 1.4f, st), n_bn++;
         }
-    if (!strcmp(name, "dcgan"))
-        CHECKF(n_bn == 2, "dcgan: %d batch-norm layers, expected 2", n_bn);
+    if (strstr(name, "dcgan"))
+        CHECKF(n_bn == 2, "%s: %d batch-norm layers, expected 2", name, n_bn);
+    const int want_cbn = !strcmp(name, "cdcgan") && n_classes ? 4 : 0;
+    CHECKF(n_cbn == want_cbn, "%s: %d conditional batch-norm tensors, expected %d", name, n_cbn,
+           want_cbn);
     const int K = n_classes, nz = gan.preset.noise_dim;
     int present[256] = {0};
     for (int i = 0; i < MB; i++) {
@@ -1021,8 +1175,8 @@ static void test_model(int which_model, const char *name, int n_classes, const i
             tu_fill_uniform(p, T->count, is_var ? 0.3f : -1.0f, is_var ? 3.0f : 1.0f,
                             8500 + (uint64_t)t);
         }
-    if (!strcmp(name, "dcgan"))
-        CHECKF(n_running == 4, "dcgan: %d running-average tensors, expected 4", n_running);
+    if (strstr(name, "dcgan"))
+        CHECKF(n_running == 4, "%s: %d running-average tensors, expected 4", name, n_running);
     c.which = 0;
     const double ld2 = model_loss(&c);
     c.which = 1;
@@ -1089,17 +1243,20 @@ int main(void)
     test_bn();
     test_project();
     test_labels();
+    test_cond_affine();
     printf("layers: %.1f s\n", cg_now() - t0);
     static const int32_t cond_labels[MB] = {4, 0, 2, 4}; /* 1 and 3 absent, 4 twice */
     test_model(0, "dcgan", 0, NULL);
     test_model(1, "small", 5, cond_labels);
-    printf("worst normalized FD error: bn %.2e, project %.2e, labels %.2e (tolerance %.0e); "
-           "vs double loops %.2e (tolerance %.0e); sync halves vs full batch %.2e "
-           "(tolerance %.0e)\n", worst_bn_fd, worst_proj_fd, worst_labels_fd, FD_TOL,
-           worst_exact, EXACT_TOL, worst_sync, SYNC_TOL);
+    test_model(2, "cdcgan", 5, cond_labels);
+    printf("worst normalized FD error: bn %.2e, project %.2e, labels %.2e, cond affine %.2e "
+           "(tolerance %.0e); vs double loops %.2e (tolerance %.0e); sync halves vs full batch "
+           "%.2e (tolerance %.0e)\n", worst_bn_fd, worst_proj_fd, worst_labels_fd, worst_cond_fd,
+           FD_TOL, worst_exact, EXACT_TOL, worst_sync, SYNC_TOL);
     printf("worst normalized FD error, whole models (tolerance D %.2f, G %.2f): dcgan D %.3g, "
-           "G %.3g; small-cond D %.3g, G %.3g\n", TU_FD_GAN_D.tol, TU_FD_GAN_G.tol,
-           model_worst[0][0], model_worst[0][1], model_worst[1][0], model_worst[1][1]);
+           "G %.3g; small-cond D %.3g, G %.3g; cdcgan-cond D %.3g, G %.3g\n", TU_FD_GAN_D.tol,
+           TU_FD_GAN_G.tol, model_worst[0][0], model_worst[0][1], model_worst[1][0],
+           model_worst[1][1], model_worst[2][0], model_worst[2][1]);
     printf("total %.1f s\n", cg_now() - t0);
     return tu_finish("test_norm_cond_grad");
 }

@@ -65,6 +65,10 @@ for np in 2 4; do
     train "$np" "c$np" --model dcgan --conditional --steps 20 --check-every 5
     identical "$(ck c1 20)" "$(ck "c$np" 20)"
 done
+# cdcgan: conditional batch norm in G, whose class rows are folded group by group.
+train 1 k1 --model cdcgan --conditional --steps 20 --threads 1
+train 2 k2 --model cdcgan --conditional --steps 20 --check-every 5
+identical "$(ck k1 20)" "$(ck k2 20)"
 
 # The hinge loss and the learning-rate schedule are per-rank arithmetic on reduced values:
 # still bit-identical across rank counts; and they change the result (the options are used).

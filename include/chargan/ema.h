@@ -18,7 +18,7 @@
 
 #include "chargan/gan.h"
 
-/* The decay a run gets without --ema: 0.999 for dcgan, 0 (no EMA) for seed and small, whose
+/* The decay a run gets without --ema: 0.999 for dcgan and cdcgan, 0 (no EMA) for seed and small, whose
  * slow learning rates keep them improving through any CPU budget (see ema.c). */
 double cg_ema_default(const char *model);
 

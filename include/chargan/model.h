@@ -29,6 +29,8 @@ typedef struct {
     float alpha; /* LeakyReLU slope */
     float rate;  /* dropout rate */
     int bn;      /* batch normalization between the linear op (then without bias) and act */
+    int cbn;     /* > 0 (with bn): conditional batch norm over cbn classes, a per-class affine
+                    after the batch norm's own (cg_cond_affine_forward) */
 } cg_layer_spec;
 
 #define CG_MAX_LAYERS 16
@@ -59,6 +61,7 @@ typedef struct {
     int out_c, out_h, out_w; /* likewise */
     int w_tensor, b_tensor;  /* tensor indices, -1 when absent */
     int bn_gamma, bn_beta, bn_mean, bn_var; /* batch-norm tensors, -1 without bn */
+    int cbn_gamma, cbn_beta; /* [classes][channels] of conditional batch norm, -1 without */
     int e_tensor;            /* class embedding of a projection layer, -1 otherwise */
     cg_conv_geom geom;
     double fwd_flops, bwd_w_flops, bwd_x_flops; /* per sample */
@@ -100,7 +103,8 @@ typedef struct {
     uint8_t *mask[CG_MAX_LAYERS];
     float *xhat[CG_MAX_LAYERS];   /* batch-norm: normalized pre-activation */
     float *invstd[CG_MAX_LAYERS]; /* batch-norm: per channel */
-    const int32_t *labels;        /* of the pass, for CG_OP_LABELS */
+    float *cbn_in[CG_MAX_LAYERS]; /* conditional batch norm: the batch norm's output */
+    const int32_t *labels;        /* of the pass, for the layers that use classes */
 } cg_tape;
 
 /* Options of one forward pass. Dropout keys its masks by global sample index. */
@@ -122,7 +126,7 @@ typedef struct {
     cg_layer_spec g[CG_MAX_LAYERS], d[CG_MAX_LAYERS];
 } cg_preset;
 
-/* Fills p with the named preset ("seed", "small", "dcgan"); n_classes > 0 makes it
+/* Fills p with the named preset ("seed", "small", "dcgan", "cdcgan"); n_classes > 0 makes it
  * conditional. Returns 0, or -1 for an unknown name. */
 int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p);
 /* Comma-separated list of preset names, for help and error messages. */

@@ -148,6 +148,19 @@ void cg_bn_backward(int C, size_t n, size_t cs, size_t es, float *g, const float
                     const float *invstd, const float *gamma, float *dgamma, float *dbeta,
                     const cg_sync *sync, double *scratch /* 2C * max(groups, 1) + 1 */);
 
+/* Class-conditional affine (conditional batch norm, de Vries et al. 2017): element p of
+ * sample b in channel c, at c*cs + (b*HW + p)*es (the batch-norm view with n = B*HW: CBHW
+ * cs = B*HW, es = 1; flat [B][F] HW = 1, cs = 1, es = F), becomes
+ *   y = x * (1 + gamma[label_b][c]) + beta[label_b][c]
+ * with gamma, beta [K][C] and labels in [0, K). y may be x. Zero gamma and beta give y = x. */
+void cg_cond_affine_forward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
+                            const float *x, const float *gamma, const float *beta, float *y);
+/* g holds dL/dy and receives dL/dx (same layout); x is the forward input. dgamma, dbeta
+ * accumulate (may be NULL) into the rows of the labels present. */
+void cg_cond_affine_backward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
+                             const float *x, const float *gamma, float *g, float *dgamma,
+                             float *dbeta);
+
 /* Copies between [B][C*HW] (flat, NCHW order per sample) and [C][B][HW]. */
 void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw);
 void cg_cbhw_to_flat(int B, int C, int HW, const float *cbhw, float *flat);
