@@ -60,7 +60,7 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     int steps = 10, threads = 0, sgemm = 0, groups = 0, float_sums = 0, conditional = 0;
     const char *model = cfg.model;
     const cg_opt opts[] = {
-        {"model", CG_OPT_STR, &model, "seed | small | dcgan | cdcgan (default seed)"},
+        {"model", CG_OPT_STR, &model, "seed | small | dcgan | cdcgan | deep (default seed)"},
         {"conditional", CG_OPT_FLAG, &conditional,
          "class-conditional model over 47 classes (EMNIST balanced), classes in turn"},
         {"batch", CG_OPT_INT, &cfg.global_batch, "batch (default 64)"},

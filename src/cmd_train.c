@@ -84,17 +84,17 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         {"split", CG_OPT_STR, &o.data.split, "split in a directory (default balanced-train)"},
         {"labels", CG_OPT_STR, &o.data.labels, "labels file for an images file"},
         {"limit", CG_OPT_LONG, &o.data.limit, "use the first N images (default 60000; 0 = all)"},
-        {"model", CG_OPT_STR, &model, "seed | small | dcgan | cdcgan (default seed)"},
+        {"model", CG_OPT_STR, &model, "seed | small | dcgan | cdcgan | deep (default seed)"},
         {"batch", CG_OPT_INT, &o.gan.global_batch, "global batch, divisible by the ranks (64)"},
         {"epochs", CG_OPT_LONG, &o.epochs, "epochs to train (default 50)"},
         {"steps", CG_OPT_LONG, &o.steps, "steps to train (overrides --epochs)"},
         {"conditional", CG_OPT_FLAG, &o.conditional,
-         "class-conditional G and D (the label joins G's noise and D's features; cdcgan: "
+         "class-conditional G and D (the label joins G's noise and D's features; cdcgan, deep: "
          "also every batch norm of G)"},
         {"lr-g", CG_OPT_FLOAT, &o.gan.lr_g,
-         "generator learning rate (seed, small: 1e-5; dcgan, cdcgan: 2e-4)"},
+         "generator learning rate (seed, small: 1e-5; the others: 2e-4)"},
         {"lr-d", CG_OPT_FLOAT, &o.gan.lr_d,
-         "discriminator learning rate (seed, small: 3e-5; dcgan, cdcgan: 1e-4)"},
+         "discriminator learning rate (seed, small: 3e-5; the others: 1e-4)"},
         {"lr-decay-start", CG_OPT_LONG, &o.gan.lr_decay_start,
          "from this step on both learning rates fall linearly to 0 at the last step "
          "(default: constant)"},
@@ -130,8 +130,8 @@ int cg_cmd_train(cg_ctx *c, int argc, char **argv)
         {"eval-n", CG_OPT_LONG, &o.eval_n, "samples per score (2000)"},
         {"ema", CG_OPT_STR, &ema_arg,
          "decay of an exponential moving average of G's weights, saved in checkpoints and "
-         "used by samples and scores (with a warm-up; default 0.999 for dcgan and cdcgan, "
-         "0 = none for seed and small)"},
+         "used by samples and scores (with a warm-up; default 0.999 for dcgan, cdcgan and "
+         "deep, 0 = none for seed and small)"},
         {"exclude-heldout", CG_OPT_FLAG, &o.exclude_heldout,
          "train only on the classifier's training part of the data, never on the held-out "
          "images that `chargan eval` uses as FID reference (use the classifier's --split "

@@ -1081,7 +1081,7 @@ static tu_fd_net_report fd_net(const char *label, model_ctx *ctx, cg_net *net,
     return R;
 }
 
-static double model_worst[3][2]; /* [model][D, G] */
+static double model_worst[4][2]; /* [model][D, G] */
 
 static void test_model(int which_model, const char *name, int n_classes, const int32_t *labels)
 {
@@ -1119,9 +1119,9 @@ static void test_model(int which_model, const char *name, int n_classes, const i
             else if (len > 6 && !strcmp(T->name + len - 6, ".gamma"))
                 tu_fill_uniform(p, T->count, 0.6f, 1.4f, st), n_bn++;
         }
-    if (strstr(name, "dcgan"))
-        CHECKF(n_bn == 2, "%s: %d batch-norm layers, expected 2", name, n_bn);
-    const int want_cbn = !strcmp(name, "cdcgan") && n_classes ? 4 : 0;
+    const int want_bn = strstr(name, "dcgan") ? 2 : !strcmp(name, "deep") ? 5 : 0;
+    CHECKF(n_bn == want_bn, "%s: %d batch-norm layers, expected %d", name, n_bn, want_bn);
+    const int want_cbn = gan.preset.cond_bn && n_classes ? 2 * want_bn : 0;
     CHECKF(n_cbn == want_cbn, "%s: %d conditional batch-norm tensors, expected %d", name, n_cbn,
            want_cbn);
     const int K = n_classes, nz = gan.preset.noise_dim;
@@ -1249,14 +1249,16 @@ int main(void)
     test_model(0, "dcgan", 0, NULL);
     test_model(1, "small", 5, cond_labels);
     test_model(2, "cdcgan", 5, cond_labels);
+    test_model(3, "deep", 5, cond_labels);
     printf("worst normalized FD error: bn %.2e, project %.2e, labels %.2e, cond affine %.2e "
            "(tolerance %.0e); vs double loops %.2e (tolerance %.0e); sync halves vs full batch "
            "%.2e (tolerance %.0e)\n", worst_bn_fd, worst_proj_fd, worst_labels_fd, worst_cond_fd,
            FD_TOL, worst_exact, EXACT_TOL, worst_sync, SYNC_TOL);
     printf("worst normalized FD error, whole models (tolerance D %.2f, G %.2f): dcgan D %.3g, "
-           "G %.3g; small-cond D %.3g, G %.3g; cdcgan-cond D %.3g, G %.3g\n", TU_FD_GAN_D.tol,
-           TU_FD_GAN_G.tol, model_worst[0][0], model_worst[0][1], model_worst[1][0],
-           model_worst[1][1], model_worst[2][0], model_worst[2][1]);
+           "G %.3g; small-cond D %.3g, G %.3g; cdcgan-cond D %.3g, G %.3g; deep-cond D %.3g, "
+           "G %.3g\n", TU_FD_GAN_D.tol, TU_FD_GAN_G.tol, model_worst[0][0], model_worst[0][1],
+           model_worst[1][0], model_worst[1][1], model_worst[2][0], model_worst[2][1],
+           model_worst[3][0], model_worst[3][1]);
     printf("total %.1f s\n", cg_now() - t0);
     return tu_finish("test_norm_cond_grad");
 }

@@ -69,6 +69,10 @@ done
 train 1 k1 --model cdcgan --conditional --steps 20 --threads 1
 train 2 k2 --model cdcgan --conditional --steps 20 --check-every 5
 identical "$(ck k1 20)" "$(ck k2 20)"
+# deep: five batch norms in G, all conditional.
+train 1 p1 --model deep --conditional --steps 10 --threads 1
+train 4 p4 --model deep --conditional --steps 10 --check-every 5
+identical "$(ck p1 10)" "$(ck p4 10)"
 
 # The hinge loss and the learning-rate schedule are per-rank arithmetic on reduced values:
 # still bit-identical across rank counts; and they change the result (the options are used).

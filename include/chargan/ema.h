@@ -18,8 +18,9 @@
 
 #include "chargan/gan.h"
 
-/* The decay a run gets without --ema: 0.999 for dcgan and cdcgan, 0 (no EMA) for seed and small, whose
- * slow learning rates keep them improving through any CPU budget (see ema.c). */
+/* The decay a run gets without --ema: 0.999 for dcgan, cdcgan and deep, 0 (no EMA) for seed
+ * and small, whose slow learning rates keep them improving through any CPU budget (see
+ * ema.c). */
 double cg_ema_default(const char *model);
 
 /* d_t = min(decay, (1 + t) / (10 + t)) for t >= 0 (computed in double, returned as float). */

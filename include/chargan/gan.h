@@ -72,8 +72,8 @@ struct cg_gan {
 };
 
 /* Fills cfg with the seed's defaults (model seed, batch 64, the preset's learning rates —
- * 1e-5 / 3e-5 for seed and small, 2e-4 / 1e-4 for dcgan and cdcgan — beta1 0.5, beta2 0.999, eps 1e-7,
- * noise 150, unconditional). */
+ * 1e-5 / 3e-5 for seed and small, 2e-4 / 1e-4 for dcgan, cdcgan and deep — beta1 0.5,
+ * beta2 0.999, eps 1e-7, noise 150, unconditional). */
 void cg_gan_default_config(cg_gan_config *cfg);
 
 /* Allocates everything a step needs. Returns 0, or -1 with e set (unknown model, ...). */

@@ -34,7 +34,7 @@ typedef struct {
 } cg_layer_spec;
 
 #define CG_MAX_LAYERS 16
-#define CG_MAX_TENSORS 32
+#define CG_MAX_TENSORS 64
 
 /* One named parameter tensor inside the flat buffers. */
 typedef struct {
@@ -121,12 +121,14 @@ typedef struct {
     int noise_dim;
     int n_classes;    /* > 0: conditional (labels enter G's input and D after flatten) */
     int tanh_output;  /* G ends in tanh: data are scaled to [-1, 1] for training */
+    int cond_bn;      /* conditional: every batch norm of G also gets the class (cbn) */
     float lr_g, lr_d; /* the preset's Adam learning rates (beta1 0.5, beta2 0.999) */
     int n_g, n_d;
     cg_layer_spec g[CG_MAX_LAYERS], d[CG_MAX_LAYERS];
 } cg_preset;
 
-/* Fills p with the named preset ("seed", "small", "dcgan", "cdcgan"); n_classes > 0 makes it
+/* Fills p with the named preset ("seed", "small", "dcgan", "cdcgan", "deep"); n_classes > 0
+ * makes it
  * conditional. Returns 0, or -1 for an unknown name. */
 int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p);
 /* Comma-separated list of preset names, for help and error messages. */
