@@ -6,9 +6,9 @@
 # held-out images that are the FID reference stay unseen (a clean score), and with each
 # model's default EMA of the generator's weights (dcgan: 0.999), which samples and scores use.
 #
-# usage: jobs/quality.sh OUT [RUN...]   RUN: dcgan-cond, dcgan-cond-samelr, dcgan-cond-ttur,
-#                                      dcgan, seed, small
-#                                      (default: dcgan-cond seed small)
+# usage: jobs/quality.sh OUT [RUN...]   RUN: deep-cond, dcgan-cond, dcgan-cond-samelr,
+#                                      dcgan-cond-ttur, dcgan, seed, small
+#                                      (default: deep-cond dcgan-cond seed small)
 #   env: CHARGAN (binary, default build/chargan), EMNIST_DIR, CLASSIFIER (made with
 #        `chargan classifier train`; built here when missing), NP (ranks, default 2),
 #        MINUTES_DCGAN (15), MINUTES_OTHER (5)
@@ -16,7 +16,7 @@ set -euo pipefail
 OUT=${1:?usage: jobs/quality.sh OUT [RUN...]}
 shift
 RUNS=("$@")
-[ ${#RUNS[@]} -gt 0 ] || RUNS=(dcgan-cond seed small)
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(deep-cond dcgan-cond seed small)
 CHARGAN=${CHARGAN:-build/chargan}
 EMNIST_DIR=${EMNIST_DIR:-../shared/data/emnist}
 NP=${NP:-2}
@@ -45,6 +45,7 @@ run() { # NAME MINUTES EVAL_EVERY ARGS...
 
 for r in "${RUNS[@]}"; do
     case $r in
+    deep-cond) run deep-cond "${MINUTES_DCGAN:-15}" 500 --model deep --conditional ;;
     dcgan-cond) run dcgan-cond "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional ;;
     dcgan-cond-samelr) # D at G's 2e-4 (the preset's default before it became 1e-4)
         run dcgan-cond-samelr "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional \
