@@ -135,12 +135,13 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     const double flops = cg_gan_step_flops(&gan, B);
     const double med = cg_median(ms, steps);
     if (c->rank == 0) {
-        printf("{\"model\": \"%s\", \"conditional\": %s, \"batch\": %d, \"threads\": %d, \"sum_groups\": %d, "
-               "\"steps\": %d, "
+        printf("{\"model\": \"%s\", \"conditional\": %s, \"batch\": %d, \"threads\": %d, "
+               "\"sum_groups\": %d, \"steps\": %d, "
                "\"ms_per_step\": %.2f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, "
                "\"params_g\": %zu, \"params_d\": %zu, \"peak_rss_mb\": %.1f, \"loss_d\": %.5f, "
                "\"layers\": [",
-               cfg.model, conditional ? "true" : "false", B, c->threads, G, steps, med, flops * 1e-9, flops / (med * 1e6),
+               cfg.model, conditional ? "true" : "false", B, c->threads, G, steps, med,
+               flops * 1e-9, flops / (med * 1e6),
                gan.g.n_params, gan.d.n_params, cg_peak_rss_mb(), st.loss_d);
         print_layers(&gan.g, steps, 1);
         print_layers(&gan.d, steps, 0);

@@ -181,8 +181,8 @@ static void fd_network(const char *label, cg_gan *gan, cg_net *net, const float 
         tu_fd_tensor(label, T->name, net->param, analytic, net->n_params, idx, k, loss_sigma, fs,
                      step_loss, &ctx, &R);
     }
-    CHECKF(R.tensors == net->n_tensors || R.tensors >= 8 - (skip != NULL), "%s: only %d parameter tensors", label,
-           R.tensors);
+    CHECKF(R.tensors == net->n_tensors || R.tensors >= 8 - (skip != NULL),
+           "%s: only %d parameter tensors", label, R.tensors);
     const size_t allowed = tu_fd_net_allowed(&R);
     printf("%s: %zu entries in %d tensors: %zu over tolerance (allowed %zu), worst normalized "
            "error %.3g; per tensor worst cosine %.5f, worst |scale - 1| %.4f; %ld loss "
