@@ -69,7 +69,8 @@ static long balanced_indices(const cg_dataset *ds, const int64_t *held, long hm,
             of[k][next[k]++] = held[i];
         }
         memset(next, 0, sizeof(long) * (size_t)K);
-        for (long i = 0, k = 0, empty = 0; ok && m < n && empty < K; k = (k + 1) % K) {
+        /* `empty` counts classes skipped in a row: K of them means no class has images. */
+        for (int k = 0, empty = 0; ok && m < n && empty < K; k = (k + 1) % K) {
             if (!count[k]) {
                 empty++;
                 continue;
@@ -77,7 +78,6 @@ static long balanced_indices(const cg_dataset *ds, const int64_t *held, long hm,
             empty = 0;
             out[m++] = of[k][next[k]];
             next[k] = (next[k] + 1) % count[k];
-            i++;
         }
         for (int k = 0; k < K; k++)
             free(of[k]);
