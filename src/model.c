@@ -78,7 +78,7 @@ static void dcgan(cg_preset *p)
     memcpy(p->d, d, sizeof d);
     p->tanh_output = 1;
     /* G at Radford et al.'s 2e-4, D at half of it: measured on 2 ranks for 15 minutes
-     * (jobs/quality.sh dcgan-cond vs dcgan-cond-slowd), FID 8.56 with D at 2e-4 and 6.02
+     * (jobs/quality.sh dcgan-cond-samelr vs dcgan-cond), FID 8.56 with D at 2e-4 and 6.02
      * with D at 1e-4; D at 4e-4 (TTUR) was worse, 14.07. */
     p->lr_g = 2e-4f, p->lr_d = 1e-4f;
 }
