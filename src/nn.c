@@ -44,6 +44,20 @@ int cg_convt_out(int in, int k, int stride, int pad, int out_pad)
     return (in - 1) * stride - 2 * pad + k + out_pad;
 }
 
+/* The output columns wo in [*lo, *hi) whose input column wo * stride + off lies inside
+ * [0, W): the others read padding. Computed once per kernel column, so the copy loops over
+ * the valid span have no bounds test. */
+static void valid_span(int W, int Wo, int stride, int off, int *lo, int *hi)
+{
+    int a = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int b = W - off <= 0 ? 0 : (W - off + stride - 1) / stride;
+    if (b > Wo)
+        b = Wo;
+    if (a > b)
+        a = b;
+    *lo = a, *hi = b;
+}
+
 void cg_im2col(const float *x, int C, int H, int W, int B, int b0, int nb, int k, int stride,
                int pad, int Ho, int Wo, float *col)
 {
@@ -55,6 +69,9 @@ void cg_im2col(const float *x, int C, int H, int W, int B, int b0, int nb, int k
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 float *row = col + ((size_t)(c * k + ki) * k + kj) * ncol;
+                const int off = kj - pad;
+                int lo, hi_end;
+                valid_span(W, Wo, stride, off, &lo, &hi_end);
                 for (int bl = 0; bl < nb; bl++) {
                     const float *img = x + ((size_t)c * B + b0 + bl) * H * W;
                     for (int ho = 0; ho < Ho; ho++) {
@@ -65,10 +82,12 @@ void cg_im2col(const float *x, int C, int H, int W, int B, int b0, int nb, int k
                             continue;
                         }
                         const float *src = img + (size_t)hi * W;
-                        for (int wo = 0; wo < Wo; wo++) {
-                            int wi = wo * stride - pad + kj;
-                            dst[wo] = (wi >= 0 && wi < W) ? src[wi] : 0.0f;
-                        }
+                        for (int wo = 0; wo < lo; wo++)
+                            dst[wo] = 0.0f;
+                        for (int wo = lo; wo < hi_end; wo++)
+                            dst[wo] = src[wo * stride + off];
+                        for (int wo = hi_end; wo < Wo; wo++)
+                            dst[wo] = 0.0f;
                     }
                 }
             }
@@ -85,6 +104,9 @@ void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
                 const float *row = col + ((size_t)(c * k + ki) * k + kj) * ncol;
+                const int off = kj - pad;
+                int lo, hi_end;
+                valid_span(W, Wo, stride, off, &lo, &hi_end);
                 for (int bl = 0; bl < nb; bl++) {
                     float *img = x + ((size_t)c * B + b0 + bl) * H * W;
                     for (int ho = 0; ho < Ho; ho++) {
@@ -93,11 +115,8 @@ void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int
                             continue;
                         const float *src = row + ((size_t)bl * Ho + ho) * Wo;
                         float *dst = img + (size_t)hi * W;
-                        for (int wo = 0; wo < Wo; wo++) {
-                            int wi = wo * stride - pad + kj;
-                            if (wi >= 0 && wi < W)
-                                dst[wi] += src[wo];
-                        }
+                        for (int wo = lo; wo < hi_end; wo++)
+                            dst[wo * stride + off] += src[wo];
                     }
                 }
             }

@@ -75,6 +75,10 @@ if floor:
     assert f["classes_covered"] > 10 and f["classes_covered_rel"] > 10, f
     assert 0.5 < f["class_match"] <= 1, f
     assert abs(j["fid_over_floor"] - g["fid"] / f["fid"]) < 1e-2 * j["fid_over_floor"], j
+    mf = j["matched_floor"]  # train-part images against the generated score's reference
+    assert mf["n"] == 400 and 0 < mf["fid"] < g["fid"] and mf != f, (mf, f, g)
+    assert 0.5 < mf["class_match"] <= 1 and mf["classes_covered"] > 10, mf
+    assert abs(j["fid_over_matched_floor"] - g["fid"] / mf["fid"]) < 1e-2 * g["fid"] / mf["fid"], j
     if cond:  # real images, every class equally often: covers at least the natural mix's
         uf = j["uniform_real_floor"]
         assert uf["n"] == 400 and uf != f, (uf, f)
@@ -84,6 +88,7 @@ if floor:
         assert "uniform_real_floor" not in j, j
 else:
     assert j["real_floor"] is None and j["fid_over_floor"] is None and "floor_note" in j, j
+    assert j["matched_floor"] is None and j["fid_over_matched_floor"] is None, j
 print("fid %.3f floor %s" % (g["fid"], j["real_floor"] and j["real_floor"]["fid"]))
 EOF
 }
