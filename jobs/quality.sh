@@ -6,8 +6,8 @@
 # held-out images that are the FID reference stay unseen (a clean score), and with each
 # model's default EMA of the generator's weights (dcgan: 0.999), which samples and scores use.
 #
-# usage: jobs/quality.sh OUT [RUN...]   RUN: deep-cond, deep-cond-b64, dcgan-cond, dcgan-cond-samelr,
-#                                      dcgan-cond-ttur, dcgan, seed, small
+# usage: jobs/quality.sh OUT [RUN...]   RUN: deep-cond, deep-cond-b64, dcgan-cond,
+#                                      dcgan-cond-samelr, dcgan-cond-ttur, dcgan, seed, small
 #                                      (default: deep-cond dcgan-cond seed small)
 #   env: CHARGAN (binary, default build/chargan), EMNIST_DIR, CLASSIFIER (made with
 #        `chargan classifier train`; built here when missing), NP (ranks, default 2),

@@ -30,13 +30,14 @@ static void usage(FILE *f)
             "              among the real held-out images; class_match = fraction classified\n"
             "              as the class asked for (conditional models; null otherwise)\n"
             "  real_floor  the same numbers for n real held-out images against the features of\n"
-            "              the real classifier-train images (class_match = their accuracy): what\n"
-            "              a perfect generator would score. Needs the data (--data, else\n"
-            "              $EMNIST_DIR, else ./data/emnist); null when it cannot be found.\n"
+            "              the real classifier-train images (class_match = their accuracy).\n"
+            "              Needs the data (--data, else $EMNIST_DIR, else ./data/emnist); null\n"
+            "              when it cannot be found.\n"
             "  matched_floor  n real classifier-train images (the images the GAN trains on\n"
             "              with --exclude-heldout) scored exactly as the samples are, against\n"
-            "              the held-out fit: real_floor compares against the larger\n"
-            "              classifier-train fit, whose smaller estimation noise puts it lower\n"
+            "              the held-out fit: what a perfect generator would score. real_floor\n"
+            "              compares against the larger classifier-train fit, whose smaller\n"
+            "              estimation noise puts it lower\n"
             "  fid_over_floor, fid_over_matched_floor  generated fid / each floor's fid\n"
             "  uniform_classes (conditional models) the same numbers for n samples asking for\n"
             "              every class equally often: classes_covered then counts the classes\n"
@@ -227,9 +228,9 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
                 cg_eval_images(&ev_floor, &ds, idx, m, &flo, &e))
                 goto out;
             have_floor = 1;
-            /* The same images' classifier-train counterpart scored exactly as the samples
-             * are: n images against the held-out fit (the floor above compares against the
-             * larger classifier-train fit, whose estimate is less noisy, so it sits lower). */
+            /* n classifier-train images scored exactly as the samples are, against the
+             * held-out fit (the floor above compares against the larger classifier-train
+             * fit, whose estimate is less noisy, so it sits lower). */
             const long mt = cg_split_indices(ds.n, 0, n, idx);
             if (cg_eval_images(&ev, &ds, idx, mt, &mfl, &e))
                 goto out;
