@@ -429,7 +429,8 @@ int main(void)
     test_model("dcgan", 0, 3);
     test_model("dcgan", 1, 3);
     test_model("cdcgan", 1, 3);
-    /* At step 3, one of deep's 50,176 conv1 units of D sits within rounding of its kink. */
+    /* Conditional deep at step 3: one of D's 50,176 conv1 units sits within rounding of its
+     * kink (kink_flips), so it is compared at step 4. */
     test_model("deep", 0, 3);
     test_model("deep", 1, 4);
     test_cdcgan_start();

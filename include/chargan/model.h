@@ -128,8 +128,7 @@ typedef struct {
 } cg_preset;
 
 /* Fills p with the named preset ("seed", "small", "dcgan", "cdcgan", "deep"); n_classes > 0
- * makes it
- * conditional. Returns 0, or -1 for an unknown name. */
+ * makes it conditional. Returns 0, or -1 for an unknown name. */
 int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p);
 /* Comma-separated list of preset names, for help and error messages. */
 const char *cg_preset_names(void);
