@@ -675,6 +675,7 @@ int cg_eval_setup(cg_evaluator *ev, cg_classifier *clf, const cg_gauss *ref, int
         return cg_fail(e, "eval: the classifier has no reference feature statistics");
     ev->clf = clf;
     ev->batch = batch;
+    ev->temperature = 1.0f;
     ev->noise_dim = noise_dim;
     if (cg_fid_setup(&ev->ref, ref)) {
         cg_fid_free(&ev->ref);
@@ -816,7 +817,8 @@ int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long
                 }
                 want[i] = to_clf[ev->labels[i]];
             }
-        cg_generate(gan, seed, first, m, Kg > 0 ? ev->labels : NULL, ev->imgs, ev->z);
+        cg_generate(gan, seed, first, m, Kg > 0 ? ev->labels : NULL, ev->temperature, ev->imgs,
+                    ev->z);
         score_batch(ev, m, Kg > 0 ? want : NULL, &conf, &match, r);
     }
     return finish(ev, r, conf, match, Kg > 0, t0, e);

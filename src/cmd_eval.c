@@ -110,8 +110,9 @@ static void json_str(FILE *f, const char *s)
 int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
 {
     const char *ckpt = NULL, *clf_path = getenv("CHARGAN_CLASSIFIER"), *data = NULL;
-    const char *split = "bymerge-test";
+    const char *split = "bymerge-test", *reference = "heldout";
     long n = 10000;
+    float temperature = 1.0f;
     int batch = 250, no_floor = 0, no_ema = 0, threads = c->threads;
     if (!clf_path || !clf_path[0])
         clf_path = "classifier.h5";
@@ -129,6 +130,12 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
          "score the raw generator weights, not their EMA (when the checkpoint has one)"},
         {"batch", CG_OPT_INT, &batch, "images per forward pass (default 250)"},
         {"threads", CG_OPT_INT, &threads, "BLAS/OpenMP threads (default: all cores)"},
+        {"temperature", CG_OPT_FLOAT, &temperature,
+         "noise scale of the samples, as `chargan sample --temperature` (1)"},
+        {"reference", CG_OPT_STR, &reference,
+         "heldout (default) | train: score the samples against the classifier-train images' "
+         "fit instead, to choose sampling settings without looking at the held-out images "
+         "(no floors then)"},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const int root = c->rank == 0;
@@ -145,7 +152,15 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         cg_fail(&e, "--checkpoint FILE is required (see --help)");
     else if (pr == 0 && (n < 2 || n > 10000000 || batch < 1 || batch > 4096))
         cg_fail(&e, "--n must be 2..10000000 and --batch 1..4096");
-    if (pr < 0 || !ckpt || n < 2 || n > 10000000 || batch < 1 || batch > 4096) {
+    const int bad_t = !(isfinite(temperature) && temperature > 0.0f && temperature <= 10.0f);
+    const int train_ref = !strcmp(reference, "train");
+    const int bad_ref = !train_ref && strcmp(reference, "heldout");
+    if (pr == 0 && ckpt && !e.msg[0] && bad_t)
+        cg_fail(&e, "--temperature %g is not in (0, 10]", (double)temperature);
+    if (pr == 0 && ckpt && !e.msg[0] && bad_ref)
+        cg_fail(&e, "--reference '%s': use heldout or train", reference);
+    if (pr < 0 || !ckpt || n < 2 || n > 10000000 || batch < 1 || batch > 4096 || bad_t ||
+        bad_ref) {
         if (root)
             fprintf(stderr, "chargan: error: eval: %s\n", e.msg);
         return 2;
@@ -188,8 +203,10 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     if (cg_gan_open(ckpt, batch, !no_ema, &gan, &meta, classes, &e))
         goto out;
     have_gan = 1;
-    if (cg_eval_setup(&ev, &clf, &clf.heldout, batch, gan.preset.noise_dim, &e))
+    if (cg_eval_setup(&ev, &clf, train_ref ? &clf.train : &clf.heldout, batch,
+                      gan.preset.noise_dim, &e))
         goto out;
+    ev.temperature = temperature;
     if (cg_eval_gan(&ev, &gan, gan.preset.n_classes && classes[0] ? classes : NULL, n, &gen,
                     &e))
         goto out;
@@ -200,8 +217,10 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     }
 
     /* The floor: n real held-out images against the classifier-train fit. */
-    if (no_floor) {
-        snprintf(floor_note, sizeof floor_note, "skipped (--no-floor)");
+    if (no_floor || train_ref) {
+        snprintf(floor_note, sizeof floor_note,
+                 train_ref ? "skipped: the floors are defined against the held-out images"
+                           : "skipped (--no-floor)");
     } else {
         cg_data_opts d = {0};
         d.data = data;
@@ -264,6 +283,8 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         printf("%g", meta.ema_decay);
     else
         printf("null");
+    printf(", \"temperature\": %g, \"fid_reference\": \"%s\"", (double)temperature,
+           train_ref ? "train" : "heldout");
     printf(", \"classifier\": ");
     json_str(stdout, clf_path);
     printf(", \"classifier_heldout_accuracy\": %.4f, \"n\": %ld,\n", clf.heldout_accuracy, n);
@@ -293,11 +314,16 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         json_str(stdout, floor_note);
         printf(",");
     }
-    printf("\n \"reference\": \"generated: features of the %ld held-out images of the "
-           "classifier's data; real_floor: %ld held-out images vs the %ld classifier-train "
-           "images; matched_floor: %ld classifier-train images vs the held-out images, as "
-           "generated\",\n",
-           clf.heldout.n, have_floor ? flo.n : 0L, clf.train.n, have_floor ? mfl.n : 0L);
+    if (train_ref)
+        printf("\n \"reference\": \"generated: features of the %ld classifier-train images "
+               "(--reference train)\",\n",
+               clf.train.n);
+    else
+        printf("\n \"reference\": \"generated: features of the %ld held-out images of the "
+               "classifier's data; real_floor: %ld held-out images vs the %ld classifier-train "
+               "images; matched_floor: %ld classifier-train images vs the held-out images, as "
+               "generated\",\n",
+               clf.heldout.n, have_floor ? flo.n : 0L, clf.train.n, have_floor ? mfl.n : 0L);
     printf(" \"seconds\": %.2f}\n", cg_now() - t0);
     fflush(stdout);
     rc = 0;

@@ -31,6 +31,18 @@ static int parse(const char *cmd, const char *what, const cg_opt *opts, int n, i
     return 0;
 }
 
+#define TEMPERATURE_HELP                                                                      \
+    "noise scale (1: the training noise; > 1 more varied, < 1 more uniform samples)"
+
+/* A temperature in (0, 10], else a one-line error. */
+static int temperature_ok(const char *cmd, float t)
+{
+    if (isfinite(t) && t > 0.0f && t <= 10.0f)
+        return 1;
+    fprintf(stderr, "chargan: error: %s: --temperature %g is not in (0, 10]\n", cmd, (double)t);
+    return 0;
+}
+
 /* cg_gan_open, printing its error. */
 static int open_checkpoint(const char *path, int batch, int use_ema, cg_gan *gan,
                            cg_ckpt_meta *m, char *classes)
@@ -47,6 +59,7 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
     const char *ckpt = NULL, *out = "samples.h5", *png = NULL, *chr = NULL;
     int n = 10000, batch = 256, no_ema = 0;
     long seed = 1;
+    float temperature = 1.0f;
     const cg_opt opts[] = {
         {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint file (required)"},
         {"n", CG_OPT_INT, &n, "number of samples (10000)"},
@@ -57,6 +70,7 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
         {"batch", CG_OPT_INT, &batch, "images per forward pass (256)"},
         {"no-ema", CG_OPT_FLAG, &no_ema,
          "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
+        {"temperature", CG_OPT_FLOAT, &temperature, TEMPERATURE_HELP},
     };
     int r = parse("sample", "Generates samples from a checkpoint into an HDF5 sample file.",
                   opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
@@ -69,6 +83,8 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
                         "--batch, a non-negative --seed and --char of one character\n");
         return 2;
     }
+    if (!temperature_ok("sample", temperature))
+        return 2;
     cg_gan gan;
     cg_ckpt_meta m;
     cg_error e;
@@ -96,7 +112,7 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)n * IMAGE_PIXELS);
     float *z = rc ? NULL : malloc(sizeof(float) * (size_t)batch * (size_t)gan.preset.noise_dim);
     if (!rc) {
-        cg_generate(&gan, (uint64_t)seed, 0, n, labels, img, z);
+        cg_generate(&gan, (uint64_t)seed, 0, n, labels, temperature, img, z);
         if (cg_samples_write(out, img, n, m.step, m.model, (uint64_t)seed, labels, &e)) {
             fprintf(stderr, "chargan: error: %s\n", e.msg);
             rc = 1;
@@ -112,9 +128,9 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
         }
     }
     if (!rc)
-        printf("wrote %d samples of %s (step %ld, %s generator) to %s%s%s\n", n, ckpt,
-               m.step, m.has_ema && !no_ema ? "EMA" : "raw", out, png ? " and " : "",
-               png ? png : "");
+        printf("wrote %d samples of %s (step %ld, %s generator, temperature %g) to %s%s%s\n",
+               n, ckpt, m.step, m.has_ema && !no_ema ? "EMA" : "raw", (double)temperature,
+               out, png ? " and " : "", png ? png : "");
     free(labels), free(img), free(z);
     cg_ckpt_meta_free(&m);
     cg_gan_free(&gan);
@@ -126,6 +142,7 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
     const char *ckpt = NULL, *text = NULL, *out = NULL;
     long seed = 1;
     int scale = 2, no_ema = 0;
+    float temperature = 1.0f;
     const cg_opt opts[] = {
         {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint of a conditional model (required)"},
         {"text", CG_OPT_STR, &text, "the line to write (required)"},
@@ -134,6 +151,7 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
         {"scale", CG_OPT_INT, &scale, "pixels per glyph pixel (2)"},
         {"no-ema", CG_OPT_FLAG, &no_ema,
          "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
+        {"temperature", CG_OPT_FLOAT, &temperature, TEMPERATURE_HELP},
     };
     int r = parse("write", "Renders a line of text as generated handwriting, every glyph drawn "
                            "from the same noise vector (one style).",
@@ -147,6 +165,8 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
                         "FILE.png (and --scale 1..16)\n");
         return 2;
     }
+    if (!temperature_ok("write", temperature))
+        return 2;
     const int len = (int)strlen(text);
     cg_gan gan;
     cg_ckpt_meta m;
@@ -184,6 +204,8 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
         for (int i = 0; i < glyphs; i++)
             cg_rng_normal_fill(z + (size_t)i * nz, nz, (uint64_t)seed,
                                cg_stream(CG_RNG_SAMPLE, 2), 0);
+        for (size_t k = 0; k < (size_t)glyphs * nz; k++)
+            z[k] *= temperature;
         img = malloc(sizeof(float) * (size_t)len * IMAGE_PIXELS);
         if (glyphs)
             cg_gan_generate(&gan, z, labels, glyphs, img);

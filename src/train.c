@@ -274,7 +274,7 @@ static void write_samples(const cg_train_opts *o, cg_gan *gan, const cg_dataset 
         captions[i] = K ? ds->chars[labels[i]] : ' ';
     }
     cg_gan_ema_swap(gan); /* draw from the EMA generator when there is one */
-    cg_generate(gan, gan->cfg.seed, 0, SAMPLE_GRID, K ? labels : NULL, buf->img, buf->z);
+    cg_generate(gan, gan->cfg.seed, 0, SAMPLE_GRID, K ? labels : NULL, 1.0f, buf->img, buf->z);
     cg_gan_ema_swap(gan);
     char path[4200];
     cg_error e;

@@ -195,11 +195,21 @@ static void test_round_trip(char *ck, size_t len)
     /* The two generators draw different images. */
     float *za = calloc(8 * 150, sizeof(float)), *x0 = malloc(sizeof(float) * 784 * 4),
           *x1 = malloc(sizeof(float) * 784 * 4);
-    cg_generate(&c, 1, 0, 4, NULL, x0, za);
+    cg_generate(&c, 1, 0, 4, NULL, 1.0f, x0, za);
     cg_gan_ema_swap(&c);
-    cg_generate(&c, 1, 0, 4, NULL, x1, za);
+    cg_generate(&c, 1, 0, 4, NULL, 1.0f, x1, za);
     CHECK(!same_floats(x0, x1, 784 * 4));
-    free(za), free(x0), free(x1);
+    /* A temperature scales sample i's noise vector and nothing else: the images equal the
+     * generator's output for the scaled noise, and differ from temperature 1's. */
+    float *x2 = malloc(sizeof(float) * 784 * 4), *x3 = malloc(sizeof(float) * 784 * 4);
+    cg_generate(&c, 1, 0, 4, NULL, 1.25f, x2, za);
+    cg_rng_normal_fill(za, 4 * 150, 1, cg_stream(CG_RNG_SAMPLE, 1), 0);
+    for (int i = 0; i < 4 * 150; i++)
+        za[i] *= 1.25f;
+    cg_gan_generate(&c, za, NULL, 4, x3);
+    CHECK(same_floats(x2, x3, 784 * 4));
+    CHECK(!same_floats(x1, x2, 784 * 4));
+    free(za), free(x0), free(x1), free(x2), free(x3);
     cg_gan_free(&c);
 
     /* Checkpoints written without EMA have no /ema group. */

@@ -141,6 +141,48 @@ h5dump -d /samples "$TMP/s-raw.h5" | tail -n +3 >"$TMP/s-raw.txt"
     "$BIN" write --checkpoint "$CKC" --text "Ab 1" --out "$TMP/w-raw.png" --no-ema >/dev/null 2>&1 &&
     ! cmp -s "$TMP/w-ema.png" "$TMP/w-raw.png" || fail "write: EMA and --no-ema lines are the same"
 ok "sample and write: the EMA generator by default, --no-ema differs"
+
+# --temperature scales the noise: 1 is the default (same samples, same score), 1.3 differs in
+# eval, sample and write; --reference train scores against the classifier-train fit, floors
+# left out. (test_ema checks that the images are the generator's output for the scaled noise.)
+"$BIN" eval --checkpoint "$CKC" --classifier "$TMP/clf.h5" --n 400 --no-floor --temperature 1 \
+    >"$TMP/t1.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval --temperature 1"; }
+"$BIN" eval --checkpoint "$CKC" --classifier "$TMP/clf.h5" --n 400 --no-floor --temperature 1.3 \
+    >"$TMP/t13.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval --temperature 1.3"; }
+"$BIN" eval --checkpoint "$CKC" --classifier "$TMP/clf.h5" --n 400 --data "$EM" --temperature 1.3 \
+    --reference train >"$TMP/t13r.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval --reference train"; }
+python3 - "$TMP/e3.json" "$TMP/t1.json" "$TMP/t13.json" "$TMP/t13r.json" <<'EOF2' || fail "eval --temperature / --reference"
+import json, sys
+d, t1, t13, r = (json.load(open(p)) for p in sys.argv[1:5])
+assert d["temperature"] == 1 and t1["temperature"] == 1 and t13["temperature"] == 1.3, (d, t13)
+assert d["fid_reference"] == "heldout" and r["fid_reference"] == "train", r
+g = lambda j: {k: v for k, v in j["generated"].items() if k != "seconds"}
+assert g(d) == g(t1), (d["generated"], t1["generated"])
+assert g(t13) != g(t1), t13
+assert r["generated"]["fid"] != t13["generated"]["fid"], r   # another reference fit
+assert r["generated"]["class_match"] == t13["generated"]["class_match"], r  # same samples
+assert r["real_floor"] is None and r["matched_floor"] is None and "held-out" in r["floor_note"], r
+assert "classifier-train" in r["reference"], r
+EOF2
+"$BIN" sample --checkpoint "$CKC" --n 81 --out "$TMP/s-t1.h5" --temperature 1 >/dev/null 2>&1 &&
+    h5dump -d /samples "$TMP/s-t1.h5" | tail -n +3 | cmp -s - "$TMP/s-ema.txt" ||
+    fail "sample --temperature 1 is not the default"
+"$BIN" sample --checkpoint "$CKC" --n 81 --out "$TMP/s-t13.h5" --temperature 1.3 >"$TMP/out" 2>&1 &&
+    grep -q "temperature 1.3" "$TMP/out" &&
+    ! h5dump -d /samples "$TMP/s-t13.h5" | tail -n +3 | cmp -s - "$TMP/s-ema.txt" ||
+    fail "sample --temperature 1.3 draws the same samples"
+"$BIN" write --checkpoint "$CKC" --text "Ab 1" --out "$TMP/w-t13.png" --temperature 1.3 >/dev/null 2>&1 &&
+    ! cmp -s "$TMP/w-ema.png" "$TMP/w-t13.png" || fail "write --temperature 1.3 draws the same line"
+for t in 0 -1 nan 11; do
+    "$BIN" sample --checkpoint "$CKC" --out "$TMP/bad-t.h5" --temperature $t >/dev/null 2>"$TMP/err"
+    echo $? >"$TMP/rc"
+    expect_error "$TMP/rc" "$TMP/err" "sample --temperature $t" "--temperature" "not in (0, 10]"
+    "$BIN" write --checkpoint "$CKC" --text x --out "$TMP/bad-t.png" --temperature $t >/dev/null 2>"$TMP/err"
+    echo $? >"$TMP/rc"
+    expect_error "$TMP/rc" "$TMP/err" "write --temperature $t" "--temperature" "not in (0, 10]"
+done
+[ ! -e "$TMP/bad-t.png" ] && [ ! -e "$TMP/bad-t.h5" ] || fail "a bad --temperature still wrote a file"
+ok "--temperature in eval, sample and write; eval --reference train"
 "$BIN" train --data "$EM" --split bymerge-test --limit 2000 --model small --batch 32 \
     --steps 3 --log-every 0 --out "$TMP/run-noema" >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "train small"; }
 CKN=$(ls "$TMP"/run-noema/checkpoints/step-*.h5 | tail -1)
@@ -203,6 +245,10 @@ run --checkpoint "$CK" --classifier "$TMP/trunc.h5" --no-floor
 expect_error "$TMP/rc" "$TMP/err" "truncated classifier" "$TMP/trunc.h5"
 run --checkpoint "$CK" --classifier "$TMP/clf.h5" --data "$TMP/none" --n 400
 expect_error "$TMP/rc" "$TMP/err" "explicit --data missing" "$TMP/none"
+run --checkpoint "$CK" --classifier "$TMP/clf.h5" --no-floor --temperature 0
+expect_error "$TMP/rc" "$TMP/err" "eval --temperature 0" "--temperature 0 is not in (0, 10]"
+run --checkpoint "$CK" --classifier "$TMP/clf.h5" --no-floor --reference test
+expect_error "$TMP/rc" "$TMP/err" "eval --reference test" "--reference 'test'"
 "$BIN" classifier train --data "$EM" --split bymerge-test --limit 600 --epochs 1 \
     --out "$TMP/no/such/dir/c.h5" >/dev/null 2>"$TMP/err"
 echo $? >"$TMP/rc"

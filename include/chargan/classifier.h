@@ -165,6 +165,7 @@ typedef struct {
      * i mod classes) instead of the held-out mix: then classes_covered counts the classes the
      * model can draw recognizably, not the rare classes' share of the natural mix. */
     int uniform_classes;
+    float temperature; /* noise scale of the generated samples (cg_generate); 1 by default */
 } cg_evaluator;
 
 /* ref: reference fit (usually &clf->heldout). noise_dim: the largest noise dimension of the

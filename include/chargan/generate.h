@@ -21,9 +21,11 @@ int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_m
 int cg_class_of_char(const char *classes, char ch);
 
 /* Generates n images [n][28][28] in [0,1] in batches of the gan's local batch; noise of image
- * i is normal(seed, stream(CG_RNG_SAMPLE, 1), (first + i) * noise_dim + j), so any image can
- * be regenerated alone. labels (n, may be NULL) picks classes of a conditional model. */
+ * i is temperature * normal(seed, stream(CG_RNG_SAMPLE, 1), (first + i) * noise_dim + j), so
+ * any image can be regenerated alone. labels (n, may be NULL) picks classes of a conditional
+ * model. temperature 1 draws from the noise the generator was trained on; other values
+ * widen (> 1) or narrow (< 1, the "truncation" of BigGAN) the noise, same directions. */
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
-                 float *out, float *z_scratch);
+                 float temperature, float *out, float *z_scratch);
 
 #endif
