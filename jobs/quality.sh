@@ -86,12 +86,16 @@ for r in "${RUNS[@]}"; do
     # The sampling temperature, chosen against the classifier-train images (--reference
     # train; the held-out reference is not looked at), then scored like the rest.
     best=1 best_fid=
+    : >"$OUT/$r.temperature.txt"
     for t in 0.9 1 1.05 1.1 1.15 1.2 1.3; do
         f=$("$CHARGAN" eval --checkpoint "$last" --classifier "$CLASSIFIER" --no-floor \
             --n 10000 --temperature $t --reference train |
             sed -n 's/.*"generated": {[^}]*"fid": \([0-9.e+-]*\).*/\1/p')
+        [ -n "$f" ] || { echo "quality.sh: no FID at temperature $t" >&2; exit 1; }
         echo "temperature $t: FID $f against the classifier-train images" | tee -a "$OUT/$r.temperature.txt"
-        if [ -z "$best_fid" ] || awk "BEGIN { exit !($f < $best_fid) }"; then best=$t best_fid=$f; fi
+        if [ -z "$best_fid" ] || awk -v a="$f" -v b="$best_fid" 'BEGIN { exit !(a < b) }'; then
+            best=$t best_fid=$f
+        fi
     done
     echo "chosen: temperature $best" | tee -a "$OUT/$r.temperature.txt"
     "$CHARGAN" eval --checkpoint "$last" --classifier "$CLASSIFIER" --data "$EMNIST_DIR" \

@@ -22,7 +22,8 @@ static void usage(FILE *f)
             "              when the checkpoint has one, unless --no-ema; \"generator\" says\n"
             "              which): fid = Frechet distance between the\n"
             "              classifier's 128 penultimate features of the samples and of the real\n"
-            "              held-out images (fit stored in the classifier file); confidence =\n"
+            "              held-out images (fit stored in the classifier file; with --reference\n"
+            "              train the classifier-train images', and no floors); confidence =\n"
             "              mean max-softmax probability; classes_covered = classes receiving\n"
             "              >= 0.5%% of the samples (on bymerge's natural mix a few classes\n"
             "              hold less than that: real data covers ~41 of 47);\n"
@@ -48,6 +49,10 @@ static void usage(FILE *f)
             "              images drawn class by class, every class equally often (images of\n"
             "              rare classes repeat): how many classes a perfect generator asked\n"
             "              for every class equally often would cover with this classifier\n"
+            "  temperature  the noise scale of the samples (--temperature; 1: as trained)\n"
+            "  fid_reference  heldout or train (--reference): which images' fit \"fid\" is\n"
+            "              against. Choose sampling settings with train, which never looks at\n"
+            "              the held-out images, then score them with heldout\n"
             "\n"
             "options:\n");
 }
@@ -135,7 +140,7 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         {"reference", CG_OPT_STR, &reference,
          "heldout (default) | train: score the samples against the classifier-train images' "
          "fit instead, to choose sampling settings without looking at the held-out images "
-         "(no floors then)"},
+         "(no floors then, so --data and --split go unused)"},
     };
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const int root = c->rank == 0;

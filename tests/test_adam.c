@@ -141,7 +141,8 @@ static void test_late_step_and_long_vector(void)
     }
     printf("long vector: worst error of w %.3f ulp\n", worst);
     /* The vectorized loop computes the documented float expression exactly: the same bits as
-     * the update written out element by element in float (no FMA contraction, no reordering). */
+     * the update written out element by element in float (no FMA contraction, no reordering).
+     * This checks the clone the machine picks (AVX2 where it has it), not both. */
     const float lr_tf = (float)lr_t, c1 = 1.0f - a.beta1, c2 = 1.0f - a.beta2;
     int same = 1;
     for (int i = 0; i < N; i++) {

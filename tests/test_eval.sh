@@ -16,7 +16,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 "$BIN" classifier --help >"$TMP/help" 2>&1 || fail "classifier --help: exit status $?"
 grep -q -- "--epochs" "$TMP/help" && grep -q "held out" "$TMP/help" || fail "classifier --help"
 "$BIN" eval --help >"$TMP/help" 2>&1 || fail "eval --help: exit status $?"
-grep -q -- "--checkpoint" "$TMP/help" && grep -q "real_floor" "$TMP/help" || fail "eval --help"
+grep -q -- "--checkpoint" "$TMP/help" && grep -q "real_floor" "$TMP/help" &&
+    grep -q "fid_reference" "$TMP/help" && grep -q -- "--temperature" "$TMP/help" || fail "eval --help"
 "$BIN" classifier fit >/dev/null 2>"$TMP/err"
 [ $? = 2 ] && grep -q "unknown sub-command 'fit'" "$TMP/err" || fail "unknown sub-command"
 "$BIN" eval >/dev/null 2>"$TMP/err"

@@ -176,8 +176,9 @@ void cg_eval_free(cg_evaluator *ev);
 
 /* Generates n samples of gan (rank 0 is enough: generation runs in inference mode and
  * synchronizes nothing) in chunks of min(ev->batch, gan->cfg.local_batch) and scores them.
- * Noise of sample i: cg_rng_normal_fill(z, noise_dim, seed, cg_stream(CG_RNG_SAMPLE, 1),
- * i*noise_dim), seed = gan->cfg.seed, so a given checkpoint always gets the same samples.
+ * Noise of sample i: ev->temperature * cg_rng_normal_fill(z, noise_dim, seed,
+ * cg_stream(CG_RNG_SAMPLE, 1), i*noise_dim), seed = gan->cfg.seed, so a given checkpoint
+ * always gets the same samples (cg_eval_setup sets the temperature to 1; set it after).
  * Conditional models (gan->preset.n_classes > 0) are asked for classes drawn from the held-out
  * class mix (uniform u = cg_rng_uniform(seed, cg_stream(CG_RNG_SAMPLE, 2), i)), or for class
  * i mod n_classes with ev->uniform_classes; gan_class_chars

@@ -24,7 +24,8 @@ int cg_class_of_char(const char *classes, char ch);
  * i is temperature * normal(seed, stream(CG_RNG_SAMPLE, 1), (first + i) * noise_dim + j), so
  * any image can be regenerated alone. labels (n, may be NULL) picks classes of a conditional
  * model. temperature 1 draws from the noise the generator was trained on; other values
- * widen (> 1) or narrow (< 1, the "truncation" of BigGAN) the noise, same directions. */
+ * widen (> 1) or narrow (< 1: reduced-variance sampling, cf. BigGAN's truncation) the noise,
+ * same directions. */
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
                  float temperature, float *out, float *z_scratch);
 
