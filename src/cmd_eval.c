@@ -157,7 +157,7 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         cg_fail(&e, "--checkpoint FILE is required (see --help)");
     else if (pr == 0 && (n < 2 || n > 10000000 || batch < 1 || batch > 4096))
         cg_fail(&e, "--n must be 2..10000000 and --batch 1..4096");
-    const int bad_t = !(isfinite(temperature) && temperature > 0.0f && temperature <= 10.0f);
+    const int bad_t = !cg_temperature_valid(temperature);
     const int train_ref = !strcmp(reference, "train");
     const int bad_ref = !train_ref && strcmp(reference, "heldout");
     if (pr == 0 && ckpt && !e.msg[0] && bad_t)

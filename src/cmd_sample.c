@@ -34,10 +34,10 @@ static int parse(const char *cmd, const char *what, const cg_opt *opts, int n, i
 #define TEMPERATURE_HELP                                                                      \
     "noise scale (1: the training noise; > 1 more varied, < 1 more uniform samples)"
 
-/* A temperature in (0, 10], else a one-line error. */
+/* cg_temperature_valid, else a one-line error. */
 static int temperature_ok(const char *cmd, float t)
 {
-    if (isfinite(t) && t > 0.0f && t <= 10.0f)
+    if (cg_temperature_valid(t))
         return 1;
     fprintf(stderr, "chargan: error: %s: --temperature %g is not in (0, 10]\n", cmd, (double)t);
     return 0;

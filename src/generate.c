@@ -1,6 +1,7 @@
 #include "chargan/generate.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +65,8 @@ int cg_class_of_char(const char *classes, char ch)
     }
     return -1;
 }
+
+int cg_temperature_valid(float t) { return isfinite(t) && t > 0.0f && t <= 10.0f; }
 
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
                  float temperature, float *out, float *z_scratch)

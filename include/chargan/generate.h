@@ -29,4 +29,7 @@ int cg_class_of_char(const char *classes, char ch);
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
                  float temperature, float *out, float *z_scratch);
 
+/* The temperatures the commands accept: finite, in (0, 10]. */
+int cg_temperature_valid(float t);
+
 #endif
