@@ -153,19 +153,18 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         }
         return 0;
     }
-    if (pr == 0 && !ckpt)
-        cg_fail(&e, "--checkpoint FILE is required (see --help)");
-    else if (pr == 0 && (n < 2 || n > 10000000 || batch < 1 || batch > 4096))
-        cg_fail(&e, "--n must be 2..10000000 and --batch 1..4096");
-    const int bad_t = !cg_temperature_valid(temperature);
+    /* The first bad option is reported (parse errors are already in e). */
     const int train_ref = !strcmp(reference, "train");
-    const int bad_ref = !train_ref && strcmp(reference, "heldout");
-    if (pr == 0 && ckpt && !e.msg[0] && bad_t)
-        cg_fail(&e, "--temperature %g is not in (0, 10]", (double)temperature);
-    if (pr == 0 && ckpt && !e.msg[0] && bad_ref)
-        cg_fail(&e, "--reference '%s': use heldout or train", reference);
-    if (pr < 0 || !ckpt || n < 2 || n > 10000000 || batch < 1 || batch > 4096 || bad_t ||
-        bad_ref) {
+    int bad = pr < 0;
+    if (!bad && !ckpt)
+        bad = cg_fail(&e, "--checkpoint FILE is required (see --help)");
+    else if (!bad && (n < 2 || n > 10000000 || batch < 1 || batch > 4096))
+        bad = cg_fail(&e, "--n must be 2..10000000 and --batch 1..4096");
+    else if (!bad && !cg_temperature_valid(temperature))
+        bad = cg_fail(&e, "--temperature %g is not in (0, 10]", (double)temperature);
+    else if (!bad && !train_ref && strcmp(reference, "heldout"))
+        bad = cg_fail(&e, "--reference '%s': use heldout or train", reference);
+    if (bad) {
         if (root)
             fprintf(stderr, "chargan: error: eval: %s\n", e.msg);
         return 2;

@@ -202,10 +202,8 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
         const int nz = gan.preset.noise_dim;
         z = malloc(sizeof(float) * (size_t)len * nz);
         for (int i = 0; i < glyphs; i++)
-            cg_rng_normal_fill(z + (size_t)i * nz, nz, (uint64_t)seed,
-                               cg_stream(CG_RNG_SAMPLE, 2), 0);
-        for (size_t k = 0; k < (size_t)glyphs * nz; k++)
-            z[k] *= temperature;
+            cg_sample_noise(z + (size_t)i * nz, nz, (uint64_t)seed, cg_stream(CG_RNG_SAMPLE, 2),
+                            0, temperature);
         img = malloc(sizeof(float) * (size_t)len * IMAGE_PIXELS);
         if (glyphs)
             cg_gan_generate(&gan, z, labels, glyphs, img);

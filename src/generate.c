@@ -68,17 +68,23 @@ int cg_class_of_char(const char *classes, char ch)
 
 int cg_temperature_valid(float t) { return isfinite(t) && t > 0.0f && t <= 10.0f; }
 
+void cg_sample_noise(float *z, long n, uint64_t seed, uint64_t stream, uint64_t first,
+                     float temperature)
+{
+    cg_rng_normal_fill(z, n, seed, stream, first);
+    if (temperature != 1.0f)
+        for (long k = 0; k < n; k++)
+            z[k] *= temperature;
+}
+
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
                  float temperature, float *out, float *z_scratch)
 {
     const int nz = gan->preset.noise_dim, chunk = gan->cfg.local_batch;
     for (int i = 0; i < n; i += chunk) {
         int b = n - i < chunk ? n - i : chunk;
-        cg_rng_normal_fill(z_scratch, (long)b * nz, seed, cg_stream(CG_RNG_SAMPLE, 1),
-                           (uint64_t)(first + i) * (uint64_t)nz);
-        if (temperature != 1.0f)
-            for (long k = 0; k < (long)b * nz; k++)
-                z_scratch[k] *= temperature;
+        cg_sample_noise(z_scratch, (long)b * nz, seed, cg_stream(CG_RNG_SAMPLE, 1),
+                        (uint64_t)(first + i) * (uint64_t)nz, temperature);
         cg_gan_generate(gan, z_scratch, labels ? labels + i : NULL, b,
                         out + (size_t)i * IMAGE_PIXELS);
     }

@@ -89,8 +89,9 @@ static void dcgan(cg_preset *p)
  * before the next doubles it; conditional batch norm when conditional. D is dcgan's.
  * Measured (README "Quality"), conditional, FID at step 4,000: dcgan 12.1, deep 3.9; in 15
  * minutes on 2 ranks 6.02 vs 2.57 (1.57 with the README's batch-32 recipe), although a step
- * costs 1.8x the FLOPs: dcgan's two-layer generator was the bottleneck. Removing D's hidden dense layer was faster per step but
- * worse per step (5.9 vs 4.6 at step 3,000), so D stays. */
+ * costs 1.8x the FLOPs: dcgan's two-layer generator was the bottleneck. Removing D's hidden
+ * dense layer was faster per step but worse per step (5.9 vs 4.6 at step 3,000), so D
+ * stays. */
 static void deep(cg_preset *p)
 {
     const cg_layer_spec g[] = {

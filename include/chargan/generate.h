@@ -31,5 +31,9 @@ void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *l
 
 /* The temperatures the commands accept: finite, in (0, 10]. */
 int cg_temperature_valid(float t);
+/* Sampling noise: n normals (cg_rng_normal_fill(z, n, seed, stream, first)) times
+ * temperature; what cg_generate and `chargan write` draw. */
+void cg_sample_noise(float *z, long n, uint64_t seed, uint64_t stream, uint64_t first,
+                     float temperature);
 
 #endif
