@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chargan/version.h"
+
 #define PATH_CAP 4096
 #define SIDE 28
 
@@ -439,6 +441,18 @@ static int put_net(hid_t f, const char *gpath, const cg_net *net, const float *b
     return rc;
 }
 
+/* The stack the file was written on (chargan/version.h), as string attributes of the root. */
+static int put_stack(hid_t f, const char *fname, cg_error *e)
+{
+    cg_stack s;
+    cg_stack_get(&s);
+    const char *v[4] = {s.chargan, s.mpi, s.blas, s.hdf5};
+    for (int i = 0; i < 4; i++)
+        if (cg_h5_attr_put_str(f, cg_stack_attr[i], v[i], fname, e))
+            return -1;
+    return 0;
+}
+
 static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
 {
     const ckpt_ctx *c = vctx;
@@ -456,7 +470,7 @@ static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
         attr_put_i32(f, "noise_dim", gan->preset.noise_dim, fname, e) ||
         attr_put_i32(f, "n_classes", gan->preset.n_classes, fname, e) ||
         cg_h5_attr_put_str(f, "config", c->config ? c->config : "{}", fname, e) ||
-        cg_h5_attr_put_str(f, "created", created, fname, e))
+        cg_h5_attr_put_str(f, "created", created, fname, e) || put_stack(f, fname, e))
         return -1;
     if (put_net(f, "/generator", &gan->g, gan->g.param, fname, e) ||
         put_net(f, "/discriminator", &gan->d, gan->d.param, fname, e))
@@ -911,6 +925,21 @@ static int check_format(hid_t f, const char *path, int samples, int32_t *ver, cg
     return 1;
 }
 
+/* The optional stack attributes (files written before they existed have none: empty). */
+static int read_stack(hid_t f, const char *path, cg_stack *s, cg_error *e)
+{
+    char *dst[4] = {s->chargan, s->mpi, s->blas, s->hdf5};
+    const size_t cap[4] = {sizeof s->chargan, sizeof s->mpi, sizeof s->blas, sizeof s->hdf5};
+    for (int i = 0; i < 4; i++) {
+        char *v = NULL;
+        if (attr_get_str(f, cg_stack_attr[i], &v, path, e) < 0)
+            return -1;
+        snprintf(dst[i], cap[i], "%s", v ? v : "");
+        free(v);
+    }
+    return 0;
+}
+
 static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
 {
     memset(m, 0, sizeof *m);
@@ -962,6 +991,8 @@ static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
         return -1;
     snprintf(m->created, sizeof m->created, "%s", created ? created : "");
     free(created);
+    if (read_stack(f, path, &m->stack, e))
+        return -1;
     if (attr_get_str(f, "config", &m->config_json, path, e) < 0)
         return -1;
     if (!m->config_json && !(m->config_json = strdup("{}")))
@@ -1265,7 +1296,7 @@ static int fill_samples(hid_t f, const void *vctx, const char *fname, cg_error *
         attr_put_i64(f, "step", c->step, fname, e) ||
         cg_h5_attr_put_str(f, "model", c->model, fname, e) ||
         attr_put_u64(f, "seed", c->seed, fname, e) ||
-        cg_h5_attr_put_str(f, "created", created, fname, e))
+        cg_h5_attr_put_str(f, "created", created, fname, e) || put_stack(f, fname, e))
         return -1;
     const hsize_t n = (hsize_t)c->n;
     hsize_t dims[3] = {n, SIDE, SIDE}, chunk[3] = {n < 256 ? n : 256, SIDE, SIDE};
@@ -1361,6 +1392,8 @@ static int samples_meta_f(hid_t f, const char *path, cg_samples_meta *m, cg_erro
         return -1;
     snprintf(m->created, sizeof m->created, "%s", created ? created : "");
     free(created);
+    if (read_stack(f, path, &m->stack, e))
+        return -1;
     m->step = (long)step;
     m->seed = seed;
 

@@ -179,6 +179,16 @@ static hid_t open_plain(const char *path)
     return f;
 }
 
+static void print_stack(const cg_stack *s)
+{
+    if (!s->chargan[0]) {
+        printf("written by:    (not recorded)\n");
+        return;
+    }
+    printf("written by:    chargan %s\n", s->chargan);
+    printf("  MPI:         %s\n  BLAS:        %s\n  HDF5:        %s\n", s->mpi, s->blas, s->hdf5);
+}
+
 static int info_checkpoint(const char *path)
 {
     cg_error e = {{0}};
@@ -196,6 +206,7 @@ static int info_checkpoint(const char *path)
     printf("world size:    %d\n", m.world_size);
     printf("global batch:  %d\n", m.global_batch);
     printf("created:       %s\n", m.created[0] ? m.created : "(not recorded)");
+    print_stack(&m.stack);
     printf("adam steps:    generator %ld, discriminator %ld\n", m.adam_t_g, m.adam_t_d);
     if (m.has_ema)
         printf("ema:           present, decay %g (/ema/generator: sample, write and eval use "
@@ -246,6 +257,7 @@ static int info_samples(const char *path)
     printf("step:          %ld\n", m.step);
     printf("seed:          %llu\n", (unsigned long long)m.seed);
     printf("created:       %s\n", m.created[0] ? m.created : "(not recorded)");
+    print_stack(&m.stack);
     printf("samples:       %d images [%d, 28, 28] float32\n", n, n);
     const size_t total = (size_t)n * 784;
     stats s;

@@ -1,6 +1,7 @@
 #include "chargan/dist.h"
 
-#include <cblas.h>
+#include "chargan/blas.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,10 @@ void cg_ctx_set_threads(cg_ctx *c, int threads)
             threads = 1;
     }
     c->threads = threads;
-    openblas_set_num_threads(threads);
+    /* chargan owns the threads (chargan/blas.h): the library's calls run single-threaded,
+     * cg_sgemm's blocks and the layers' loops spread over OpenMP's. In this order, because
+     * OpenBLAS's OpenMP build sets OpenMP's count too. */
+    cg_blas_set_threads(1);
     omp_set_num_threads(threads);
 }
 

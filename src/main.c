@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "chargan/cli.h"
+#include "chargan/version.h"
 
 typedef struct {
     const char *name;
@@ -24,10 +25,12 @@ static const command commands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: chargan COMMAND [options]   (chargan COMMAND --help for its options)\n\n"
+    fprintf(f, "usage: chargan COMMAND [options]   (chargan COMMAND --help for its options)\n"
+               "       chargan --version            (chargan's version and the MPI, BLAS and "
+               "HDF5 libraries)\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv)
@@ -35,6 +38,12 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        cg_stack s; /* no MPI_Init: the versions are readable without it */
+        cg_stack_get(&s);
+        cg_stack_print(stdout, &s);
+        return 0;
     }
     const command *cmd = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -1,41 +1,9 @@
 #include "chargan/nn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "chargan/rng.h"
-
-/* C = alpha op(A) op(B) + beta C, row-major, split into blocks of C by the shape alone and
- * the blocks spread over the OpenMP threads, each one a single-threaded OpenBLAS call
- * (OpenBLAS runs single-threaded inside a parallel region). OpenBLAS's own threading cuts
- * the matrices by the thread count, and its edge kernels round differently, so a product
- * would change in the last bits with the number of threads; with blocks fixed by the shape
- * it does not, which keeps training bit-identical for any threads per rank. */
-void cg_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc)
-{
-    const int split_n = N >= M, D = split_n ? N : M;
-    int nb = 1;
-    if (2.0 * M * N * K >= 4e6)
-        nb = D / 64 < 1 ? 1 : (D / 64 > 16 ? 16 : D / 64);
-    const int S = (D + nb - 1) / nb;
-    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
-    const enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int b = 0; b < nb; b++) {
-        const int o = b * S, n = D - o < S ? D - o : S;
-        if (n <= 0)
-            continue;
-        if (split_n)
-            cblas_sgemm(CblasRowMajor, ta, tb, M, n, K, alpha, A, lda,
-                        trans_b ? B + (size_t)o * ldb : B + o, ldb, beta, C + o, ldc);
-        else
-            cblas_sgemm(CblasRowMajor, ta, tb, n, N, K, alpha,
-                        trans_a ? A + o : A + (size_t)o * lda, lda, B, ldb, beta,
-                        C + (size_t)o * ldc, ldc);
-    }
-}
 
 int cg_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 

@@ -11,12 +11,14 @@
 
 #include <signal.h>
 
+#include "chargan/blas.h"
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
 #include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/rng.h"
 #include "chargan/png.h"
+#include "chargan/version.h"
 
 void cg_train_default_opts(cg_train_opts *o)
 {
@@ -144,6 +146,28 @@ static void append_line(int fd, const char *line)
     size_t n = strlen(line);
     if (write(fd, line, n) != (ssize_t)n)
         fprintf(stderr, "chargan: warning: metrics.jsonl: short write: %s\n", strerror(errno));
+}
+
+/* The run's first metrics line (and each restart's): the stack it runs on, so that any result
+ * can be traced to its libraries; printed on stdout too. check_ms < 0: no self-check (float
+ * sums, or one thread per rank: nothing to compare). */
+static void start_line(int fd, const cg_ctx *c, long first_step, double check_ms)
+{
+    cg_stack s;
+    cg_stack_get(&s);
+    char js[1536], line[2048], ms[32] = "null";
+    cg_stack_json(&s, js, sizeof js);
+    if (check_ms >= 0)
+        snprintf(ms, sizeof ms, "%.3f", check_ms);
+    snprintf(line, sizeof line,
+             "{\"start\": true, \"step\": %ld, \"ranks\": %d, \"threads\": %d, %s, "
+             "\"blas_selfcheck_ms\": %s}\n",
+             first_step, c->size, c->threads, js, ms);
+    append_line(fd, line);
+    printf("stack: chargan %s; MPI %s; BLAS %s; HDF5 %s\n", s.chargan, s.mpi, s.blas, s.hdf5);
+    if (check_ms >= 0)
+        printf("blas: self-check passed: probe GEMMs bit-identical at 1 and %d threads "
+               "(%.1f ms)\n", c->threads, check_ms);
 }
 
 /* ---- gradient reduction -------------------------------------------------------------- */
@@ -404,6 +428,15 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         return 1;
     }
 
+    /* Exact mode promises the same bits on any thread count: make sure this BLAS keeps it
+     * before anything is trained. */
+    double check_ms = -1.0;
+    if (!o->float_sums && c->threads > 1) {
+        st = cg_blas_selfcheck(c->threads, &check_ms, e.msg, sizeof e.msg);
+        if (cg_agree(c, st, &e))
+            return 1;
+    }
+
     double t_load = cg_now();
     if (cg_data_load(c, &o->data, &ds, &e)) {
         if (c->rank == 0)
@@ -492,6 +525,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
                "%d BLAS thread%s each\n",
                cfg.model, gan.g.n_params, gan.d.n_params, c->size, c->size > 1 ? "s" : "",
                c->n_nodes, c->n_nodes > 1 ? "s" : "", c->threads, c->threads > 1 ? "s" : "");
+        start_line(metrics_fd, c, first_step, check_ms);
         char sums[48] = "float sums";
         if (groups)
             snprintf(sums, sizeof sums, "exact sums over %d groups", groups);

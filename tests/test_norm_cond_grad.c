@@ -69,7 +69,6 @@
  * D's tensors cosine 0.65..0.84. Every one also fails the layer checks above.
  *
  * One thread throughout (tiny problems; threads only add synchronization). */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -1237,7 +1236,7 @@ static void test_model(int which_model, const char *name, int n_classes, const i
 
 int main(void)
 {
-    openblas_set_num_threads(1);
+    cg_blas_set_threads(1);
     omp_set_num_threads(1);
     double t0 = cg_now();
     test_bn();

@@ -57,6 +57,7 @@
 
 #include "chargan/gan.h"
 #include "chargan/util.h"
+#include "chargan/version.h"
 
 #define CG_CKPT_FORMAT "chargan-checkpoint"
 #define CG_SAMPLES_FORMAT "chargan-samples"
@@ -72,6 +73,7 @@ typedef struct {
     int has_ema;             /* /ema/generator present */
     double ema_decay;        /* its decay attribute (0 when absent) */
     char created[32];
+    cg_stack stack;    /* the stack it was written on (empty strings in older files) */
     char *config_json; /* malloc'd on read; release with cg_ckpt_meta_free */
 } cg_ckpt_meta;
 
@@ -140,6 +142,7 @@ typedef struct {
     uint64_t seed;
     int n, has_labels, format_version; /* format_version 0: written without a format attr */
     char created[32];
+    cg_stack stack; /* the stack it was written on (empty strings in older files) */
 } cg_samples_meta;
 
 /* Attributes and shape of a sample file, without reading the images. */

@@ -18,10 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* sgemm (row-major; trans_a/trans_b 0 or 1) whose result does not depend on the number of
- * OpenMP threads: see nn.c. Every GEMM of the layers goes through it. */
-void cg_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-              int lda, const float *B, int ldb, float beta, float *C, int ldc);
+#include "chargan/blas.h" /* cg_sgemm: every GEMM of the layers goes through it */
 
 typedef struct {
     int cin, hin, win;

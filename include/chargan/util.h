@@ -24,6 +24,11 @@ double cg_now(void);
 void *cg_alloc(size_t bytes);
 void cg_free(void *p);
 
+/* Writes s as a quoted JSON string (quotes, backslashes and control characters escaped) into
+ * dst[0..cap), always NUL-terminated; returns the characters written (short of the whole string
+ * when cap is too small, never a cut escape). */
+size_t cg_json_quote(char *dst, size_t cap, const char *s);
+
 /* Median of v[0..n) (sorts v). */
 double cg_median(double *v, int n);
 
