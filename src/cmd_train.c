@@ -60,12 +60,26 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, const char *model, 
         return cg_fail(e, "--resume needs 'auto' or a checkpoint file");
     if (!o->out || !*o->out)
         return cg_fail(e, "--out must name a directory");
-    /* Launched by srun without PMI wiring, every task comes up as a singleton and would
-     * train alone: refuse instead of silently running P independent jobs. */
-    const char *ntasks = getenv("SLURM_NTASKS");
-    if (ntasks && atoi(ntasks) > 1 && c->size == 1)
-        return cg_fail(e, "this is a single MPI rank but SLURM_NTASKS=%s: the launcher did not "
-                          "connect the tasks (use 'srun --mpi=pmix' or mpirun)", ntasks);
+    /* A launcher that could not wire the tasks together (srun without PMI, or the mpiexec of
+     * another MPI than the one chargan was built with) starts every task as a singleton that
+     * would train alone: refuse instead of silently running P independent jobs. */
+    static const struct {
+        const char *var, *who;
+    } launchers[] = {
+        {"SLURM_NTASKS", "srun did not connect the tasks (use 'srun --mpi=pmix' with Open MPI, "
+                         "'srun --mpi=pmi2' with MPICH, or the MPI's own mpirun)"},
+        {"OMPI_COMM_WORLD_SIZE", "Open MPI's mpirun started it, but chargan was built with "
+                                 "another MPI (chargan --version names it): use that MPI's "
+                                 "launcher"},
+        {"PMI_SIZE", "an MPICH-style launcher (mpiexec.hydra) started it, but chargan was built "
+                     "with another MPI (chargan --version names it): use that MPI's launcher"},
+    };
+    for (size_t i = 0; i < sizeof launchers / sizeof launchers[0] && c->size == 1; i++) {
+        const char *n = getenv(launchers[i].var);
+        if (n && atoi(n) > 1)
+            return cg_fail(e, "this is a single MPI rank but %s=%s: %s", launchers[i].var, n,
+                           launchers[i].who);
+    }
     return 0;
 }
 

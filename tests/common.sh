@@ -3,10 +3,13 @@
 # ctest calls every script as: bash test_x.sh CHARGAN_BINARY BUILD_DIR SOURCE_DIR
 #
 # What it provides:
-#   mpirun_np N CMD...    Open MPI's mpirun with N ranks on this machine, oversubscribed,
-#                         allowed as root, shared-memory transport only, under a timeout
-#                         ($CG_TIMEOUT seconds, default 300) so a hang fails instead of stalling
-#                         ctest; a timeout returns 124.
+#   mpirun_np N CMD...    the launcher of the MPI chargan was built with (ctest passes
+#                         CHARGAN_MPIEXEC and CHARGAN_MPI_FLAVOR; by hand: Open MPI's mpirun)
+#                         with N ranks on this machine, oversubscribed, allowed as root, shared
+#                         memory only, under a timeout ($CG_TIMEOUT seconds, default 300) so a
+#                         hang fails instead of stalling ctest; a timeout returns 124.
+#   launcher N            prints that launcher's command words for N ranks (for `bash -c`).
+#   $MPIEXEC              the launcher's path (to find it with pkill -f).
 #   emnist_dir SRC        prints the EMNIST directory ($EMNIST_DIR, else SRC/../shared/data/emnist);
 #                         fails the test if it is missing (the data is part of the test setup).
 #   fail MSG              prints "FAIL: MSG" and exits 1.
@@ -28,11 +31,22 @@ export OMPI_MCA_btl=self,vader
 # MPI program fail LeakSanitizer; leak detection stays off unless the caller asks otherwise.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 
+MPIEXEC=${CHARGAN_MPIEXEC:-mpirun}
+# Open MPI refuses more ranks than cores without --oversubscribe and probes networks unless told
+# to use shared memory; MPICH's hydra oversubscribes, runs as root and picks shared memory on
+# one host by itself.
+launcher() {
+    case ${CHARGAN_MPI_FLAVOR:-openmpi} in
+    mpich) echo "$MPIEXEC -n $1" ;;
+    *) echo "$MPIEXEC --oversubscribe --bind-to none -np $1 --mca btl self,vader" ;;
+    esac
+}
+
 mpirun_np() {
     local n=$1
     shift
-    timeout --kill-after=10 "${CG_TIMEOUT:-300}" \
-        mpirun --oversubscribe --bind-to none -np "$n" --mca btl self,vader "$@"
+    # shellcheck disable=SC2046
+    timeout --kill-after=10 "${CG_TIMEOUT:-300}" $(launcher "$n") "$@"
 }
 
 fail() {

@@ -5,4 +5,4 @@
 # Arguments (from ctest): CHARGAN_BINARY BUILD_DIR SOURCE_DIR
 set -u
 BIN=$1 SRC=$3
-exec timeout --kill-after=20 600 bash "$SRC/tests/slurm/run.sh" "$BIN" "$SRC"
+exec timeout --kill-after=20 1000 bash "$SRC/tests/slurm/run.sh" "$BIN" "$SRC"

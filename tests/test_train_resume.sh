@@ -1,5 +1,5 @@
 # Checkpoints in training: exact resume, resume on another rank count, a finished run, signals
-# (SIGTERM to every rank as Slurm sends it, SIGUSR1 through mpirun, a second SIGINT), and
+# (SIGTERM to every rank as Slurm sends it, SIGUSR1 through the launcher, a second SIGINT), and
 # kill -9 of the whole job while checkpoints are written.
 set -u
 . "$(dirname "$0")/common.sh"
@@ -73,20 +73,19 @@ mpirun_np 2 "$BIN" train --data "$DATA" --split bymerge-test --model dcgan --ste
 echo $? >"$TMP/wrong.rc"
 expect_error "$TMP/wrong.rc" "$TMP/wrong.err" "checkpoint of another model" "small" "dcgan"
 
-# wait_for_step OUT N: waits until OUT/metrics.jsonl reports step >= N.
+# wait_for_step OUT N: waits until OUT/metrics.jsonl reports step N (a bound of 600 s only
+# against a hang: a loaded machine is slow, not wrong).
 wait_for_step() {
-    local i
-    for i in $(seq 1 600); do
-        if grep -q "\"step\": $2," "$TMP/$1/metrics.jsonl" 2>/dev/null; then return 0; fi
+    local t0=$SECONDS
+    until grep -q "\"step\": $2," "$TMP/$1/metrics.jsonl" 2>/dev/null; do
+        [ $((SECONDS - t0)) -lt 600 ] || fail "$1 never reached step $2"
         sleep 0.1
     done
-    fail "$1 never reached step $2"
 }
 
 # SIGTERM to every rank (what Slurm does at a time limit): finish the step, checkpoint,
 # exit 0; the resumed run matches the uninterrupted one bit for bit.
-setsid bash -c "exec timeout 300 mpirun --oversubscribe --bind-to none -np 4 --mca btl self,vader \
-    '$BIN' train ${BASE[*]} --log-every 1 --steps 200 --out '$TMP/term'" >"$TMP/term.log" 2>&1 &
+setsid bash -c "exec timeout 300 $(launcher 4) '$BIN' train ${BASE[*]} --log-every 1 --steps 200 --out '$TMP/term'" >"$TMP/term.log" 2>&1 &
 job=$!
 wait_for_step term 20
 t0=$(date +%s.%N)
@@ -104,17 +103,17 @@ train 4 term --steps 200 --resume auto --log-every 0
 train 4 term4 --steps 200 --log-every 0
 same "$(ck term4 200)" "$(ck term 200)" "SIGTERM + resume == uninterrupted (4 ranks)"
 
-# SIGUSR1 to mpirun only (mpirun forwards it; what jobs/train.sbatch sends before a limit).
-setsid bash -c "exec timeout 300 mpirun --oversubscribe --bind-to none -np 2 --mca btl self,vader \
-    '$BIN' train ${BASE[*]} --log-every 1 --steps 500 --out '$TMP/usr1'" >"$TMP/usr1.log" 2>&1 &
+# SIGUSR1 to the launcher only (Open MPI's mpirun and MPICH's mpiexec.hydra forward it; what
+# jobs/train.sbatch sends before a limit).
+setsid bash -c "exec timeout 300 $(launcher 2) '$BIN' train ${BASE[*]} --log-every 1 --steps 500 --out '$TMP/usr1'" >"$TMP/usr1.log" 2>&1 &
 job=$!
 wait_for_step usr1 10
-pkill -USR1 -f "^mpirun .*$TMP/usr1" || pkill -USR1 -x mpirun || fail "no mpirun to signal"
+pkill -USR1 -f "^$MPIEXEC .*$TMP/usr1" || fail "no $MPIEXEC to signal"
 wait $job
 rc=$?
 [ $rc = 0 ] || { cat "$TMP/usr1.log"; fail "SIGUSR1: exit $rc"; }
 grep -q "stopped by SIGUSR1" "$TMP/usr1.log" || { cat "$TMP/usr1.log"; fail "SIGUSR1: no stop message"; }
-ok "SIGUSR1 via mpirun: checkpoint and exit 0"
+ok "SIGUSR1 via $(basename "$MPIEXEC"): checkpoint and exit 0"
 
 # A second SIGINT exits at once, leaving no partial checkpoint under a final name.
 "$BIN" train "${BASE[@]}" --log-every 1 --steps 100000 --out "$TMP/int" >"$TMP/int.log" 2>&1 &
@@ -136,11 +135,17 @@ ok "double SIGINT: exit $rc, no bad checkpoint"
 # kill -9 of the whole job at random moments while it checkpoints every step: the newest
 # surviving checkpoint always opens and --resume auto continues from it.
 for try in $(seq 1 10); do
-    setsid bash -c "exec timeout 300 mpirun --oversubscribe --bind-to none -np 2 --mca btl self,vader \
-        '$BIN' train ${BASE[*]} --log-every 1 --steps 100000 --ckpt-every 1 --keep 2 \
+    rm -f "$TMP/kill.log" # the wait below must see this try's lines only
+    setsid bash -c "exec timeout 300 $(launcher 2) '$BIN' train ${BASE[*]} --log-every 1 --steps 100000 --ckpt-every 1 --keep 2 \
         --out '$TMP/kill' $( [ $try -gt 1 ] && echo --resume auto)" >"$TMP/kill.log" 2>&1 &
     job=$!
-    sleep "$(awk -v s=$RANDOM 'BEGIN { printf "%.2f", 1.0 + (s % 150) / 100 }')"
+    # A random moment once this try trains (start-up time varies with the machine's load).
+    t0=$SECONDS
+    until [ "$(grep -sc '^step ' "$TMP/kill.log")" -ge 2 ] 2>/dev/null; do
+        [ $((SECONDS - t0)) -lt 600 ] || { cat "$TMP/kill.log"; fail "try $try never trained"; }
+        sleep 0.05
+    done
+    sleep "$(awk -v s=$RANDOM 'BEGIN { printf "%.2f", (s % 150) / 100 }')"
     # The whole job: launcher and ranks (Open MPI may put ranks in their own process group).
     kill -9 -- -$job 2>/dev/null
     pkill -9 -f "^$BIN train .*$TMP/kill" 2>/dev/null

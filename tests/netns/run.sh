@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Two "hosts" on one machine: two sets of namespaces (network + UTS + mount), each with its own
 # hostname (hosta, hostb), its own /etc/hosts and one end of a veth pair (10.X.Y.1 and .2).
-# Open MPI runs chargan across them over TCP only (--mca btl tcp,self), started from hosta
-# with a hostfile naming both hosts and an rsh agent that enters hostb's namespaces with
-# nsenter instead of ssh. It shows:
+# The MPI chargan was built with (Open MPI: --mca btl tcp,self; MPICH: UCX over tcp) runs it
+# across them over TCP only, started from hosta with a hostfile naming both hosts and an rsh
+# agent that enters hostb's namespaces with nsenter instead of ssh. It shows:
 #   1. the ranks see 2 nodes, and each node's rank 0 is on a different host (hostname);
 #   2. the data set is held once per host: `chargan data --stats` with 2+2 ranks on two hosts
 #      uses about twice the memory of 2 ranks on one host, far less than one copy per rank;
@@ -31,10 +31,18 @@ skip() {
 }
 
 [ "$(id -u)" = 0 ] || skip "the two-host test needs root (network namespaces, veth)"
-for t in ip unshare nsenter mpirun; do
+[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
+# The launcher of the MPI chargan was built with (ctest passes it; else from chargan --version).
+MPI_FLAVOR=${CHARGAN_MPI_FLAVOR:-openmpi}
+"$BIN" --version | grep -q '^MPI: *MPICH' && MPI_FLAVOR=mpich
+if [ "$MPI_FLAVOR" = mpich ]; then
+    MPIEXEC=${CHARGAN_MPIEXEC:-$(command -v mpiexec.hydra || command -v mpiexec.mpich)}
+else
+    MPIEXEC=${CHARGAN_MPIEXEC:-$(command -v mpirun.openmpi || command -v mpirun)}
+fi
+for t in ip unshare nsenter "$MPIEXEC"; do
     command -v "$t" >/dev/null || skip "$t not installed"
 done
-[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
 DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
 [ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
 DATA=$(cd "$DATA" && pwd)
@@ -120,11 +128,22 @@ printf 'hosta slots=4\n' >"$TMP/hostfile1"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 unset OMPI_MCA_btl # tests/common.sh's shared-memory-only setting, if inherited
-# mpirun_on HOSTFILE NP CMD...: mpirun on hosta, TCP over veth0 only, under a timeout.
+# mpirun_on HOSTFILE NP CMD...: the launcher of the MPI chargan was built with, on hosta, TCP
+# over veth0 only, under a timeout. Open MPI: mpirun with the agent as its rsh agent. MPICH:
+# mpiexec.hydra with the agent as its rsh launcher (hydra's host file says "host:slots"), its
+# control traffic on veth0, and UCX (MPICH's transport in Debian) over TCP on veth0 between
+# hosts, shared memory within one.
 mpirun_on() {
     local hf=$1 np=$2
     shift 2
-    on a timeout --kill-after=10 120 mpirun --hostfile "$hf" -np "$np" --map-by slot \
+    if [ "$MPI_FLAVOR" = mpich ]; then
+        sed 's/ slots=/:/' "$hf" >"$hf.hydra"
+        on a timeout --kill-after=10 120 "$MPIEXEC" -f "$hf.hydra" -n "$np" \
+            -launcher rsh -launcher-exec "$TMP/agent" -iface veth0 \
+            -genv UCX_NET_DEVICES veth0 -genv UCX_TLS tcp,sm,self "$@"
+        return
+    fi
+    on a timeout --kill-after=10 120 "$MPIEXEC" --hostfile "$hf" -np "$np" --map-by slot \
         --bind-to none --oversubscribe \
         --mca plm_rsh_agent "$TMP/agent" --mca plm_rsh_no_tree_spawn 1 \
         --mca btl tcp,self --mca btl_tcp_if_include veth0 --mca oob_tcp_if_include veth0 \
@@ -132,11 +151,11 @@ mpirun_on() {
 }
 
 # 1. where the ranks run
-mpirun_on "$TMP/hostfile2" 4 sh -c 'echo "rank $OMPI_COMM_WORLD_RANK on $(hostname)"' \
+mpirun_on "$TMP/hostfile2" 4 sh -c 'echo "rank ${OMPI_COMM_WORLD_RANK:-$PMI_RANK} on $(hostname)"' \
     >"$TMP/where.out" 2>&1 || { cat "$TMP/where.out"; fail "mpirun across the two hosts failed"; }
 [ "$(grep -c 'on hosta$' "$TMP/where.out")" = 2 ] && [ "$(grep -c 'on hostb$' "$TMP/where.out")" = 2 ] ||
     { cat "$TMP/where.out"; fail "expected 2 ranks on hosta and 2 on hostb"; }
-ok "mpirun from hosta started 2 ranks on hosta and 2 on hostb (rsh agent = nsenter)"
+ok "$(basename "$MPIEXEC") from hosta started 2 ranks on hosta and 2 on hostb (rsh agent = nsenter)"
 
 # 2. one copy of the data set per host
 mpirun_on "$TMP/hostfile2" 4 "$BIN" data "$DATA" --split bymerge-test --stats \
