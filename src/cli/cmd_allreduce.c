@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/gan.h"
 
 #define MAX_SIZES 64

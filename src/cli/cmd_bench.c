@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "chargan/blas.h"
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/gan.h"
 #include "chargan/rng.h"
 #include "chargan/train.h"

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/version.h"
 
 typedef struct {

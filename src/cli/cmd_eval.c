@@ -6,7 +6,7 @@
 
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/data.h"
 #include "chargan/generate.h"
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/train.h"
 
 static void usage(FILE *f, const cg_opt *opts, int n)

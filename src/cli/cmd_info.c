@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "chargan/ckpt.h"
-#include "chargan/cli.h"
+#include "cli.h"
 
 static void usage(FILE *f)
 {

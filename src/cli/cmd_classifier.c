@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "chargan/classifier.h"
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/data.h"
 
 static void usage(FILE *f)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chargan/cli.h"
+#include "cli.h"
 #include "chargan/data.h"
 #include "chargan/png.h"
 
