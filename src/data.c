@@ -15,8 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <mpi.h>
 #include <zlib.h>
 
+#include "chargan/dist.h"
 #include "chargan/rng.h"
 
 #define CG_PATH 4096
@@ -904,11 +906,20 @@ static int settle(cg_ctx *c, int status, cg_error *e)
     return cg_bcast_status(c, first, -1, e);
 }
 
+/* The node-shared window of cg_data_load and the communicator that owns it. */
+struct cg_data_shm {
+    MPI_Win win;
+    MPI_Comm comm;
+};
+
 int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
 {
     memset(ds, 0, sizeof *ds);
-    ds->win_ = MPI_WIN_NULL;
-    ds->comm_ = MPI_COMM_NULL;
+    struct cg_data_shm *shm = malloc(sizeof *shm);
+    if (shm) {
+        shm->win = MPI_WIN_NULL;
+        shm->comm = MPI_COMM_NULL;
+    }
     const int reads = c->node_rank == 0;
     cg_error err;
     memset(&err, 0, sizeof err);
@@ -918,6 +929,8 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
         r = malloc(sizeof *r);
         st = r ? reader_open(r, o, &err) : cg_fail(&err, "out of memory");
     }
+    if (!shm && !st)
+        st = cg_fail(&err, "out of memory");
     st = settle(c, st, &err);
 
     meta_t m;
@@ -929,16 +942,16 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
         MPI_Bcast(&m.cap, 1, MPI_LONG, 0, c->node);
         /* A private duplicate: its error handler can return instead of aborting, and the
          * window's lifetime is tied to it rather than to the caller's communicator. */
-        MPI_Comm_dup(c->node, &ds->comm_);
-        MPI_Comm_set_errhandler(ds->comm_, MPI_ERRORS_RETURN);
+        MPI_Comm_dup(c->node, &shm->comm);
+        MPI_Comm_set_errhandler(shm->comm, MPI_ERRORS_RETURN);
         MPI_Aint bytes = reads ? (MPI_Aint)m.cap * (CG_IMG_PIXELS + 1) : 0;
         void *mine = NULL;
-        int mrc = MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, ds->comm_, &mine, &ds->win_);
+        int mrc = MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, shm->comm, &mine, &shm->win);
         int lst = 0;
         if (mrc == MPI_SUCCESS) {
             MPI_Aint qsize;
             int qdisp;
-            mrc = MPI_Win_shared_query(ds->win_, 0, &qsize, &qdisp, &base);
+            mrc = MPI_Win_shared_query(shm->win, 0, &qsize, &qdisp, &base);
         }
         if (mrc != MPI_SUCCESS) {
             char s[MPI_MAX_ERROR_STRING];
@@ -949,13 +962,13 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
                           (long)((m.cap * (CG_IMG_PIXELS + 1)) >> 20), s);
         }
         st = settle(c, lst, &err);
-        if (st && ds->win_ != MPI_WIN_NULL)
-            MPI_Win_free(&ds->win_);
+        if (st && shm->win != MPI_WIN_NULL)
+            MPI_Win_free(&shm->win);
     }
     if (!st) {
         /* A passive-target epoch so that MPI_Win_sync orders the reader's stores before
          * the other ranks' loads (the barrier in settle() is the synchronization). */
-        MPI_Win_lock_all(MPI_MODE_NOCHECK, ds->win_);
+        MPI_Win_lock_all(MPI_MODE_NOCHECK, shm->win);
         int lst = 0;
         if (reads) {
             lst = reader_fill(r, base, base + (size_t)m.cap * CG_IMG_PIXELS, &err);
@@ -965,10 +978,10 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
             describe_source(r, m.source, sizeof m.source);
             m.file_bytes = file_size(r->images);
         }
-        MPI_Win_sync(ds->win_);
+        MPI_Win_sync(shm->win);
         st = settle(c, lst, &err);
-        MPI_Win_sync(ds->win_);
-        MPI_Win_unlock_all(ds->win_);
+        MPI_Win_sync(shm->win);
+        MPI_Win_unlock_all(shm->win);
         if (!st) {
             MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, 0, c->node);
             /* Readers on different nodes read their own copy of the files; make sure they
@@ -981,20 +994,19 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
                              lo, hi);
         }
         if (st)
-            MPI_Win_free(&ds->win_);
+            MPI_Win_free(&shm->win);
     }
     if (r) {
         reader_close(r);
         free(r);
     }
     if (st) {
-        if (ds->comm_ != MPI_COMM_NULL)
-            MPI_Comm_free(&ds->comm_);
+        if (shm && shm->comm != MPI_COMM_NULL)
+            MPI_Comm_free(&shm->comm);
+        free(shm);
         if (e)
             *e = err;
         memset(ds, 0, sizeof *ds);
-        ds->win_ = MPI_WIN_NULL;
-        ds->comm_ = MPI_COMM_NULL;
         return -1;
     }
     ds->n = m.n;
@@ -1005,6 +1017,7 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
     memcpy(ds->chars, m.chars, sizeof ds->chars);
     memcpy(ds->source, m.source, sizeof ds->source);
     ds->source[sizeof ds->source - 1] = 0;
+    ds->shm_ = shm;
     ds->kind_ = DS_WINDOW;
     return 0;
 }
@@ -1012,14 +1025,13 @@ int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
 void cg_data_free(cg_dataset *ds)
 {
     if (ds->kind_ == DS_WINDOW) {
-        MPI_Win_free(&ds->win_);
-        MPI_Comm_free(&ds->comm_);
+        MPI_Win_free(&ds->shm_->win);
+        MPI_Comm_free(&ds->shm_->comm);
+        free(ds->shm_);
     } else if (ds->kind_ == DS_LOCAL) {
         free(ds->mem_);
     }
     memset(ds, 0, sizeof *ds);
-    ds->win_ = MPI_WIN_NULL;
-    ds->comm_ = MPI_COMM_NULL;
 }
 
 void cg_data_batch(const cg_dataset *ds, const int64_t *idx, int n, float lo, float hi,
@@ -1115,4 +1127,36 @@ long cg_sampler_batch(cg_sampler *s, long step, int rank, int size, int64_t *idx
     else
         memcpy(idx_out, s->perm + from, (size_t)(to - from) * sizeof *idx_out);
     return epoch;
+}
+
+/* ---- the held-out split ------------------------------------------------------------- */
+
+int cg_heldout(long index) { return cg_mix64((uint64_t)index ^ CG_HELDOUT_SALT) % 5 == 0; }
+
+long cg_part_indices(long total, int held_out, int64_t *out)
+{
+    long n = 0;
+    for (long i = 0; i < total; i++)
+        if (cg_heldout(i) == !!held_out)
+            out[n++] = i;
+    return n;
+}
+
+long cg_split_indices(long total, int held_out, long n, int64_t *out)
+{
+    int64_t *all = cg_alloc(sizeof(int64_t) * (size_t)(total ? total : 1));
+    const long m = cg_part_indices(total, held_out, all);
+    /* Fisher-Yates with seed 0, so "the first n" is a fixed random subset of the part. */
+    const uint64_t stream = cg_stream(CG_RNG_SAMPLE, 3);
+    for (long i = m - 1; i > 0; i--) {
+        const uint64_t u = cg_rng_u64(0, stream, (uint64_t)i);
+        const long j = (long)(((unsigned __int128)u * (uint64_t)(i + 1)) >> 64);
+        const int64_t t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+    }
+    const long k = m < n ? m : n;
+    memcpy(out, all, sizeof(int64_t) * (size_t)k);
+    cg_free(all);
+    return k;
 }

@@ -2,55 +2,9 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <stdio.h>
-#include <string.h>
 
-#include "chargan/ema.h"
+#include "chargan/data.h"
 #include "chargan/rng.h"
-
-#define IMAGE_PIXELS 784
-
-/* The class characters are kept in the run's configuration JSON ("classes": "01..."). */
-static void classes_from_config(const char *json, int n_classes, char *classes)
-{
-    memset(classes, 0, CG_GEN_MAX_CLASSES + 1);
-    const char *p = json ? strstr(json, "\"classes\": \"") : NULL;
-    if (!p)
-        return;
-    p += strlen("\"classes\": \"");
-    for (int k = 0; k < n_classes && k < CG_GEN_MAX_CLASSES && p[k] && p[k] != '"'; k++)
-        classes[k] = p[k];
-}
-
-int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
-                char *classes, cg_error *e)
-{
-    if (cg_ckpt_read_meta(path, m, e))
-        return -1;
-    cg_gan_config cfg;
-    cg_gan_default_config(&cfg);
-    snprintf(cfg.model, sizeof cfg.model, "%s", m->model);
-    cfg.noise_dim = m->noise_dim;
-    cfg.n_classes = m->n_classes;
-    cfg.seed = m->seed;
-    cfg.global_batch = cfg.local_batch = batch;
-    if (cg_gan_init(gan, &cfg, e)) {
-        cg_ckpt_meta_free(m);
-        return cg_fail(e, "%s: %s", path, e->msg);
-    }
-    if (m->has_ema)
-        cg_gan_ema_enable(gan, m->ema_decay);
-    if (cg_ckpt_load(path, gan, NULL, e)) {
-        cg_gan_free(gan);
-        cg_ckpt_meta_free(m);
-        return -1;
-    }
-    if (use_ema && gan->ema_g)
-        memcpy(gan->g.param, gan->ema_g, sizeof(float) * gan->g.n_params);
-    if (classes)
-        classes_from_config(m->config_json, m->n_classes, classes);
-    return 0;
-}
 
 int cg_class_of_char(const char *classes, char ch)
 {
@@ -86,6 +40,6 @@ void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *l
         cg_sample_noise(z_scratch, (long)b * nz, seed, cg_stream(CG_RNG_SAMPLE, 1),
                         (uint64_t)(first + i) * (uint64_t)nz, temperature);
         cg_gan_generate(gan, z_scratch, labels ? labels + i : NULL, b,
-                        out + (size_t)i * IMAGE_PIXELS);
+                        out + (size_t)i * CG_IMG_PIXELS);
     }
 }

@@ -1,12 +1,16 @@
 #include "chargan/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int cg_fail(cg_error *e, const char *fmt, ...)
 {
@@ -63,6 +67,74 @@ void *cg_alloc(size_t bytes)
 }
 
 void cg_free(void *p) { free(p); }
+
+int cg_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    if (rc && (errno == EINVAL || errno == ENOTSUP || errno == EROFS))
+        rc = 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* Syncs the directory that holds path's last component (path is restored). */
+static void sync_parent(char *path)
+{
+    char *slash = strrchr(path, '/');
+    if (slash == path) {
+        cg_fsync_dir("/");
+    } else if (slash) {
+        *slash = 0;
+        cg_fsync_dir(path);
+        *slash = '/';
+    } else {
+        cg_fsync_dir(".");
+    }
+}
+
+/* One level of cg_make_dirs: DIR exists as a directory afterwards. */
+static int make_one(char *dir, cg_error *e)
+{
+    if (mkdir(dir, 0777) == 0)
+        sync_parent(dir);
+    else if (errno != EEXIST)
+        return cg_fail(e, "%s: cannot create directory: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st))
+        return cg_fail(e, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return cg_fail(e, "%s: cannot create directory: %s", dir, strerror(ENOTDIR));
+    return 0;
+}
+
+int cg_make_dirs(const char *path, cg_error *e)
+{
+    char buf[4096];
+    if (!path[0])
+        return cg_fail(e, "empty directory name");
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return cg_fail(e, "%s: path too long", path);
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = 0;
+    for (char *p = buf + 1;; p++) {
+        const int end = *p == 0;
+        if (!end && *p != '/')
+            continue;
+        *p = 0;
+        if (make_one(buf, e))
+            return -1;
+        if (end)
+            break;
+        *p = '/';
+    }
+    return 0;
+}
 
 double cg_peak_rss_mb(void)
 {

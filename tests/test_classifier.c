@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include "chargan/classifier.h"
+#include "chargan/eval.h"
 #include "chargan/gan.h"
+#include "chargan/json.h"
 #include "testutil.h"
 
 /* ---- softmax cross-entropy ----------------------------------------------------------- */
@@ -258,7 +260,11 @@ static void test_train_and_eval(void)
             CHECK(cond ? (g1.class_match >= 0.0 && g1.class_match <= 1.0)
                        : isnan(g1.class_match));
             char buf[512];
-            cg_eval_result_json(&g1, buf, sizeof buf);
+            json_t *js = cg_eval_result_json(&g1);
+            char *text = cg_json_text(js);
+            snprintf(buf, sizeof buf, "%s", text ? text : "");
+            free(text);
+            json_decref(js);
             printf("  untrained %s GAN: %s\n", cond ? "conditional" : "unconditional", buf);
             CHECK(strstr(buf, cond ? "\"class_match\": 0" : "\"class_match\": null") != NULL);
             cg_eval_free(&ev);

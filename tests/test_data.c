@@ -1,6 +1,6 @@
 /* Readers of the EMNIST pipeline on small generated files: gzip and plain IDX, Kaggle CSV
  * (LF and CRLF), finding files (directory + split, derived labels, mappings), --limit,
- * cg_data_batch, and every bad input of issue 3. Each bad input must fail with a one-line
+ * cg_data_batch, and every known bad input. Each bad input must fail with a one-line
  * message that names the file and the problem.
  *
  * The images written here have a known, asymmetric pattern stored TRANSPOSED as in EMNIST, so
@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "chargan/data.h"
+#include "chargan/dist.h"
 #include "testutil.h"
 
 /* Open MPI keeps allocations past MPI_Finalize that LeakSanitizer reports, from libraries built

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "chargan/data.h"
+#include "chargan/dist.h"
 #include "testutil.h"
 
 /* Open MPI keeps allocations past MPI_Finalize that LeakSanitizer reports, from libraries built

@@ -1,4 +1,4 @@
-/* Distributed sampler semantics (issue 3):
+/* Distributed sampler semantics:
  *   - the union over ranks of global batch `step`, in rank order, is the same for P = 1, 2, 4
  *     (and for P not dividing B, with parts differing by at most one index);
  *   - each epoch is a permutation, its batches are disjoint, n % B images are left out;
@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chargan/classifier.h"
 #include "chargan/data.h"
 #include "testutil.h"
 

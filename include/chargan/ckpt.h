@@ -1,4 +1,4 @@
-/* HDF5 checkpoints and sample files: layout, crash-safe writing, validation.
+/* HDF5 checkpoints: layout, crash-safe writing, validation, loading, checkpoint directories.
  *
  * Checkpoint file DIR/step-NNNNNNNN.h5 (format "chargan-checkpoint", format_version 1):
  *   /generator/<tensor>, /discriminator/<tensor>       float32, natural shapes (tensor table
@@ -14,16 +14,14 @@
  *   attributes on /: format (string "chargan-checkpoint"), format_version (int32, 1),
  *     model (string), step (int64, steps completed), epoch (int64), seed (uint64),
  *     world_size, global_batch, noise_dim, n_classes (int32; 0 = unconditional; an absent
- *     n_classes reads as 0), config (string, JSON of the run's
- *     configuration), created (string, ISO 8601 UTC, e.g. "2024-05-01T12:00:00Z").
+ *     n_classes reads as 0), config (string, JSON of the run's configuration), created
+ *     (string, ISO 8601 UTC, e.g. "2024-05-01T12:00:00Z"), and the stack it was written on
+ *     (chargan_version, mpi_library, blas_library, hdf5_version; strings, chargan/version.h).
  * Training is counter-based: noise, dropout and data order are functions of (seed, step), so
  * `step` (with seed and global_batch, both stored) is the whole sampler/RNG position.
  *
- * Sample file (format "chargan-samples", format_version 1):
- *   /samples float32 [N,28,28], values in [0,1], upright (row 0 = top)
- *   /labels  int32 [N] (optional)
- *   attributes on /: step (int64), model (string), seed (uint64), plus format,
- *     format_version and created as above.
+ * Sample files (format "chargan-samples") follow the same conventions; their layout and API
+ * are in chargan/samples.h (included here).
  *
  * Storage details (transparent to h5py/h5dump): strings are variable-length UTF-8 scalars
  * (h5py reads them as str); every dataset is chunked with HDF5's Fletcher-32 checksum filter
@@ -35,10 +33,10 @@
  *
  * Crash safety: a file is built in memory (HDF5 core driver), its image written to
  * DIR/.NAME.tmp in the same directory with write(2), fsync'ed, closed, renamed onto DIR/NAME,
- * and DIR is fsync'ed (so every I/O error is seen with its errno; see cg_h5_begin in ckpt.c).
- * The writing rank holds about twice the file size in memory while writing. A kill at any moment leaves at worst a
- * stale *.tmp (ignored by readers, removed by cg_ckpt_prune and overwritten by the next write
- * of the same step); a file under a final name is always complete.
+ * and DIR is fsync'ed (so every I/O error is seen with its errno; see src/h5io.h). The
+ * writing rank holds about twice the file size in memory while writing. A kill at any moment
+ * leaves at worst a stale *.tmp (ignored by readers, removed by cg_ckpt_prune and overwritten
+ * by the next write of the same step); a file under a final name is always complete.
  *
  * File locking: these functions open files with HDF5 file locking disabled
  * (H5Pset_file_locking(fapl, 0, 1)). A file is written by exactly one process under a private
@@ -51,16 +49,15 @@
  * one-line message naming the file; HDF5's own error-stack printing is turned off. */
 #ifndef CHARGAN_CKPT_H
 #define CHARGAN_CKPT_H
-#include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "chargan/gan.h"
+#include "chargan/samples.h"
 #include "chargan/util.h"
 #include "chargan/version.h"
 
 #define CG_CKPT_FORMAT "chargan-checkpoint"
-#define CG_SAMPLES_FORMAT "chargan-samples"
 #define CG_CKPT_FORMAT_VERSION 1
 
 typedef struct {
@@ -102,9 +99,9 @@ int cg_ckpt_validate(const char *path, const char *model, cg_ckpt_meta *m, cg_er
  * live in the same buffer), Adam moments and Adam counters into an already built gan. When
  * gan->ema_g is allocated it receives /ema/generator, or G's parameters when the file has no
  * EMA (older files, runs without EMA); gan->ema_decay is not changed. An /ema group is read
- * (checksums) even when gan->ema_g is NULL. Refuses
- * a checkpoint of another model preset, noise_dim or n_classes, or with any tensor missing, of another
- * type or shape (the message names the tensor and both shapes), or unreadable. Everything is
+ * (checksums) even when gan->ema_g is NULL. Refuses a checkpoint of another model preset,
+ * noise_dim or n_classes, or with any tensor missing, of another type or shape (the message
+ * names the tensor and both shapes), or unreadable. Everything is
  * read into a staging copy first, so a refused file leaves gan untouched. Only parameters,
  * moments and adam_g.t / adam_d.t change (not cfg: the caller decides about seed etc. from
  * m). m (may be NULL) receives the meta data on success. */
@@ -125,76 +122,21 @@ int cg_ckpt_find_latest(const char *dir, const char *model, char *path, size_t l
  * checkpoint. Returns the number of checkpoints deleted, or -1. */
 int cg_ckpt_prune(const char *dir, int keep, cg_error *e);
 
-/* Sample files, written crash-safely the same way (PATH's directory is created when
- * missing). imgs: n images [28][28], every value in [0,1] (anything else is refused).
- * labels may be NULL. */
-int cg_samples_write(const char *path, const float *imgs, int n, long step, const char *model,
-                     uint64_t seed, const int32_t *labels, cg_error *e);
-
-/* Reads /samples (float32 [N,28,28]) and /labels (int32 [N], optional: *labels = NULL when
- * absent; pass labels = NULL to skip them). *imgs and *labels are malloc'd (free()). Refuses
- * checkpoints and files without a valid /samples. Values are returned as stored. */
-int cg_samples_read(const char *path, float **imgs, int *n, int32_t **labels, cg_error *e);
-
-typedef struct {
-    char model[16];
-    long step;
-    uint64_t seed;
-    int n, has_labels, format_version; /* format_version 0: written without a format attr */
-    char created[32];
-    cg_stack stack; /* the stack it was written on (empty strings in older files) */
-} cg_samples_meta;
-
-/* Attributes and shape of a sample file, without reading the images. */
-int cg_samples_read_meta(const char *path, cg_samples_meta *m, cg_error *e);
-
 /* What kind of file PATH is: CG_FILE_CHECKPOINT, CG_FILE_SAMPLES, or -1 with e set (missing,
  * not HDF5, damaged, or an HDF5 file that is neither). */
 enum { CG_FILE_CHECKPOINT = 1, CG_FILE_SAMPLES = 2 };
 int cg_h5_file_kind(const char *path, cg_error *e);
 
-/* ---- crash-safe HDF5 writing, shared with other chargan files (the classifier's) -------- */
-
-/* The file access property list of every chargan HDF5 file: format bounds earliest..1.8, strong
- * close, no file locking (see above). The low bound must stay "earliest" for files written
- * through cg_h5_begin/cg_h5_commit: with a 1.8 low bound (superblock version 2) 1.10.8's
- * H5Fget_file_image returns an image whose superblock checksum is wrong. Close with H5Pclose. */
-hid_t cg_h5_fapl(void);
-
-/* PATH's directory: "." when PATH has no '/', "/" for "/NAME", else everything before the last
- * '/'. Returns -1 when it does not fit (dir then holds a truncated copy), else 0. */
-int cg_path_dir(const char *path, char *dir, size_t len);
-
-/* Crash-safe writing of PATH, as described above for checkpoints:
- *     hid_t f = cg_h5_begin(path, "classifier", expected_size, e);
- *     ...create groups, datasets and attributes in f...
- *     on failure: cg_h5_discard(f); else: cg_h5_commit(f, path, "classifier", e);
- * cg_h5_begin creates the file in memory (HDF5 core driver, no backing store; size_hint: the
- * expected file size) and touches no disk. cg_h5_commit flushes the file, takes its image,
- * closes it (always), writes the image to DIR/.NAME.tmp (DIR: cg_path_dir(PATH), which must
- * exist) with write(2), fsyncs and closes it, renames it onto PATH and fsyncs DIR. On failure
- * the temporary is removed, an existing PATH is untouched, and e reads "cannot write WHAT
- * PATH: reason" ("WHAT PATH written, but syncing directory DIR failed: ..." when only the last
- * fsync failed). Both return -1 on failure; cg_h5_begin also turns off HDF5's error printing. */
-hid_t cg_h5_begin(const char *path, const char *what, size_t size_hint, cg_error *e);
-int cg_h5_commit(hid_t file, const char *path, const char *what, cg_error *e);
-void cg_h5_discard(hid_t file); /* closes a cg_h5_begin file without writing anything */
-
-/* Writers for files being built; on failure they return -1 with e = "FNAME: cannot write
- * ..." and HDF5's innermost reason. Scalar attribute NAME of type ftype in the file from a
- * value of memory type mtype: */
-int cg_h5_attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val,
-                   const char *fname, cg_error *e);
-/* ...a variable-length UTF-8 string attribute: */
-int cg_h5_attr_put_str(hid_t obj, const char *name, const char *s, const char *fname,
-                       cg_error *e);
-/* ...a dataset NAME in loc (gpath: loc's path, for the message) chunked by `chunk`, with the
- * Fletcher-32 checksum filter and no fill values, holding all of data: */
-int cg_h5_dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
-                   const hsize_t *dims, const hsize_t *chunk, const void *data,
-                   const char *fname, const char *gpath, cg_error *e);
-
-/* "[d0, d1, ...]" into buf (truncated to n). */
-void cg_shape_str(char *buf, size_t n, int ndim, const hsize_t *dims);
+/* Opening a trained GAN for inference (`chargan sample`, `write`, `eval`): builds the
+ * checkpoint's model for batches of up to `batch` images and loads its weights. When the
+ * checkpoint holds an EMA of the generator (m->has_ema), gan->ema_g receives it, and with
+ * use_ema G's parameters are replaced by it (what sample/write/eval draw from unless
+ * --no-ema); without use_ema G keeps the raw weights. classes (CG_GEN_MAX_CLASSES + 1 bytes,
+ * may be NULL) receives the character of each class of a conditional model, from the run's
+ * configuration. m receives the meta data (free with cg_ckpt_meta_free). Returns 0, or -1
+ * with e set; on failure nothing needs freeing. */
+#define CG_GEN_MAX_CLASSES 64
+int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
+                char *classes, cg_error *e);
 
 #endif

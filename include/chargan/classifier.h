@@ -1,4 +1,5 @@
-/* An EMNIST classifier built with the engine, and the GAN quality score computed with it.
+/* An EMNIST classifier built with the engine: the network, its training and its file. The GAN
+ * quality score computed with it is in chargan/eval.h.
  *
  * Network (a layer table, cg_classifier_layers), input [B][28][28] in [0, 1] (upright, the
  * layout of cg_data_batch(..., 0, 1, ...) and of cg_gan_generate):
@@ -11,13 +12,10 @@
  * Strided convolutions take the place of max-pooling. Trained with softmax cross-entropy
  * (cg_softmax_xent) and Adam.
  *
- * Held-out protocol. The only large EMNIST set here is bymerge-test (116,323 images). Image i
- * of a set belongs to the HELD-OUT part when cg_heldout(i) (a fixed hash of the index: about
- * 20%), else to the CLASSIFIER-TRAIN part (about 80%):
- *     cg_heldout(i) = cg_mix64(i ^ 0x43484152474E4556) % 5 == 0
- * The split depends only on the index, so it is the same for every run, tool and rank, and a
- * --limit N keeps the split of the first N images. The classifier never trains on held-out
- * images; its reported accuracy is on the held-out part.
+ * Held-out protocol. The only large EMNIST set here is bymerge-test (116,323 images). It is
+ * split by index into a HELD-OUT part (about 20%) and a CLASSIFIER-TRAIN part (about 80%) by
+ * the rule of chargan/data.h (cg_heldout). The classifier never trains on held-out images;
+ * its reported accuracy is on the held-out part.
  *
  * Classifier file (HDF5, written crash-safely: PATH's directory/.NAME.tmp, flush, fsync,
  * rename, fsync of the directory):
@@ -39,20 +37,12 @@
 
 #include "chargan/data.h"
 #include "chargan/fid.h"
-#include "chargan/gan.h"
 #include "chargan/model.h"
 #include "chargan/util.h"
 
 #define CG_CLF_FORMAT "chargan-classifier"
 #define CG_CLF_FORMAT_VERSION 1
 #define CG_CLF_FEATURES 128
-#define CG_HELDOUT_SALT 0x43484152474E4556ull /* "CHARGENV" */
-
-/* 1 when image `index` of a data set is in the held-out part (see above). */
-int cg_heldout(long index);
-/* The indices i < total of one part (held_out: cg_heldout(i), else the classifier-train part)
- * in increasing order into out (room for total); returns how many. */
-long cg_part_indices(long total, int held_out, int64_t *out);
 
 /* Softmax cross-entropy on logits[B][K] with integer labels: returns
  *     scale * sum_i ( logsumexp(logits_i) - logits_i[label_i] )
@@ -64,6 +54,9 @@ double cg_softmax_xent(int B, int K, const float *logits, const int32_t *labels,
 
 /* Row-wise softmax of logits[B][K] into probs (may be the same array). */
 void cg_softmax(int B, int K, const float *logits, float *probs);
+
+/* Index of the largest of v[0..K) (the first one on ties): the predicted class. */
+int cg_argmax(const float *v, int K);
 
 /* The layer table above for K classes; returns the number of layers (<= CG_MAX_LAYERS). */
 int cg_classifier_layers(int n_classes, cg_layer_spec *out);
@@ -126,78 +119,5 @@ int cg_classifier_compute_stats(cg_classifier *c, const cg_dataset *ds, const in
 int cg_classifier_save(const char *path, const cg_classifier *c, int epochs, uint64_t seed,
                        cg_error *e);
 int cg_classifier_load(const char *path, cg_classifier *c, int max_batch, cg_error *e);
-
-/* ---- the quality score ---------------------------------------------------------------- */
-
-/* Scores of one set of images (generated or real). */
-typedef struct {
-    long n;
-    double fid;            /* Fréchet distance of its features to the reference fit */
-    double confidence;     /* mean over images of the largest softmax probability */
-    int classes_covered;   /* classes that receive >= 0.5% of the argmax predictions */
-    /* Classes that receive at least half of their share among the real held-out images
-     * (argmax predictions). On bymerge's natural class mix several classes (G, H, Q, f, g, q)
-     * hold less than 0.5% of the real images, so classes_covered of real data is ~41 of 47;
-     * this count measures coverage against the data's own mix instead (real data: ~46). */
-    int classes_covered_rel;
-    double class_match;    /* fraction whose argmax is the class asked for / the label;
-                              NAN when the set has no classes (unconditional model) */
-    long class_hist[CG_MAX_CLASSES]; /* argmax predictions per class */
-    double seconds;        /* wall time of the evaluation (generation included) */
-} cg_eval_result;
-
-/* One-time setup for repeated evaluations: the classifier, the reference fit (prepared for
- * FID), and buffers for batches of `batch` images. Everything cg_eval_gan and cg_eval_images
- * need is allocated here, so the trainer can call them every N steps without allocating. */
-typedef struct {
-    cg_classifier *clf;
-    cg_fid_ref ref;
-    int batch, noise_dim;
-    float *z, *imgs, *feats, *probs;
-    int32_t *labels;
-    int64_t *idx;
-    cg_moments mom;
-    cg_gauss fit;
-    /* Cumulative class distribution for conditional generation (the held-out part's class
-     * mix, so a conditional model is compared with data of the same mix). */
-    double class_cdf[CG_MAX_CLASSES];
-    /* Set to ask a conditional model for every class equally often (sample i: class
-     * i mod classes) instead of the held-out mix: then classes_covered counts the classes the
-     * model can draw recognizably, not the rare classes' share of the natural mix. */
-    int uniform_classes;
-    float temperature; /* noise scale of the generated samples (cg_generate); 1 by default */
-} cg_evaluator;
-
-/* ref: reference fit (usually &clf->heldout). noise_dim: the largest noise dimension of the
- * GANs that will be evaluated (0 when only real images are). Returns 0 or -1 with e set. */
-int cg_eval_setup(cg_evaluator *ev, cg_classifier *clf, const cg_gauss *ref, int batch,
-                  int noise_dim, cg_error *e);
-void cg_eval_free(cg_evaluator *ev);
-
-/* Generates n samples of gan (rank 0 is enough: generation runs in inference mode and
- * synchronizes nothing) in chunks of min(ev->batch, gan->cfg.local_batch) and scores them.
- * Noise of sample i: ev->temperature * cg_rng_normal_fill(z, noise_dim, seed,
- * cg_stream(CG_RNG_SAMPLE, 1), i*noise_dim), seed = gan->cfg.seed, so a given checkpoint
- * always gets the same samples (cg_eval_setup sets the temperature to 1; set it after).
- * Conditional models (gan->preset.n_classes > 0) are asked for classes drawn from the held-out
- * class mix (uniform u = cg_rng_uniform(seed, cg_stream(CG_RNG_SAMPLE, 2), i)), or for class
- * i mod n_classes with ev->uniform_classes; gan_class_chars
- * (may be NULL: the classifier's classes) maps the GAN's class k to a character, which is
- * matched to the classifier's class of that character for class_match. No allocation. */
-int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long n,
-                cg_eval_result *r, cg_error *e);
-
-/* Scores n real images idx[0..n) of ds (their labels give class_match = accuracy). */
-int cg_eval_images(cg_evaluator *ev, const cg_dataset *ds, const int64_t *idx, long n,
-                   cg_eval_result *r, cg_error *e);
-
-/* The n-th held-out (or, held_out = 0, classifier-train) index of a set of `total` images in a
- * fixed pseudo-random order (seed 0): fills out[0..n) and returns how many there are (< n when
- * the part is smaller). Used for the real-vs-real floor. Allocates a temporary of total. */
-long cg_split_indices(long total, int held_out, long n, int64_t *out);
-
-/* JSON object of a result: {"n": .., "fid": .., "confidence": .., "classes_covered": ..,
- * "classes_covered_rel": .., "class_match": ..|null, "seconds": ..}. */
-void cg_eval_result_json(const cg_eval_result *r, char *buf, size_t len);
 
 #endif

@@ -26,8 +26,9 @@
 #define CHARGAN_DATA_H
 #include <stdint.h>
 
-#include "chargan/dist.h"
 #include "chargan/util.h"
+
+typedef struct cg_ctx cg_ctx; /* the MPI context, chargan/dist.h */
 
 #define CG_IMG_SIDE 28
 #define CG_IMG_PIXELS 784
@@ -44,8 +45,7 @@ typedef struct {
     char source[512];       /* what was loaded: path, format, split, mapping */
     long file_bytes;        /* size on disk of the images (or CSV) file, for throughput */
     /* private */
-    MPI_Win win_;           /* shared window (cg_data_load) */
-    MPI_Comm comm_;         /* duplicate of the node communicator owning win_ */
+    struct cg_data_shm *shm_; /* shared window and its communicator (cg_data_load) */
     uint8_t *mem_;          /* private copy (cg_data_load_local), else NULL */
     int kind_;              /* 0 nothing loaded, 1 shared window, 2 private memory */
 } cg_dataset;
@@ -114,5 +114,27 @@ int cg_sampler_count(const cg_sampler *s, int rank, int size);
 /* Writes this rank's cg_sampler_count() indices of global batch `step` (>= 0) to idx_out and
  * returns its epoch. Recomputes the permutation only when the epoch changes; no allocation. */
 long cg_sampler_batch(cg_sampler *s, long step, int rank, int size, int64_t *idx_out);
+
+/* ---- the held-out split ---------------------------------------------------------------
+ *
+ * Image i of a data set belongs to the HELD-OUT part when cg_heldout(i) (a fixed hash of the
+ * index: about 20%), else to the CLASSIFIER-TRAIN part (about 80%):
+ *     cg_heldout(i) = cg_mix64(i ^ 0x43484152474E4556) % 5 == 0
+ * The split depends only on the index, so it is the same for every run, tool and rank, and a
+ * --limit N keeps the split of the first N images. The classifier (chargan/classifier.h)
+ * trains on the classifier-train part and reports its accuracy on the held-out part; the
+ * evaluator (chargan/eval.h) scores against the held-out part's features; `chargan train
+ * --exclude-heldout` trains the GAN on the classifier-train part only. */
+#define CG_HELDOUT_SALT 0x43484152474E4556ull /* "CHARGENV" */
+
+/* 1 when image `index` of a data set is in the held-out part. */
+int cg_heldout(long index);
+/* The indices i < total of one part (held_out: cg_heldout(i), else the classifier-train part)
+ * in increasing order into out (room for total); returns how many. */
+long cg_part_indices(long total, int held_out, int64_t *out);
+/* The same part in a fixed pseudo-random order (seed 0): its first n indices into out[0..n);
+ * returns how many there are (< n when the part is smaller). Used for the real-image floors of
+ * `chargan eval`. Allocates a temporary of total. */
+long cg_split_indices(long total, int held_out, long n, int64_t *out);
 
 #endif

@@ -4,7 +4,7 @@
 #include <mpi.h>
 #include "chargan/util.h"
 
-typedef struct {
+typedef struct cg_ctx {
     MPI_Comm world; /* MPI_COMM_WORLD */
     MPI_Comm node;  /* ranks sharing this node (MPI_COMM_TYPE_SHARED) */
     MPI_Comm leaders; /* node_rank == 0 ranks (one per node); MPI_COMM_NULL elsewhere */

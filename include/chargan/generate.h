@@ -1,20 +1,9 @@
-/* Generating from a checkpoint: open a trained GAN for inference, name its classes, draw
- * samples. Shared by `chargan sample`, `chargan write`, `chargan compare` and `chargan eval`. */
+/* Generating from a trained GAN: name its classes, draw samples. Shared by `chargan sample`,
+ * `chargan write`, `chargan compare` and `chargan eval` (which open the checkpoint with
+ * cg_gan_open, chargan/ckpt.h). */
 #ifndef CHARGAN_GENERATE_H
 #define CHARGAN_GENERATE_H
-#include "chargan/ckpt.h"
 #include "chargan/gan.h"
-
-/* Builds the checkpoint's model for batches of up to `batch` images and loads its weights.
- * When the checkpoint holds an EMA of the generator (m->has_ema), gan->ema_g receives it, and
- * with use_ema G's parameters are replaced by it (what `chargan sample/write/eval` draw from
- * unless --no-ema); without use_ema G keeps the raw weights.
- * classes (CG_GEN_MAX_CLASSES + 1 bytes, may be NULL) receives the character of each class of
- * a conditional model, from the run's configuration. m receives the meta data (free with
- * cg_ckpt_meta_free). Returns 0, or -1 with e set; on failure nothing needs freeing. */
-#define CG_GEN_MAX_CLASSES 64
-int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
-                char *classes, cg_error *e);
 
 /* The class that draws character ch: its own class, or for a lowercase letter EMNIST merges
  * into its uppercase class (c i j k l m o p s u v w x y z) that class. -1 when none. */

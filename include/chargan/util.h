@@ -1,4 +1,4 @@
-/* Small shared helpers: error reporting, timing, aligned allocation. */
+/* Small shared helpers: error reporting, timing, aligned allocation, directories. */
 #ifndef CHARGAN_UTIL_H
 #define CHARGAN_UTIL_H
 #include <stddef.h>
@@ -23,6 +23,16 @@ double cg_now(void);
 /* 64-byte aligned, zero-filled allocation; aborts with a clear message when memory runs out. */
 void *cg_alloc(size_t bytes);
 void cg_free(void *p);
+
+/* mkdir -p PATH (mode 0777 before the umask): creates every missing level and fsyncs the
+ * parent of each directory it creates, so the new entries survive a crash. Returns 0, or -1
+ * with e = "DIR: cannot create directory: reason" (also when a level exists but is not a
+ * directory), "empty directory name" or "PATH: path too long". */
+int cg_make_dirs(const char *path, cg_error *e);
+
+/* fsync of directory DIR, so a rename or a new entry in it is durable. File systems that
+ * cannot sync directories (EINVAL, ENOTSUP, EROFS) count as success. 0, or -1 with errno. */
+int cg_fsync_dir(const char *dir);
 
 /* Writes s as a quoted JSON string (quotes, backslashes and control characters escaped) into
  * dst[0..cap), always NUL-terminated; returns the characters written (short of the whole string

@@ -49,13 +49,8 @@ static int load_parts(const clf_opts *o, cg_dataset *ds, int64_t **train, long *
     *held = malloc(sizeof(int64_t) * (size_t)ds->n);
     if (!*train || !*held)
         return cg_fail(e, "out of memory");
-    *nt = *nh = 0;
-    for (long i = 0; i < ds->n; i++) {
-        if (cg_heldout(i))
-            (*held)[(*nh)++] = i;
-        else
-            (*train)[(*nt)++] = i;
-    }
+    *nt = cg_part_indices(ds->n, 0, *train);
+    *nh = cg_part_indices(ds->n, 1, *held);
     if (*nh < 2 || *nt < 2)
         return cg_fail(e, "%s: %ld images are too few for an 80/20 split", ds->source, ds->n);
     return 0;
@@ -157,33 +152,10 @@ static int run(const clf_opts *o, int (*sub)(const clf_opts *, clf_run *))
     return rc;
 }
 
-int cg_cmd_classifier(cg_ctx *c, int argc, char **argv)
+/* The sub-command and its options: -1 to run it, else the exit code (0 after --help, 2 for
+ * a usage error, 1 when started with several ranks). */
+static int parse_args(const cg_ctx *c, const cg_opt *opts, int n_opts, int argc, char **argv)
 {
-    clf_opts o;
-    memset(&o, 0, sizeof o);
-    cg_clf_default_train_opts(&o.t);
-    o.split = "bymerge-test";
-    o.out = "classifier.h5";
-    o.threads = c->threads;
-    const cg_opt opts[] = {
-        {"data", CG_OPT_STR, &o.data,
-         "EMNIST directory or file (default $EMNIST_DIR, then ./data/emnist)"},
-        {"split", CG_OPT_STR, &o.split, "split in a directory (default bymerge-test)"},
-        {"mapping", CG_OPT_STR, &o.mapping, "class -> character mapping file"},
-        {"limit", CG_OPT_LONG, &o.limit, "use only the first N images (0 = all)"},
-        {"out", CG_OPT_STR, &o.out, "train: classifier file to write (default classifier.h5)"},
-        {"classifier", CG_OPT_STR, &o.classifier, "test: classifier file to test"},
-        {"epochs", CG_OPT_INT, &o.t.epochs, "train: epochs (default 6)"},
-        {"batch", CG_OPT_INT, &o.t.batch, "train: batch size (default 128)"},
-        {"lr", CG_OPT_FLOAT, &o.t.lr, "train: Adam learning rate at the start (default 2e-3)"},
-        {"shift", CG_OPT_INT, &o.t.shift,
-         "train: random translation of up to N pixels (default 1; 0 = off)"},
-        {"seed", CG_OPT_U64, &o.t.seed, "train: seed of weights, order and shifts (default 1)"},
-        {"eval-every-epoch", CG_OPT_FLAG, &o.t.eval_every_epoch,
-         "train: print the held-out accuracy after every epoch"},
-        {"threads", CG_OPT_INT, &o.threads, "BLAS/OpenMP threads (default: all cores)"},
-    };
-    const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     const int root = c->rank == 0;
     if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
         if (root) {
@@ -219,8 +191,40 @@ int cg_cmd_classifier(cg_ctx *c, int argc, char **argv)
                             "%d ranks); run it without mpirun\n", sub, c->size);
         return 1;
     }
+    return -1;
+}
+
+int cg_cmd_classifier(cg_ctx *c, int argc, char **argv)
+{
+    clf_opts o;
+    memset(&o, 0, sizeof o);
+    cg_clf_default_train_opts(&o.t);
+    o.split = "bymerge-test";
+    o.out = "classifier.h5";
+    o.threads = c->threads;
+    const cg_opt opts[] = {
+        {"data", CG_OPT_STR, &o.data,
+         "EMNIST directory or file (default $EMNIST_DIR, then ./data/emnist)"},
+        {"split", CG_OPT_STR, &o.split, "split in a directory (default bymerge-test)"},
+        {"mapping", CG_OPT_STR, &o.mapping, "class -> character mapping file"},
+        {"limit", CG_OPT_LONG, &o.limit, "use only the first N images (0 = all)"},
+        {"out", CG_OPT_STR, &o.out, "train: classifier file to write (default classifier.h5)"},
+        {"classifier", CG_OPT_STR, &o.classifier, "test: classifier file to test"},
+        {"epochs", CG_OPT_INT, &o.t.epochs, "train: epochs (default 6)"},
+        {"batch", CG_OPT_INT, &o.t.batch, "train: batch size (default 128)"},
+        {"lr", CG_OPT_FLOAT, &o.t.lr, "train: Adam learning rate at the start (default 2e-3)"},
+        {"shift", CG_OPT_INT, &o.t.shift,
+         "train: random translation of up to N pixels (default 1; 0 = off)"},
+        {"seed", CG_OPT_U64, &o.t.seed, "train: seed of weights, order and shifts (default 1)"},
+        {"eval-every-epoch", CG_OPT_FLAG, &o.t.eval_every_epoch,
+         "train: print the held-out accuracy after every epoch"},
+        {"threads", CG_OPT_INT, &o.threads, "BLAS/OpenMP threads (default: all cores)"},
+    };
+    const int rc = parse_args(c, opts, (int)(sizeof opts / sizeof opts[0]), argc, argv);
+    if (rc >= 0)
+        return rc;
     if (o.threads > 0 && o.threads != c->threads)
         cg_ctx_set_threads(c, o.threads);
     o.threads = c->threads;
-    return run(&o, !strcmp(sub, "train") ? do_train : do_test);
+    return run(&o, !strcmp(argv[0], "train") ? do_train : do_test);
 }

@@ -8,7 +8,9 @@
 #include "chargan/classifier.h"
 #include "cli.h"
 #include "chargan/data.h"
+#include "chargan/eval.h"
 #include "chargan/generate.h"
+#include "chargan/json.h"
 
 static void usage(FILE *f)
 {
@@ -110,6 +112,16 @@ static void json_str(FILE *f, const char *s)
             fputc(ch, f);
     }
     fputc('"', f);
+}
+
+/* One score of the output object: ` "KEY": {...},` and a newline. */
+static void print_score(const char *key, const cg_eval_result *r)
+{
+    json_t *o = cg_eval_result_json(r);
+    char *text = cg_json_text(o);
+    printf(" \"%s\": %s,\n", key, text ? text : "null");
+    free(text);
+    json_decref(o);
 }
 
 int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
@@ -275,7 +287,6 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         }
     }
 
-    char buf[512];
     printf("{\"checkpoint\": ");
     json_str(stdout, ckpt);
     printf(", \"model\": ");
@@ -292,21 +303,14 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
     printf(", \"classifier\": ");
     json_str(stdout, clf_path);
     printf(", \"classifier_heldout_accuracy\": %.4f, \"n\": %ld,\n", clf.heldout_accuracy, n);
-    cg_eval_result_json(&gen, buf, sizeof buf);
-    printf(" \"generated\": %s,\n", buf);
-    if (gan.preset.n_classes) {
-        cg_eval_result_json(&uni, buf, sizeof buf);
-        printf(" \"uniform_classes\": %s,\n", buf);
-    }
+    print_score("generated", &gen);
+    if (gan.preset.n_classes)
+        print_score("uniform_classes", &uni);
     if (have_floor) {
-        cg_eval_result_json(&flo, buf, sizeof buf);
-        printf(" \"real_floor\": %s,\n", buf);
-        if (have_ufloor) {
-            cg_eval_result_json(&ufl, buf, sizeof buf);
-            printf(" \"uniform_real_floor\": %s,\n", buf);
-        }
-        cg_eval_result_json(&mfl, buf, sizeof buf);
-        printf(" \"matched_floor\": %s,\n", buf);
+        print_score("real_floor", &flo);
+        if (have_ufloor)
+            print_score("uniform_real_floor", &ufl);
+        print_score("matched_floor", &mfl);
         printf(" \"fid_over_floor\": %.3f, \"fid_over_matched_floor\": %.3f,",
                flo.fid > 0 ? gen.fid / flo.fid : NAN, mfl.fid > 0 ? gen.fid / mfl.fid : NAN);
     } else {

@@ -1,11 +1,12 @@
 /* chargan info FILE: what a checkpoint or sample file holds, and whether it is valid. */
-#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../h5io.h"
 #include "chargan/ckpt.h"
+#include "chargan/samples.h"
 #include "cli.h"
 
 static void usage(FILE *f)
@@ -46,45 +47,91 @@ static void stats_of(const float *x, size_t n, stats *s)
     s->nonfinite = bad;
 }
 
-/* Reads dataset gpath/name as float; 0 with *x malloc'd, -1 when absent or not numeric. */
-static int read_floats(hid_t f, const char *gpath, const char *name, float **x, int *ndim,
-                       hsize_t *dims, char *type, size_t tlen)
+/* Elements of a dataset. */
+static size_t count_of(const cg_h5_dinfo *d)
+{
+    size_t n = 1;
+    for (int k = 0; k < d->ndim; k++)
+        n *= (size_t)d->dims[k];
+    return n;
+}
+
+/* Reads dataset gpath/name as float: 0 with *x malloc'd and d filled, -1 when absent, not
+ * numeric or unreadable (type then says what it is, when it is a dataset). */
+static int read_floats(hid_t f, const char *gpath, const char *name, float **x, cg_h5_dinfo *d,
+                       char *type, size_t tlen)
 {
     *x = NULL;
     char full[256];
     snprintf(full, sizeof full, "%s/%s", gpath, name);
-    if (H5Lexists(f, gpath, H5P_DEFAULT) <= 0 || H5Lexists(f, full, H5P_DEFAULT) <= 0)
+    cg_error ignored = {{0}};
+    if (H5Lexists(f, gpath, H5P_DEFAULT) <= 0 ||
+        cg_h5_dset_info(f, full, d, "", "", &ignored) || d->ndim > CG_H5_MAX_DIMS)
         return -1;
-    hid_t d = H5Dopen2(f, full, H5P_DEFAULT);
-    if (d < 0)
+    snprintf(type, tlen, "%s%zu",
+             d->cls == H5T_FLOAT ? "float" : d->cls == H5T_INTEGER ? "int" : "?", 8 * d->size);
+    if (d->cls != H5T_FLOAT && d->cls != H5T_INTEGER)
         return -1;
-    hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
-    int rc = -1;
-    int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    if (t >= 0 && nd >= 0 && nd <= 8) {
-        H5T_class_t cl = H5Tget_class(t);
-        snprintf(type, tlen, "%s%zu", cl == H5T_FLOAT ? "float" : cl == H5T_INTEGER ? "int" : "?",
-                 8 * H5Tget_size(t));
-        H5Sget_simple_extent_dims(sp, dims, NULL);
-        *ndim = nd;
-        hssize_t np = H5Sget_simple_extent_npoints(sp);
-        if ((cl == H5T_FLOAT || cl == H5T_INTEGER) && np >= 0) {
-            *x = malloc(sizeof(float) * (size_t)(np ? np : 1));
-            if (*x && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) >= 0)
-                rc = 0;
-            else {
-                free(*x);
-                *x = NULL;
-                snprintf(type + strlen(type), tlen - strlen(type), ", unreadable");
-            }
+    const size_t n = count_of(d);
+    *x = malloc(sizeof(float) * (n ? n : 1));
+    if (*x && cg_h5_dset_load(f, full, H5T_NATIVE_FLOAT, *x, "", "", &ignored) == 0)
+        return 0;
+    free(*x);
+    *x = NULL;
+    snprintf(type + strlen(type), tlen - strlen(type), ", unreadable");
+    return -1;
+}
+
+/* L2 norms of the Adam moments m and v of tensor `name` of network `who` (NAN: none, as for
+ * the EMA). */
+static void moment_norms(hid_t f, const char *who, const char *name, double mv[2])
+{
+    for (int w = 0; w < 2; w++) {
+        char op[96];
+        snprintf(op, sizeof op, "/optimizer/%s/%c", who, w ? 'v' : 'm');
+        float *y = NULL;
+        cg_h5_dinfo d;
+        char type[48] = "";
+        mv[w] = NAN;
+        if (read_floats(f, op, name, &y, &d, type, sizeof type) == 0) {
+            stats s;
+            stats_of(y, count_of(&d), &s);
+            mv[w] = s.l2;
+            free(y);
         }
     }
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (t >= 0)
-        H5Tclose(t);
-    H5Dclose(d);
-    return rc;
+}
+
+/* One tensor line; returns its element count (0 when it is not a numeric dataset). */
+static long long print_tensor(hid_t f, const char *who, const char *gpath, const char *name)
+{
+    float *x = NULL;
+    cg_h5_dinfo d;
+    char type[48] = "", shape[96];
+    if (read_floats(f, gpath, name, &x, &d, type, sizeof type)) {
+        printf("  %-16s (not a numeric dataset%s%s)\n", name, type[0] ? ": " : "", type);
+        return 0;
+    }
+    cg_shape_str(shape, sizeof shape, d.ndim, d.dims);
+    stats s;
+    stats_of(x, count_of(&d), &s);
+    free(x);
+    double mv[2];
+    moment_norms(f, who, name, mv);
+    printf("  %-16s %-20s %10lld %11.5g %11.4g %11.4g", name, shape, s.count, s.l2, s.min,
+           s.max);
+    for (int w = 0; w < 2; w++) {
+        if (isnan(mv[w]))
+            printf(" %11s", "-");
+        else
+            printf(" %11.4g", mv[w]);
+    }
+    if (strcmp(type, "float32"))
+        printf("  (%s)", type);
+    if (s.nonfinite)
+        printf("  (%lld non-finite)", s.nonfinite);
+    printf("\n");
+    return s.count;
 }
 
 /* The tensors of one network as the file holds them, in creation (= model) order. */
@@ -104,7 +151,6 @@ static void print_net(hid_t f, const char *who)
             H5Gclose(g);
         return;
     }
-    /* Count parameters first for the header line. */
     printf("%s:\n  %-16s %-20s %10s %11s %11s %11s %11s %11s\n", who, "tensor", "shape",
            "count", "l2", "min", "max", "adam_m l2", "adam_v l2");
     long long total = 0;
@@ -115,68 +161,10 @@ static void print_net(hid_t f, const char *who)
             H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
                                H5P_DEFAULT) < 0)
             continue;
-        float *x = NULL;
-        int nd = 0;
-        hsize_t dims[8];
-        char type[48] = "", shape[96];
-        if (read_floats(f, gpath, name, &x, &nd, dims, type, sizeof type)) {
-            printf("  %-16s (not a numeric dataset%s%s)\n", name, type[0] ? ": " : "", type);
-            continue;
-        }
-        cg_shape_str(shape, sizeof shape, nd, dims);
-        stats s;
-        size_t n = 1;
-        for (int k = 0; k < nd; k++)
-            n *= (size_t)dims[k];
-        stats_of(x, n, &s);
-        free(x);
-        total += s.count;
-        double mv[2] = {NAN, NAN};
-        for (int w = 0; w < 2; w++) {
-            char op[96];
-            snprintf(op, sizeof op, "/optimizer/%s/%c", who, w ? 'v' : 'm');
-            float *y = NULL;
-            int nd2 = 0;
-            hsize_t d2[8];
-            char t2[48] = "";
-            if (read_floats(f, op, name, &y, &nd2, d2, t2, sizeof t2) == 0) {
-                size_t n2 = 1;
-                for (int k = 0; k < nd2; k++)
-                    n2 *= (size_t)d2[k];
-                stats s2;
-                stats_of(y, n2, &s2);
-                mv[w] = s2.l2;
-                free(y);
-            }
-        }
-        printf("  %-16s %-20s %10lld %11.5g %11.4g %11.4g", name, shape, s.count, s.l2, s.min,
-               s.max);
-        for (int w = 0; w < 2; w++) { /* no moments: the EMA */
-            if (isnan(mv[w]))
-                printf(" %11s", "-");
-            else
-                printf(" %11.4g", mv[w]);
-        }
-        if (strcmp(type, "float32"))
-            printf("  (%s)", type);
-        if (s.nonfinite)
-            printf("  (%lld non-finite)", s.nonfinite);
-        printf("\n");
+        total += print_tensor(f, who, gpath, name);
     }
     printf("  %lld parameters in %llu tensors\n", total, (unsigned long long)info.nlinks);
     H5Gclose(g);
-}
-
-static hid_t open_plain(const char *path)
-{
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 0, 1);
-#endif
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    return f;
 }
 
 static void print_stack(const cg_stack *s)
@@ -216,9 +204,9 @@ static int info_checkpoint(const char *path)
     printf("config:        %s\n", m.config_json);
     const int has_ema = m.has_ema;
     cg_ckpt_meta_free(&m);
-    hid_t f = open_plain(path);
+    hid_t f = cg_h5_open_ro(path, &e);
     if (f < 0) {
-        fprintf(stderr, "chargan: error: %s: cannot open\n", path);
+        fprintf(stderr, "chargan: error: %s\n", e.msg);
         return 1;
     }
     print_net(f, "generator");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "chargan/ckpt.h"
 #include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/png.h"
