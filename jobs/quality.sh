@@ -47,13 +47,14 @@ run() { # NAME MINUTES EVAL_EVERY ARGS...
 
 for r in "${RUNS[@]}"; do
     case $r in
-    deep-cond) # the time-to-quality recipe (README "Quality"): batch 32 (each rank its own
+    deep-cond) # the time-to-quality recipe (docs/quality.md): batch 32 (each rank its own
         # exact-sum group), G/D learning rates 6e-4/3e-4 falling linearly to 0 over the last 40%
         # of 10,000 steps (about what 15 minutes give on 2 cores; --time-limit still ends it)
         run deep-cond "${MINUTES_DCGAN:-15}" 1000 --model deep --conditional --batch 32 \
             --sum-groups 2 --lr-g 6e-4 --lr-d 3e-4 --steps 10000 --lr-decay-start 6000 ;;
-    deep-cond-b64) # the preset's defaults: batch 64, lr 2e-4/1e-4, constant
-        run deep-cond-b64 "${MINUTES_DCGAN:-15}" 500 --model deep --conditional ;;
+    deep-cond-b64) # dcgan's rates and batch on deep: batch 64, lr 2e-4/1e-4, constant
+        run deep-cond-b64 "${MINUTES_DCGAN:-15}" 500 --model deep --conditional --batch 64 \
+            --lr-g 2e-4 --lr-d 1e-4 --lr-decay-start -1 ;;
     dcgan-cond) run dcgan-cond "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional ;;
     dcgan-cond-samelr) # D at G's 2e-4 (the preset's default before it became 1e-4)
         run dcgan-cond-samelr "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional \

@@ -1,19 +1,15 @@
 /* EMA of the generator's weights; see ema.h. */
 #include "chargan/ema.h"
 
+#include "chargan/preset.h"
+
 #include <string.h>
 
-/* dcgan (lr 2e-4 / 1e-4) reaches its plateau within a CPU budget, where averaging is meant to
- * help; 0.999 is the usual choice there (Yazici et al. 2019; with the warm-up the window is
- * min(1000, ~t/9) steps). seed and small train at lr 1e-5 / 3e-5 and are still improving
- * quickly after any CPU budget, so an average lags behind a better generator: measured on
- * small (2 ranks, bymerge, 120 s), FID of the EMA vs the raw weights 236.7 vs 215.9 at step
- * 2000 and 132.4 vs 126.7 at step 3766. They get no EMA unless asked (--ema 0.999). */
+/* The preset row holds the default and why (src/preset.c). */
 double cg_ema_default(const char *model)
 {
-    if (!strcmp(model, "seed") || !strcmp(model, "small"))
-        return 0.0;
-    return 0.999;
+    const cg_preset_row *row = cg_preset_find(model);
+    return row ? row->ema : 0.0;
 }
 
 float cg_ema_decay_at(double decay, long t)

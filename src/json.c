@@ -8,7 +8,7 @@
 
 /* 15 significant digits: doubles made by cg_json_float and cg_json_num print as written
  * (0.0006, not 0.00059999999999999995). */
-#define CG_JSON_FLAGS JSON_REAL_PRECISION(15)
+#define CG_JSON_FLAGS (JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
 
 json_t *cg_json_str(const char *s)
 {

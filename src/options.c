@@ -1,4 +1,4 @@
-#include "cli.h"
+#include "chargan/options.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_value(const cg_opt *o, const char *v, cg_error *e)
+int cg_parse_value(const cg_opt *o, const char *v, cg_error *e)
 {
     char *end = NULL;
     errno = 0;
@@ -41,10 +41,18 @@ static int parse_value(const cg_opt *o, const char *v, cg_error *e)
         *(float *)o->dst = x;
         return 0;
     }
+    case CG_OPT_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end)
+            return cg_fail(e, "--%s: '%s' is not a number", o->name, v);
+        *(double *)o->dst = x;
+        return 0;
+    }
     case CG_OPT_STR:
         *(const char **)o->dst = v;
         return 0;
     case CG_OPT_FLAG:
+    case CG_OPT_FLAG_OFF:
         break;
     }
     return 0;
@@ -73,16 +81,16 @@ int cg_parse_opts(const cg_opt *opts, int n, int argc, char **argv, const char *
                 o = &opts[k];
         if (!o)
             return cg_fail(e, "unknown option '%s' (see --help)", a);
-        if (o->type == CG_OPT_FLAG) {
+        if (o->type == CG_OPT_FLAG || o->type == CG_OPT_FLAG_OFF) {
             if (eq)
                 return cg_fail(e, "--%s takes no value", o->name);
-            *(int *)o->dst = 1;
+            *(int *)o->dst = o->type == CG_OPT_FLAG;
             continue;
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!v)
             return cg_fail(e, "--%s needs a value", o->name);
-        if (parse_value(o, v, e))
+        if (cg_parse_value(o, v, e))
             return -1;
     }
     return 0;
@@ -90,7 +98,7 @@ int cg_parse_opts(const cg_opt *opts, int n, int argc, char **argv, const char *
 
 void cg_print_opts(FILE *f, const cg_opt *opts, int n)
 {
-    static const char *meta[] = {"N", "N", "X", "N", "S", ""};
+    static const char *meta[] = {"N", "N", "X", "X", "N", "S", "", ""};
     for (int k = 0; k < n; k++) {
         char left[64];
         snprintf(left, sizeof left, "--%s %s", opts[k].name, meta[opts[k].type]);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "chargan/blas.h"
+#include "chargan/json.h"
 #include "chargan/util.h"
 #include "chargan_version.h" /* generated at build time: CHARGAN_VERSION_STRING */
 
@@ -54,14 +55,9 @@ void cg_stack_print(FILE *f, const cg_stack *s)
             s->hdf5);
 }
 
-void cg_stack_json(const cg_stack *s, char *buf, size_t len)
+void cg_stack_json(const cg_stack *s, json_t *obj)
 {
     const char *v[4] = {s->chargan, s->mpi, s->blas, s->hdf5};
-    size_t n = 0;
-    buf[0] = 0;
-    for (int i = 0; i < 4 && n < len; i++) {
-        n += (size_t)snprintf(buf + n, len - n, "%s\"%s\": ", i ? ", " : "", cg_stack_attr[i]);
-        if (n < len)
-            n += cg_json_quote(buf + n, len - n, v[i]);
-    }
+    for (int i = 0; i < 4; i++)
+        json_object_set_new(obj, cg_stack_attr[i], cg_json_str(v[i]));
 }

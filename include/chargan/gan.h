@@ -2,7 +2,7 @@
  * this rank's part of the global batch, and the Adam updates. The trainer adds the gradient
  * reduction through a hook, so a single process and P ranks run the same code.
  *
- * One step (the seed's): z ~ N(0,1) for every sample, fake = G(z);
+ * One step (the notebook's): z ~ N(0,1) for every sample, fake = G(z);
  *   L_D = mean over the 2B samples of concat(real, fake) of BCE(D(x), 1 for real, 0 for fake)
  *   L_G = mean over the B fakes of BCE(D(fake), 1)
  * or with the hinge loss (Lim & Ye 2017; Miyato et al. 2018):
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "chargan/model.h"
+#include "chargan/preset.h"
 #include "chargan/optim.h"
 
 typedef struct {
@@ -31,7 +32,7 @@ typedef struct {
     float lr_g, lr_d, beta1, beta2, eps; /* lr 0: the preset's default */
     uint64_t seed;
     int n_classes;    /* > 0: conditional generation over this many classes */
-    int loss;         /* CG_LOSS_BCE (the seed's) or CG_LOSS_HINGE */
+    int loss;         /* CG_LOSS_BCE (the notebook's) or CG_LOSS_HINGE */
     /* Learning-rate schedule: constant until step lr_decay_start, then falling linearly to 0
      * at step lr_decay_end (the run's last step); lr_decay_start < 0: constant. */
     long lr_decay_start, lr_decay_end;
@@ -71,9 +72,9 @@ struct cg_gan {
     double ema_decay;  /* its decay (0 without EMA) */
 };
 
-/* Fills cfg with the seed's defaults (model seed, batch 64, the preset's learning rates —
- * 1e-5 / 3e-5 for seed and small, 2e-4 / 1e-4 for dcgan, cdcgan and deep — beta1 0.5,
- * beta2 0.999, eps 1e-7, noise 150, unconditional). */
+/* Fills cfg with the settings shared by every preset (beta1 0.5, beta2 0.999, eps 1e-7, noise
+ * 150, the preset's learning rates, unconditional) for model seed at batch 64; a run takes
+ * the rest from its preset's row (chargan/preset.h). */
 void cg_gan_default_config(cg_gan_config *cfg);
 
 /* Allocates everything a step needs. Returns 0, or -1 with e set (unknown model, ...). */

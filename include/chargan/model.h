@@ -127,11 +127,6 @@ typedef struct {
     cg_layer_spec g[CG_MAX_LAYERS], d[CG_MAX_LAYERS];
 } cg_preset;
 
-/* Fills p with the named preset ("seed", "small", "dcgan", "cdcgan", "deep"); n_classes > 0
- * makes it conditional. Returns 0, or -1 for an unknown name. */
-int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p);
-/* Comma-separated list of preset names, for help and error messages. */
-const char *cg_preset_names(void);
 
 /* Builds a network from a layer table for inputs of shape (in_c, in_h, in_w) (in_h = in_w = 0:
  * flat input of in_c features) and batches up to max_batch. col_cap_floats bounds the im2col

@@ -8,7 +8,7 @@ typedef struct {
     long t; /* steps taken; part of the checkpointed state */
 } cg_adam;
 
-/* Keras' Adam (the seed's optimizer):
+/* Keras' Adam (the notebook's optimizer):
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *   lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t);  w -= lr_t * m / (sqrt(v) + eps)
  * Increments a->t first. */

@@ -5,31 +5,49 @@
 #include "chargan/dist.h"
 #include "chargan/gan.h"
 
+/* A run's settings: the options of `chargan train`, and the configuration saved in every
+ * checkpoint. settings.c describes each field once (option, help, JSON key, resume rule);
+ * fields marked "preset's" are filled from the model's preset row when not given. */
 typedef struct {
-    cg_gan_config gan;      /* global_batch set; local_batch derived from the rank count */
-    cg_data_opts data;
+    const char *model;      /* preset name; NULL: CG_DEFAULT_PRESET */
+    int conditional;        /* condition on the data set's classes; -1: the preset's */
+    cg_gan_config gan;      /* noise_dim, global_batch (0: the preset's), lr_g / lr_d (0: the
+                               preset's), beta1, beta2, eps, lr_decay_start (CG_DECAY_PRESET:
+                               the preset's) */
+    long seed;              /* weights, noise, data order */
+    const char *loss;       /* "bce" or "hinge" */
+    cg_data_opts data;      /* split NULL and limit -1: the preset's */
     long epochs;            /* used when steps == 0 */
-    long steps;             /* total steps of the run, counted from its start */
+    long steps;             /* total steps of the run, counted from its start; steps and
+                               epochs both 0: the preset's */
+    int sum_groups;         /* exact-sum groups of the global batch; 0: cg_sum_groups' choice */
+    int float_sums;         /* sum gradients in float instead (half the bytes, not exact) */
+    double ema;             /* EMA decay of G's weights (chargan/ema.h); NaN: the preset's;
+                               0: no EMA */
+    int exclude_heldout;    /* train only on the classifier-train part (!cg_heldout(i)), so
+                               the FID reference (the held-out part) stays unseen */
+    long ckpt_every;        /* checkpoint every N steps (0: only at the end and on signals) */
+    long sample_every;      /* sample file + PNG every N steps (0: only at the end) */
+    long eval_every;        /* quality score on rank 0 every N steps (0: never) */
+    const char *classifier; /* classifier file for the score */
+    long eval_n;            /* samples per score */
+    /* Per invocation, not saved: */
+    const char *config;     /* settings file or checkpoint the run started from (--config) */
     const char *out;        /* output directory */
     int log_every;
     int check_every;        /* compare parameter checksums across ranks every N steps; 0 off */
     int threads;            /* BLAS threads per rank; 0 = cores / ranks on the node */
-    int conditional;        /* condition on the data set's classes */
-    long ckpt_every;        /* checkpoint every N steps (0: only at the end and on signals) */
     int keep;               /* keep the newest K checkpoints (0: all) */
     const char *resume;     /* NULL, "auto" (newest valid in OUT/checkpoints) or a file */
-    long sample_every;      /* sample file + PNG every N steps (0: only at the end) */
     double time_limit;      /* stop (checkpoint, exit 0) after this many seconds; 0: none */
-    long eval_every;        /* quality score on rank 0 every N steps (0: never) */
-    const char *classifier; /* classifier file for the score */
-    long eval_n;            /* samples per score */
-    int sum_groups;         /* exact-sum groups of the global batch; 0: cg_sum_groups' choice */
-    int float_sums;         /* sum gradients in float instead (half the bytes, not exact) */
-    double ema;             /* EMA decay of G's weights (chargan/ema.h); < 0: the model's
-                               default (cg_ema_default); 0: no EMA */
-    int exclude_heldout;    /* train only on the classifier-train part (!cg_heldout(i)), so
-                               the FID reference (the held-out part) stays unseen */
+    /* Facts of the run, recorded in the saved configuration (cg_train fills them): */
+    int n_classes;
+    const char *classes;              /* the character of each class */
+    long images, images_used;         /* in the data set; in the sampler's index set */
+    const char *source;               /* what was loaded (cg_dataset.source) */
 } cg_train_opts;
+
+#define CG_DECAY_PRESET (-2L)
 
 void cg_train_default_opts(cg_train_opts *o);
 
@@ -43,7 +61,5 @@ int cg_sum_groups(int B, int P, int requested, cg_error *e);
  * message printed once). */
 int cg_train(cg_ctx *c, const cg_train_opts *o);
 
-/* Order-independent checksum of a float buffer's bit patterns. */
-uint64_t cg_checksum(const float *p, size_t n);
 
 #endif

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 typedef struct {
     char chargan[96]; /* "0.5.0 (git bb8a22f)": the project version and `git describe` */
     char mpi[256];    /* MPI_Get_library_version's first line (MPICH: plus its device) */
@@ -19,9 +21,8 @@ void cg_stack_get(cg_stack *s);
 /* The --version text: "chargan VERSION" then one line per library. */
 void cg_stack_print(FILE *f, const cg_stack *s);
 
-/* The four as JSON members (strings escaped), without braces:
- * "chargan_version": "...", "mpi_library": "...", "blas_library": "...", "hdf5_version": "..." */
-void cg_stack_json(const cg_stack *s, char *buf, size_t len);
+/* Adds the four to a JSON object: chargan_version, mpi_library, blas_library, hdf5_version. */
+void cg_stack_json(const cg_stack *s, json_t *obj);
 
 /* The attribute names of the four, in the order of the struct. */
 extern const char *const cg_stack_attr[4];
