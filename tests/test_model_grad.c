@@ -43,7 +43,7 @@
  * Also: the losses recomputed from gan.h's contract (noise and dropout keys, mean BCE over 2B
  * and B in double), the d_grads_ready hook (D's gradient final when it fires), repeatability,
  * one thread vs the default threads, the parameter counts of "seed" and "small" (total and per
- * layer, from issue 2) and the FLOPs of one step at batch 64 (47.72 / 3.26 GFLOP). */
+ * layer, from the model tables) and the FLOPs of one step at batch 64 (47.72 / 3.26 GFLOP). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +239,7 @@ static void check_counts(const char *model, size_t np_g, size_t np_d, double gfl
         }
         CHECK(off == nets[k]->n_params);
     }
-    /* per-layer counts of the issue's tables */
+    /* per-layer counts of the model tables */
     static const char *gl[] = {"dense0", "convt0", "convt1", "convt2"};
     static const char *dl[] = {"conv0", "conv1", "dense0", "dense1"};
     for (int i = 0; i < 4; i++) {
@@ -249,7 +249,7 @@ static void check_counts(const char *model, size_t np_g, size_t np_d, double gfl
                model, dl[i], layer_params(&gan.d, dl[i]), layers_d[i]);
     }
 
-    /* FLOPs of one step at batch 64, as issue 2 defines it: G forward (B), D forward (2B),
+    /* FLOPs of one step at batch 64, counted as: G forward (B), D forward (2B),
      * D backward for L_D on 2B (weights and inputs, no input gradient of D's first layer),
      * D input-gradient pass for L_G (B), G backward (no gradient into the noise). Computed
      * here from the layer shapes, then compared with the library's accounting. */
@@ -264,12 +264,12 @@ static void check_counts(const char *model, size_t np_g, size_t np_d, double gfl
                         Bf * (2.0 * gf - g_first);
     const double lib = cg_gan_step_flops(&gan, Bf);
     printf("%s: G %zu params, D %zu params; step at batch 64: %.4f GFLOP (library %.4f, "
-           "issue %.2f)\n", model, gan.g.n_params, gan.d.n_params, mine * 1e-9, lib * 1e-9,
+           "table %.2f)\n", model, gan.g.n_params, gan.d.n_params, mine * 1e-9, lib * 1e-9,
            gflop_step);
     CHECK_NEAR(cg_net_fwd_flops(&gan.g), gf, 0.5);
     CHECK_NEAR(cg_net_fwd_flops(&gan.d), df, 0.5);
     CHECK_NEAR(lib, mine, 1.0);
-    CHECK_NEAR(mine * 1e-9, gflop_step, 0.005); /* the issue's number, to its 2 decimals */
+    CHECK_NEAR(mine * 1e-9, gflop_step, 0.005); /* the table's number, to its 2 decimals */
     cg_gan_free(&gan);
 }
 

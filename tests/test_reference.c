@@ -14,8 +14,8 @@
  * thousands of terms is relative to the size of the terms, not of the result). Scalars (losses,
  * norms, D means) use the plain relative error |c - ref| / |ref|. Tolerance 1e-4 throughout.
  *
- * The parameter counts of both presets are checked against issue 2's numbers independently of
- * the fixture. The test runs with cwd = tests/. */
+ * The parameter counts of both presets are checked against the model tables' numbers,
+ * independently of the fixture. The test runs with cwd = tests/. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>

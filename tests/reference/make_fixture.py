@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference for one chargan training step (issue 2).
+"""Independent PyTorch reference for one chargan training step.
 
 Writes tests/reference/fixture.h5, which tests/test_reference.c compares chargan against.
 Nothing here uses chargan's code: the random generator, the test initialization, the two
@@ -83,7 +83,7 @@ def self_test_rng():
 
 
 # ----------------------------------------------------------------------------------------------
-# Presets (the layer tables of issue 2), as the list of parameter tensors in table order.
+# Presets (the layer tables of src/preset.c), as the list of parameter tensors in table order.
 
 def preset(name):
     if name == "seed":
