@@ -157,8 +157,9 @@ void cg_settings_help(FILE *f)
             snprintf(decay, sizeof decay, ", decay from %d%%", r->lr_decay_pct);
         if (r->limit)
             snprintf(data, sizeof data, "the first %ld images", r->limit);
-        fprintf(f, "  %-7s %s\n          %sbatch %d, lr %g / %g%s, %s, EMA %g, %s, %s\n",
-                r->name, r->help, r->conditional ? "conditional, " : "", r->batch,
+        fprintf(f, "  %-7s %s%s\n          %sbatch %d, lr %g / %g%s, %s, EMA %g, %s, %s\n",
+                r->name, r->help, strcmp(r->name, CG_DEFAULT_PRESET) ? "" : " (the default)",
+                r->conditional ? "conditional, " : "", r->batch,
                 (double)r->lr_g, (double)r->lr_d, decay, len, r->ema, r->split, data);
     }
 }
