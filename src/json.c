@@ -53,6 +53,15 @@ json_t *cg_json_num(double v, int decimals)
     return json_real(v);
 }
 
+json_t *cg_json_sig(double v, int digits)
+{
+    if (!isfinite(v))
+        return json_null();
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.*e", digits > 1 ? digits - 1 : 0, v);
+    return json_real(strtod(buf, NULL));
+}
+
 char *cg_json_text(const json_t *obj) { return json_dumps(obj, CG_JSON_FLAGS); }
 
 int cg_json_print(FILE *f, json_t *obj)

@@ -14,6 +14,7 @@ json_t *cg_json_str(const char *s);         /* NULL -> null; bytes that are not 
 json_t *cg_json_float(float v);             /* the shortest decimal that reads back as v */
 json_t *cg_json_num(double v, int decimals); /* rounded to `decimals` places (< 0: as is);
                                                 NaN and Inf -> null */
+json_t *cg_json_sig(double v, int digits);  /* rounded to `digits` significant digits */
 
 /* Text of obj on one line ({"a": 1, "b": "x"}), no newline; free() it. */
 char *cg_json_text(const json_t *obj);

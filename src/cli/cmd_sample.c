@@ -6,12 +6,12 @@
 
 #include "cli.h"
 #include "chargan/ckpt.h"
+#include "chargan/data.h"
 #include "chargan/ema.h"
 #include "chargan/generate.h"
+#include "chargan/json.h"
 #include "chargan/png.h"
 #include "chargan/rng.h"
-
-#define IMAGE_PIXELS 784
 
 /* Parses a command's options; prints usage for --help. Returns 0 to go on, else the exit
  * code + 1 (so 1 means "exit 0", 3 means "exit 2"). */
@@ -55,23 +55,99 @@ static int open_checkpoint(const char *path, int batch, int use_ema, cg_gan *gan
     return -1;
 }
 
+/* The classes to draw: every class in turn, or only --char's. NULL for an unconditional
+ * model; sets *rc on an error (printed). */
+static int32_t *sample_labels(const char *ckpt, int K, const char *classes, const char *chr,
+                              int n, int *rc)
+{
+    if (K == 0) {
+        if (chr) {
+            fprintf(stderr, "chargan: error: %s: --char needs a conditional model (train with "
+                            "--conditional)\n", ckpt);
+            *rc = 1;
+        }
+        return NULL;
+    }
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)n);
+    const int cls = chr ? cg_class_of_char(classes, chr[0]) : -1;
+    if (chr && cls < 0) {
+        fprintf(stderr, "chargan: error: %s: the model has no class for '%s' (classes: %s)\n",
+                ckpt, chr, classes);
+        *rc = 1;
+    }
+    for (int i = 0; i < n; i++)
+        labels[i] = chr ? cls : i % K;
+    return labels;
+}
+
+/* The first 81 samples as a 9x9 PNG, captioned with their classes. */
+static int sample_png(const char *png, const float *img, int n, const int32_t *labels,
+                      const char *classes)
+{
+    cg_error e;
+    char captions[82] = {0};
+    for (int i = 0; i < 81 && i < n && labels; i++)
+        captions[i] = classes[labels[i]] ? classes[labels[i]] : '?';
+    if (!cg_png_grid(png, img, n < 81 ? n : 81, 9, 3, labels ? captions : NULL, &e))
+        return 0;
+    fprintf(stderr, "chargan: error: %s\n", e.msg);
+    return 1;
+}
+
+typedef struct {
+    const char *ckpt, *out, *png, *chr;
+    int n, batch, no_ema;
+    long seed;
+    float temperature;
+} sample_opts;
+
+/* Generates and writes the samples; returns the exit code. */
+static int sample_run(const sample_opts *o)
+{
+    cg_gan gan;
+    cg_ckpt_meta m;
+    cg_error e;
+    char classes[CG_GEN_MAX_CLASSES + 1];
+    if (open_checkpoint(o->ckpt, o->batch, !o->no_ema, &gan, &m, classes))
+        return 1;
+    int rc = 0;
+    int32_t *labels = sample_labels(o->ckpt, m.n_classes, classes, o->chr, o->n, &rc);
+    float *img = rc ? NULL : malloc(sizeof(float) * (size_t)o->n * CG_IMG_PIXELS);
+    float *z = rc ? NULL : malloc(sizeof(float) * (size_t)o->batch * gan.preset.noise_dim);
+    if (!rc) {
+        cg_generate(&gan, (uint64_t)o->seed, 0, o->n, labels, o->temperature, img, z);
+        if (cg_samples_write(o->out, img, o->n, m.step, m.model, (uint64_t)o->seed, labels,
+                             &e)) {
+            fprintf(stderr, "chargan: error: %s\n", e.msg);
+            rc = 1;
+        }
+    }
+    if (!rc && o->png)
+        rc = sample_png(o->png, img, o->n, labels, classes);
+    if (!rc)
+        printf("wrote %d samples of %s (step %ld, %s generator, temperature %g) to %s%s%s\n",
+               o->n, o->ckpt, m.step, m.has_ema && !o->no_ema ? "EMA" : "raw",
+               (double)o->temperature, o->out, o->png ? " and " : "", o->png ? o->png : "");
+    free(labels), free(img), free(z);
+    cg_ckpt_meta_free(&m);
+    cg_gan_free(&gan);
+    return rc;
+}
+
 int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
 {
-    const char *ckpt = NULL, *out = "samples.h5", *png = NULL, *chr = NULL;
-    int n = 10000, batch = 256, no_ema = 0;
-    long seed = 1;
-    float temperature = 1.0f;
+    sample_opts o = {NULL, "samples.h5", NULL, NULL, 10000, 256, 0, 1, 1.0f};
     const cg_opt opts[] = {
-        {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint file (required)"},
-        {"n", CG_OPT_INT, &n, "number of samples (10000)"},
-        {"seed", CG_OPT_LONG, &seed, "noise seed (1)"},
-        {"out", CG_OPT_STR, &out, "sample file to write (samples.h5)"},
-        {"png", CG_OPT_STR, &png, "also draw the first 81 samples (9x9) into this PNG"},
-        {"char", CG_OPT_STR, &chr, "conditional models: draw only this character"},
-        {"batch", CG_OPT_INT, &batch, "images per forward pass (256)"},
-        {"no-ema", CG_OPT_FLAG, &no_ema,
+        {"checkpoint", CG_OPT_STR, &o.ckpt, "checkpoint file (required)"},
+        {"n", CG_OPT_INT, &o.n, "number of samples (10000)"},
+        {"seed", CG_OPT_LONG, &o.seed, "noise seed (1)"},
+        {"out", CG_OPT_STR, &o.out, "sample file to write (samples.h5)"},
+        {"png", CG_OPT_STR, &o.png, "also draw the first 81 samples (9x9) into this PNG"},
+        {"char", CG_OPT_STR, &o.chr, "conditional models: draw only this character"},
+        {"batch", CG_OPT_INT, &o.batch, "images per forward pass (256)"},
+        {"no-ema", CG_OPT_FLAG, &o.no_ema,
          "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
-        {"temperature", CG_OPT_FLOAT, &temperature, TEMPERATURE_HELP},
+        {"temperature", CG_OPT_FLOAT, &o.temperature, TEMPERATURE_HELP},
     };
     int r = parse("sample", "Generates samples from a checkpoint into an HDF5 sample file.",
                   opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
@@ -79,59 +155,118 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
         return r - 1;
     if (c->rank != 0)
         return 0;
-    if (!ckpt || n < 1 || batch < 1 || seed < 0 || (chr && strlen(chr) != 1)) {
+    if (!o.ckpt || o.n < 1 || o.batch < 1 || o.seed < 0 || (o.chr && strlen(o.chr) != 1)) {
         fprintf(stderr, "chargan: error: sample: needs --checkpoint FILE, positive --n and "
                         "--batch, a non-negative --seed and --char of one character\n");
         return 2;
     }
-    if (!temperature_ok("sample", temperature))
+    if (!temperature_ok("sample", o.temperature))
         return 2;
+    return sample_run(&o);
+}
+
+/* The class of every glyph of the line (spaces are gaps, not glyphs); *glyphs gets their
+ * number. Returns 0, or 1 (printed) when a character has no class. */
+static int line_labels(const char *ckpt, const char *text, const char *classes,
+                       int32_t *labels, int *glyphs)
+{
+    char bad[128] = {0};
+    int nbad = 0;
+    *glyphs = 0;
+    for (int i = 0; text[i]; i++) {
+        if (text[i] == ' ')
+            continue;
+        const int k = cg_class_of_char(classes, text[i]);
+        if (k < 0 && nbad < (int)sizeof bad - 1 && !strchr(bad, text[i]))
+            bad[nbad++] = text[i];
+        labels[(*glyphs)++] = k;
+    }
+    if (!nbad)
+        return 0;
+    fprintf(stderr, "chargan: error: write: no class for \"%s\" in %s (it writes: %s; space is "
+                    "a gap)\n", bad, ckpt, classes);
+    return 1;
+}
+
+/* Glyphs sit 20 px apart (EMNIST centres characters in 28 px with wide margins); a space
+ * advances 14 px. Dark ink on white paper, `scale` pixels per glyph pixel. */
+enum { LINE_ADV = 20, LINE_GAP = 14, LINE_MARGIN = 4 };
+
+static int line_png(const char *out, const char *text, const float *img, int scale,
+                    cg_error *e)
+{
+    int width = 2 * LINE_MARGIN + 8;
+    for (int i = 0; text[i]; i++)
+        width += text[i] == ' ' ? LINE_GAP : LINE_ADV;
+    const int rows = 28 + 2 * LINE_MARGIN, W = width * scale, H = rows * scale;
+    float *ink = calloc((size_t)width * rows, sizeof(float));
+    for (int i = 0, x = LINE_MARGIN, g = 0; text[i]; i++) {
+        if (text[i] == ' ') {
+            x += LINE_GAP;
+            continue;
+        }
+        const float *gl = img + (size_t)g++ * CG_IMG_PIXELS;
+        for (int yy = 0; yy < 28; yy++)
+            for (int xx = 0; xx < 28; xx++) {
+                float *p = ink + (size_t)(yy + LINE_MARGIN) * width + x + xx;
+                if (gl[yy * 28 + xx] > *p)
+                    *p = gl[yy * 28 + xx];
+            }
+        x += LINE_ADV;
+    }
+    uint8_t *pix = malloc((size_t)W * H);
+    for (int yy = 0; yy < H; yy++)
+        for (int xx = 0; xx < W; xx++) {
+            float v = ink[(size_t)(yy / scale) * width + xx / scale];
+            v = v < 0 ? 0 : v > 1 ? 1 : v;
+            pix[(size_t)yy * W + xx] = (uint8_t)(255.0f - 255.0f * v + 0.5f);
+        }
+    const int rc = cg_png_write_gray(out, W, H, pix, e);
+    free(ink), free(pix);
+    return rc;
+}
+
+typedef struct {
+    const char *ckpt, *text, *out;
+    long seed;
+    int scale, no_ema;
+    float temperature;
+} write_opts;
+
+/* Draws the line's glyphs, one style (every glyph the same noise vector), into the PNG. */
+static int write_run(const write_opts *o)
+{
+    const int len = (int)strlen(o->text);
     cg_gan gan;
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (open_checkpoint(ckpt, batch, !no_ema, &gan, &m, classes))
+    if (open_checkpoint(o->ckpt, len, !o->no_ema, &gan, &m, classes))
         return 1;
-    int rc = 0;
-    int32_t *labels = NULL;
-    const int K = m.n_classes;
-    if (K > 0) {
-        labels = malloc(sizeof(int32_t) * (size_t)n);
-        int cls = chr ? cg_class_of_char(classes, chr[0]) : -1;
-        if (chr && cls < 0) {
-            fprintf(stderr, "chargan: error: %s: the model has no class for '%s' (classes: %s)\n",
-                    ckpt, chr, classes);
-            rc = 1;
-        }
-        for (int i = 0; i < n; i++)
-            labels[i] = chr ? cls : i % K;
-    } else if (chr) {
-        fprintf(stderr, "chargan: error: %s: --char needs a conditional model (train with "
-                        "--conditional)\n", ckpt);
+    int rc = 0, glyphs = 0;
+    int32_t *labels = calloc((size_t)len, sizeof(int32_t));
+    if (m.n_classes == 0) {
+        fprintf(stderr, "chargan: error: %s: not a conditional model; train one with "
+                        "--conditional to write text\n", o->ckpt);
         rc = 1;
     }
-    float *img = rc ? NULL : malloc(sizeof(float) * (size_t)n * IMAGE_PIXELS);
-    float *z = rc ? NULL : malloc(sizeof(float) * (size_t)batch * (size_t)gan.preset.noise_dim);
-    if (!rc) {
-        cg_generate(&gan, (uint64_t)seed, 0, n, labels, temperature, img, z);
-        if (cg_samples_write(out, img, n, m.step, m.model, (uint64_t)seed, labels, &e)) {
-            fprintf(stderr, "chargan: error: %s\n", e.msg);
-            rc = 1;
-        }
-    }
-    if (!rc && png) {
-        char captions[82] = {0};
-        for (int i = 0; i < 81 && i < n && labels; i++)
-            captions[i] = classes[labels[i]] ? classes[labels[i]] : '?';
-        if (cg_png_grid(png, img, n < 81 ? n : 81, 9, 3, labels ? captions : NULL, &e)) {
-            fprintf(stderr, "chargan: error: %s\n", e.msg);
-            rc = 1;
-        }
-    }
     if (!rc)
-        printf("wrote %d samples of %s (step %ld, %s generator, temperature %g) to %s%s%s\n",
-               n, ckpt, m.step, m.has_ema && !no_ema ? "EMA" : "raw", (double)temperature,
-               out, png ? " and " : "", png ? png : "");
+        rc = line_labels(o->ckpt, o->text, classes, labels, &glyphs);
+    const int nz = gan.preset.noise_dim;
+    float *z = rc ? NULL : malloc(sizeof(float) * (size_t)len * nz);
+    float *img = rc ? NULL : malloc(sizeof(float) * (size_t)len * CG_IMG_PIXELS);
+    for (int i = 0; i < glyphs && !rc; i++)
+        cg_sample_noise(z + (size_t)i * nz, nz, (uint64_t)o->seed, cg_stream(CG_RNG_SAMPLE, 2),
+                        0, o->temperature);
+    if (!rc && glyphs)
+        cg_gan_generate(&gan, z, labels, glyphs, img);
+    if (!rc && line_png(o->out, o->text, img, o->scale, &e)) {
+        fprintf(stderr, "chargan: error: %s\n", e.msg);
+        rc = 1;
+    } else if (!rc) {
+        printf("wrote \"%s\" (%d glyphs, one style, seed %ld) to %s\n", o->text, glyphs,
+               o->seed, o->out);
+    }
     free(labels), free(img), free(z);
     cg_ckpt_meta_free(&m);
     cg_gan_free(&gan);
@@ -140,19 +275,16 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
 
 int cg_cmd_write(cg_ctx *c, int argc, char **argv)
 {
-    const char *ckpt = NULL, *text = NULL, *out = NULL;
-    long seed = 1;
-    int scale = 2, no_ema = 0;
-    float temperature = 1.0f;
+    write_opts o = {NULL, NULL, NULL, 1, 2, 0, 1.0f};
     const cg_opt opts[] = {
-        {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint of a conditional model (required)"},
-        {"text", CG_OPT_STR, &text, "the line to write (required)"},
-        {"out", CG_OPT_STR, &out, "PNG file to write (required)"},
-        {"seed", CG_OPT_LONG, &seed, "style: one noise vector for the whole line (1)"},
-        {"scale", CG_OPT_INT, &scale, "pixels per glyph pixel (2)"},
-        {"no-ema", CG_OPT_FLAG, &no_ema,
+        {"checkpoint", CG_OPT_STR, &o.ckpt, "checkpoint of a conditional model (required)"},
+        {"text", CG_OPT_STR, &o.text, "the line to write (required)"},
+        {"out", CG_OPT_STR, &o.out, "PNG file to write (required)"},
+        {"seed", CG_OPT_LONG, &o.seed, "style: one noise vector for the whole line (1)"},
+        {"scale", CG_OPT_INT, &o.scale, "pixels per glyph pixel (2)"},
+        {"no-ema", CG_OPT_FLAG, &o.no_ema,
          "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
-        {"temperature", CG_OPT_FLOAT, &temperature, TEMPERATURE_HELP},
+        {"temperature", CG_OPT_FLOAT, &o.temperature, TEMPERATURE_HELP},
     };
     int r = parse("write", "Renders a line of text as generated handwriting, every glyph drawn "
                            "from the same noise vector (one style).",
@@ -161,96 +293,14 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
         return r - 1;
     if (c->rank != 0)
         return 0;
-    if (!ckpt || !text || !*text || !out || scale < 1 || scale > 16 || seed < 0) {
+    if (!o.ckpt || !o.text || !*o.text || !o.out || o.scale < 1 || o.scale > 16 || o.seed < 0) {
         fprintf(stderr, "chargan: error: write: needs --checkpoint FILE --text TEXT --out "
                         "FILE.png (and --scale 1..16)\n");
         return 2;
     }
-    if (!temperature_ok("write", temperature))
+    if (!temperature_ok("write", o.temperature))
         return 2;
-    const int len = (int)strlen(text);
-    cg_gan gan;
-    cg_ckpt_meta m;
-    cg_error e;
-    char classes[CG_GEN_MAX_CLASSES + 1];
-    if (open_checkpoint(ckpt, len, !no_ema, &gan, &m, classes))
-        return 1;
-    int rc = 0;
-    if (m.n_classes == 0) {
-        fprintf(stderr, "chargan: error: %s: not a conditional model; train one with "
-                        "--conditional to write text\n", ckpt);
-        rc = 1;
-    }
-    int32_t *labels = calloc((size_t)len, sizeof(int32_t));
-    char bad[128] = {0};
-    int nbad = 0, glyphs = 0;
-    for (int i = 0; i < len && !rc; i++) {
-        if (text[i] == ' ')
-            continue;
-        int k = cg_class_of_char(classes, text[i]);
-        if (k < 0 && nbad < (int)sizeof bad - 1 && !strchr(bad, text[i]))
-            bad[nbad++] = text[i];
-        labels[glyphs++] = k;
-    }
-    if (!rc && nbad) {
-        fprintf(stderr, "chargan: error: write: no class for \"%s\" in %s (it writes: %s; "
-                        "space is a gap)\n", bad, ckpt, classes);
-        rc = 1;
-    }
-    float *img = NULL, *z = NULL;
-    if (!rc) {
-        /* One style for the line: every glyph gets the same noise vector. */
-        const int nz = gan.preset.noise_dim;
-        z = malloc(sizeof(float) * (size_t)len * nz);
-        for (int i = 0; i < glyphs; i++)
-            cg_sample_noise(z + (size_t)i * nz, nz, (uint64_t)seed, cg_stream(CG_RNG_SAMPLE, 2),
-                            0, temperature);
-        img = malloc(sizeof(float) * (size_t)len * IMAGE_PIXELS);
-        if (glyphs)
-            cg_gan_generate(&gan, z, labels, glyphs, img);
-        /* Glyphs sit 20 px apart (EMNIST centres characters in 28 px with wide margins);
-         * a space advances 14 px. Dark ink on white paper. */
-        const int adv = 20, gap = 14, margin = 4;
-        int width = 2 * margin + 8;
-        for (int i = 0; i < len; i++)
-            width += text[i] == ' ' ? gap : adv;
-        const int W = width * scale, H = (28 + 2 * margin) * scale;
-        float *ink = calloc((size_t)width * (28 + 2 * margin), sizeof(float));
-        int x = margin, g = 0;
-        for (int i = 0; i < len; i++) {
-            if (text[i] == ' ') {
-                x += gap;
-                continue;
-            }
-            const float *gl = img + (size_t)g++ * IMAGE_PIXELS;
-            for (int yy = 0; yy < 28; yy++)
-                for (int xx = 0; xx < 28; xx++) {
-                    float *p = ink + (size_t)(yy + margin) * width + x + xx;
-                    if (gl[yy * 28 + xx] > *p)
-                        *p = gl[yy * 28 + xx];
-                }
-            x += adv;
-        }
-        uint8_t *pix = malloc((size_t)W * H);
-        for (int yy = 0; yy < H; yy++)
-            for (int xx = 0; xx < W; xx++) {
-                float v = ink[(size_t)(yy / scale) * width + xx / scale];
-                v = v < 0 ? 0 : v > 1 ? 1 : v;
-                pix[(size_t)yy * W + xx] = (uint8_t)(255.0f - 255.0f * v + 0.5f);
-            }
-        if (cg_png_write_gray(out, W, H, pix, &e)) {
-            fprintf(stderr, "chargan: error: %s\n", e.msg);
-            rc = 1;
-        } else {
-            printf("wrote \"%s\" (%d glyphs, one style, seed %ld) to %s\n", text, glyphs, seed,
-                   out);
-        }
-        free(ink), free(pix);
-    }
-    free(labels), free(img), free(z);
-    cg_ckpt_meta_free(&m);
-    cg_gan_free(&gan);
-    return rc;
+    return write_run(&o);
 }
 
 /* ||a - b|| / ||b|| over a whole network (L2). */
@@ -289,19 +339,71 @@ static double max_rel_diff(const cg_net *a, const cg_net *b, const char *net, do
     return worst;
 }
 
+typedef struct {
+    float tol, floor;
+    int verbose, l2;
+} compare_opts;
+
+/* The generators' EMA, when both files have one, is compared like the weights and counts for
+ * bit_identical and within_tol (*worst, *same). */
+static void compare_ema(cg_gan *a, cg_gan *b, const compare_opts *o, json_t *js,
+                        double *worst, int *same)
+{
+    if (!a->ema_g || !b->ema_g) {
+        json_object_set_new(js, "ema", json_string(a->ema_g   ? "only in a"
+                                                   : b->ema_g ? "only in b"
+                                                              : "neither"));
+        return;
+    }
+    cg_gan_ema_swap(a), cg_gan_ema_swap(b);
+    const double ge = max_rel_diff(&a->g, &b->g, "ema/generator", o->floor, o->verbose);
+    const double le = l2_rel_diff(&a->g, &b->g);
+    const int se = !memcmp(a->g.param, b->g.param, sizeof(float) * a->g.n_params);
+    cg_gan_ema_swap(a), cg_gan_ema_swap(b);
+    json_object_set_new(js, "ema", json_string("both"));
+    json_object_set_new(js, "max_rel_diff_ema", cg_json_sig(ge, 4));
+    json_object_set_new(js, "l2_rel_diff_ema", cg_json_sig(le, 4));
+    json_object_set_new(js, "ema_bit_identical", json_boolean(se));
+    *same = *same && se;
+    *worst = o->l2 ? (le > *worst ? le : *worst) : (ge > *worst ? ge : *worst);
+}
+
+/* Compares two checkpoints of the same model, prints the JSON line; returns the exit code. */
+static int compare_gans(cg_gan *a, cg_gan *b, const char *const files[2], long step_a,
+                        long step_b, const compare_opts *o)
+{
+    const double g = max_rel_diff(&a->g, &b->g, "generator", o->floor, o->verbose);
+    const double d = max_rel_diff(&a->d, &b->d, "discriminator", o->floor, o->verbose);
+    const double lg = l2_rel_diff(&a->g, &b->g), ld = l2_rel_diff(&a->d, &b->d);
+    double w = o->l2 ? (lg > ld ? lg : ld) : (g > d ? g : d);
+    int same = !memcmp(a->g.param, b->g.param, sizeof(float) * a->g.n_params) &&
+               !memcmp(a->d.param, b->d.param, sizeof(float) * a->d.n_params);
+    json_t *js = json_pack("{sososIsIsosososo}", "a", cg_json_str(files[0]), "b",
+                           cg_json_str(files[1]), "step_a", (json_int_t)step_a, "step_b",
+                           (json_int_t)step_b, "max_rel_diff_g", cg_json_sig(g, 4),
+                           "max_rel_diff_d", cg_json_sig(d, 4), "l2_rel_diff_g",
+                           cg_json_sig(lg, 4), "l2_rel_diff_d", cg_json_sig(ld, 4));
+    compare_ema(a, b, o, js, &w, &same);
+    json_object_set_new(js, "bit_identical", json_boolean(same));
+    json_object_set_new(js, "tol", cg_json_float(o->tol));
+    json_object_set_new(js, "floor", cg_json_float(o->floor));
+    json_object_set_new(js, "within_tol", json_boolean(w <= o->tol));
+    cg_json_print(stdout, js);
+    return w <= o->tol ? 0 : 1;
+}
+
 int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
 {
-    float tol = 1e-4f, floor = 0.0f;
-    int verbose = 0, l2 = 0;
+    compare_opts o = {1e-4f, 0.0f, 0, 0};
     const char *files[2] = {NULL, NULL};
     const cg_opt opts[] = {
-        {"tol", CG_OPT_FLOAT, &tol, "largest relative difference allowed (1e-4)"},
-        {"floor", CG_OPT_FLOAT, &floor,
+        {"tol", CG_OPT_FLOAT, &o.tol, "largest relative difference allowed (1e-4)"},
+        {"floor", CG_OPT_FLOAT, &o.floor,
          "smallest tensor scale to divide by (0): zero-initialized biases are tiny after a "
          "few Adam steps, so their plain relative difference measures rounding noise"},
-        {"l2", CG_OPT_FLAG, &l2,
+        {"l2", CG_OPT_FLAG, &o.l2,
          "judge by ||a-b|| / ||b|| over each network instead of the per-tensor maximum"},
-        {"verbose", CG_OPT_FLAG, &verbose, "print every tensor"},
+        {"verbose", CG_OPT_FLAG, &o.verbose, "print every tensor"},
     };
     /* Two positional arguments: set them aside, parse the options that remain. */
     char *rest[64];
@@ -334,48 +436,13 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
         cg_gan_free(&a), cg_ckpt_meta_free(&ma);
         return 1;
     }
-    int rc = 0;
+    int rc = 1;
     if (strcmp(ma.model, mb.model) || ma.n_classes != mb.n_classes ||
-        a.g.n_params != b.g.n_params || a.d.n_params != b.d.n_params) {
+        a.g.n_params != b.g.n_params || a.d.n_params != b.d.n_params)
         fprintf(stderr, "chargan: error: compare: %s (%s) and %s (%s) are different models\n",
                 files[0], ma.model, files[1], mb.model);
-        rc = 1;
-    } else {
-        double g = max_rel_diff(&a.g, &b.g, "generator", floor, verbose);
-        double d = max_rel_diff(&a.d, &b.d, "discriminator", floor, verbose);
-        double lg = l2_rel_diff(&a.g, &b.g), ld = l2_rel_diff(&a.d, &b.d);
-        double w = l2 ? (lg > ld ? lg : ld) : (g > d ? g : d);
-        int same = !memcmp(a.g.param, b.g.param, sizeof(float) * a.g.n_params) &&
-                   !memcmp(a.d.param, b.d.param, sizeof(float) * a.d.n_params);
-        /* The generators' EMA, when both files have one, is compared the same way (and
-         * counts for bit_identical and within_tol). */
-        const int both_ema = a.ema_g && b.ema_g;
-        char ema[160];
-        if (both_ema) {
-            cg_gan_ema_swap(&a), cg_gan_ema_swap(&b);
-            double ge = max_rel_diff(&a.g, &b.g, "ema/generator", floor, verbose);
-            double le = l2_rel_diff(&a.g, &b.g);
-            int se = !memcmp(a.g.param, b.g.param, sizeof(float) * a.g.n_params);
-            cg_gan_ema_swap(&a), cg_gan_ema_swap(&b);
-            snprintf(ema, sizeof ema, "\"both\", \"max_rel_diff_ema\": %.3e, "
-                                      "\"l2_rel_diff_ema\": %.3e, \"ema_bit_identical\": %s",
-                     ge, le, se ? "true" : "false");
-            same = same && se;
-            w = l2 ? (le > w ? le : w) : (ge > w ? ge : w);
-        } else {
-            snprintf(ema, sizeof ema, "\"%s\"",
-                     a.ema_g ? "only in a" : b.ema_g ? "only in b" : "neither");
-        }
-        printf("{\"a\": \"%s\", \"b\": \"%s\", \"step_a\": %ld, \"step_b\": %ld, "
-               "\"max_rel_diff_g\": %.3e, \"max_rel_diff_d\": %.3e, \"l2_rel_diff_g\": %.3e, "
-               "\"l2_rel_diff_d\": %.3e, \"ema\": %s, \"bit_identical\": %s, "
-               "\"tol\": %g, \"floor\": %g, \"within_tol\": %s}\n",
-               files[0], files[1], ma.step, mb.step, g, d, lg, ld, ema, same ? "true" : "false",
-               (double)tol,
-               (double)floor,
-               w <= tol ? "true" : "false");
-        rc = w <= tol ? 0 : 1;
-    }
+    else
+        rc = compare_gans(&a, &b, files, ma.step, mb.step, &o);
     cg_gan_free(&a), cg_gan_free(&b);
     cg_ckpt_meta_free(&ma), cg_ckpt_meta_free(&mb);
     return rc;
