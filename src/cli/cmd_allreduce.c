@@ -4,10 +4,11 @@
  * For every message size (the real gradient reductions of G and D of the seed and small
  * models -- training sums int64 fixed point, 8 bytes per parameter plus one counter, timed
  * here as the same number of bytes -- and 4 KB .. 64 MB in powers of the --factor) it times
- * MPI_Allreduce(SUM, in place: as train.c does) and MPI_Iallreduce immediately followed by MPI_Wait. One sample
- * is the slowest rank's time of one call after a barrier; the reported time is the median
- * over the repetitions. Then it fits, by least squares on the relative error (the sizes span
- * four orders of magnitude, so an absolute fit would only see the largest ones),
+ * MPI_Allreduce(SUM, in place: as train.c does) and MPI_Iallreduce immediately followed by
+ * MPI_Wait. One sample is the slowest rank's time of one call after a barrier; the reported
+ * time is the median over the repetitions. Then it fits, by least squares on the relative
+ * error (the sizes span four orders of magnitude, so an absolute fit would only see the
+ * largest ones),
  *
  *     t(n) = 2(P-1) alpha + 2(P-1)/P n beta          (n in bytes)
  *
@@ -31,6 +32,7 @@
 
 #include "cli.h"
 #include "chargan/gan.h"
+#include "chargan/json.h"
 
 #define MAX_SIZES 64
 
@@ -168,18 +170,24 @@ static void usage(FILE *f)
             "hides. Prints a table, then one JSON object (the last line).\n\noptions:\n");
 }
 
-int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
+typedef struct {
+    int reps, threads, factor, no_overlap;
+    long min_bytes, max_bytes;
+} ar_opts;
+
+/* Parses and checks the options. Returns -1 to go on, else the exit status (0 after --help). */
+static int ar_parse(cg_ctx *c, int argc, char **argv, ar_opts *o)
 {
-    int allreduce = 0, reps = 10, threads = 0, factor = 4, no_overlap = 0;
-    long min_bytes = 4096, max_bytes = 64L << 20;
+    int allreduce = 0;
+    *o = (ar_opts){.reps = 10, .factor = 4, .min_bytes = 4096, .max_bytes = 64L << 20};
     const cg_opt opts[] = {
         {"allreduce", CG_OPT_FLAG, &allreduce, "time MPI allreduce (this mode)"},
-        {"reps", CG_OPT_INT, &reps, "timed calls per size, median (10; fewer for slow sizes)"},
-        {"min-bytes", CG_OPT_LONG, &min_bytes, "smallest size in bytes (4096)"},
-        {"max-bytes", CG_OPT_LONG, &max_bytes, "largest size in bytes (67108864)"},
-        {"factor", CG_OPT_INT, &factor, "ratio of successive sizes (4; 2 = finer)"},
-        {"threads", CG_OPT_INT, &threads, "BLAS threads for the overlap test's compute"},
-        {"no-overlap", CG_OPT_FLAG, &no_overlap, "skip the overlap test"},
+        {"reps", CG_OPT_INT, &o->reps, "timed calls per size, median (10; fewer for slow sizes)"},
+        {"min-bytes", CG_OPT_LONG, &o->min_bytes, "smallest size in bytes (4096)"},
+        {"max-bytes", CG_OPT_LONG, &o->max_bytes, "largest size in bytes (67108864)"},
+        {"factor", CG_OPT_INT, &o->factor, "ratio of successive sizes (4; 2 = finer)"},
+        {"threads", CG_OPT_INT, &o->threads, "BLAS threads for the overlap test's compute"},
+        {"no-overlap", CG_OPT_FLAG, &o->no_overlap, "skip the overlap test"},
     };
     const int nopts = (int)(sizeof opts / sizeof opts[0]);
     cg_error e = {{0}};
@@ -191,57 +199,61 @@ int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
         }
         return 0;
     }
-    if (pr == 0 && (reps < 1 || reps > 100000 || threads < 0 || factor < 2))
+    if (pr == 0 && (o->reps < 1 || o->reps > 100000 || o->threads < 0 || o->factor < 2))
         pr = cg_fail(&e, "--reps must be in 1..100000, --factor at least 2, --threads >= 0");
-    if (pr == 0 && (min_bytes < 4 || max_bytes < min_bytes || max_bytes > (1L << 30)))
+    if (pr == 0 && (o->min_bytes < 4 || o->max_bytes < o->min_bytes || o->max_bytes > (1L << 30)))
         pr = cg_fail(&e, "need 4 <= --min-bytes <= --max-bytes <= 1 GB");
     if (pr) {
         if (c->rank == 0)
             fprintf(stderr, "chargan: error: bench --allreduce: %s\n", e.msg);
         return 2;
     }
-    cg_ctx_set_threads(c, threads);
-    const int P = c->size;
+    return -1;
+}
 
-    /* The sizes: real gradient buffers first, then the sweep. */
-    ar_point pts[MAX_SIZES];
-    int np = 0;
+/* The gradient reduction of one network: int64 fixed-point sums, 8 bytes (two floats) per
+ * parameter plus one counter. */
+static void real_point(ar_point *p, const char *model, const char *net, size_t params)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s.%s", model, net);
+    p->params = params;
+    p->count = 2 * (params + 1);
+    p->real = 1;
+}
+
+/* The sizes: the real gradient buffers first (seed.G, seed.D, small.G, small.D), then the
+ * sweep min..max bytes. Returns their number, or -1 with e set. */
+static int ar_sizes(const ar_opts *o, ar_point *pts, cg_error *e)
+{
     static const char *const models[] = {"seed", "small"};
+    int np = 0;
     for (int m = 0; m < 2; m++) {
         cg_gan_config cfg;
         cg_gan_default_config(&cfg);
         snprintf(cfg.model, sizeof cfg.model, "%s", models[m]);
         cfg.global_batch = cfg.local_batch = 1; /* only the parameter counts are needed */
         cg_gan gan;
-        if (cg_gan_init(&gan, &cfg, &e)) {
-            if (c->rank == 0)
-                fprintf(stderr, "chargan: error: bench --allreduce: %s\n", e.msg);
-            return 1;
-        }
-        memset(&pts[np], 0, 2 * sizeof pts[0]);
-        snprintf(pts[np].name, sizeof pts[np].name, "%s.G", models[m]);
-        pts[np].params = gan.g.n_params;
-        pts[np].count = 2 * (gan.g.n_params + 1), pts[np].real = 1, np++;
-        snprintf(pts[np].name, sizeof pts[np].name, "%s.D", models[m]);
-        pts[np].params = gan.d.n_params;
-        pts[np].count = 2 * (gan.d.n_params + 1), pts[np].real = 1, np++;
+        if (cg_gan_init(&gan, &cfg, e))
+            return -1;
+        real_point(&pts[np++], models[m], "G", gan.g.n_params);
+        real_point(&pts[np++], models[m], "D", gan.d.n_params);
         cg_gan_free(&gan);
     }
-    for (long b = min_bytes; b <= max_bytes && np < MAX_SIZES; b *= factor) {
+    for (long b = o->min_bytes; b <= o->max_bytes && np < MAX_SIZES; b *= o->factor) {
         memset(&pts[np], 0, sizeof pts[0]);
         snprintf(pts[np].name, sizeof pts[np].name, "%ld", b);
         pts[np].count = (size_t)b / sizeof(float);
         np++;
     }
-    size_t maxn = 0;
-    for (int i = 0; i < np; i++)
-        if (pts[i].count > maxn)
-            maxn = pts[i].count;
-    float *buf = cg_alloc(sizeof(float) * maxn);
+    return np;
+}
 
-    int ok = 1;
+/* Times every size, blocking and non-blocking. Returns 1 when every rank's sums were right. */
+static int ar_time_all(cg_ctx *c, ar_point *pts, int np, int reps, float *buf)
+{
     const double budget = 1.0; /* seconds per size and operation */
-    double t_start = cg_now();
+    int ok = 1, all_ok = 0;
     for (int i = 0; i < np; i++) {
         int r1 = 0, r2 = 0;
         double mn = 0;
@@ -250,165 +262,254 @@ int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
         pts[i].iar_ms = 1e3 * time_op(c, buf, pts[i].count, 1, reps, budget, &r2, &ok, NULL);
         pts[i].reps = r1 < r2 ? r1 : r2;
     }
-    int all_ok = 0;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, c->world);
-    if (!all_ok) {
+    return all_ok;
+}
+
+/* The ring model fitted to the sweep. */
+typedef struct {
+    int P;          /* ranks */
+    int n;          /* sweep sizes fitted; 0 with one rank (nothing to fit) */
+    double alpha;   /* seconds per message */
+    double beta;    /* seconds per byte */
+    double max_rel; /* the worst relative misfit */
+} ar_fit;
+
+/* Fits the ring model to the sweep's blocking times (not to the real gradient sizes). */
+static void ar_fit_ring(int P, const ar_point *pts, int np, ar_fit *f)
+{
+    *f = (ar_fit){.P = P};
+    if (P < 2)
+        return;
+    double m[MAX_SIZES], t[MAX_SIZES], a, b;
+    for (int i = 0; i < np; i++)
+        if (!pts[i].real) {
+            m[f->n] = 2.0 * (P - 1) / P * (double)pts[i].count * sizeof(float);
+            t[f->n] = pts[i].ar_ms * 1e-3;
+            f->n++;
+        }
+    fit_ab(m, t, f->n, &a, &b);
+    f->alpha = a / (2.0 * (P - 1));
+    f->beta = b;
+    for (int i = 0; i < f->n; i++) {
+        const double rel = fabs((a + b * m[i]) / t[i] - 1.0);
+        if (rel > f->max_rel)
+            f->max_rel = rel;
+    }
+}
+
+/* The fitted model's time in ms for `bytes` (0 with one rank). */
+static double model_ms(const ar_fit *f, size_t bytes)
+{
+    const int P = f->P;
+    if (P < 2)
+        return 0.0;
+    return 1e3 * (2.0 * (P - 1) * f->alpha + 2.0 * (P - 1) / P * (double)bytes * f->beta);
+}
+
+/* One overlap measurement: D's reduction started with MPI_Iallreduce, computation, MPI_Wait.
+ * Fully hidden: total = compute; not at all: total = compute + comm. */
+typedef struct {
+    const char *name;
+    size_t bytes;
+    double comm_ms, compute_ms, total_ms, wait_ms, total_test_ms, wait_test_ms;
+} overlap;
+
+static void work_init(work *w)
+{
+    const size_t nn = (size_t)192 * 192;
+    w->n = 192;
+    w->a = cg_alloc(sizeof(float) * nn), w->b = cg_alloc(sizeof(float) * nn);
+    w->c = cg_alloc(sizeof(float) * nn);
+    for (size_t i = 0; i < nn; i++)
+        w->a[i] = (float)(i % 7) * 0.01f, w->b[i] = (float)(i % 5) * 0.01f;
+}
+
+/* Seconds of `pieces` pieces of work: the slowest rank's median of `reps` runs, every rank
+ * computing at once (as in a training step). */
+static double work_seconds(cg_ctx *c, work *w, int pieces, int reps)
+{
+    double t[5], tmax;
+    for (int k = 0; k < reps; k++) {
+        MPI_Barrier(c->world);
+        const double t0 = cg_now();
+        for (int j = 0; j < pieces; j++)
+            work_piece(w);
+        t[k] = cg_now() - t0;
+    }
+    double med = cg_median(t, reps);
+    MPI_Allreduce(&med, &tmax, 1, MPI_DOUBLE, MPI_MAX, c->world);
+    return tmax;
+}
+
+/* Overlaps the reduction of d with computation that takes about twice as long as the
+ * reduction alone (at least 2 ms); piece_s: the time of one piece of work. */
+static void overlap_one(cg_ctx *c, const ar_point *d, float *buf, work *w, double piece_s,
+                        overlap *ov)
+{
+    double target = 2.0 * d->iar_ms * 1e-3;
+    if (target < 2e-3)
+        target = 2e-3;
+    int pieces = (int)ceil(target / piece_s);
+    if (pieces < 1)
+        pieces = 1;
+    if (pieces > 5000)
+        pieces = 5000;
+    const double compute = work_seconds(c, w, pieces, 3); /* the computation alone */
+    double wait0, wait1;
+    const double tot0 = overlap_run(c, buf, d->count, w, pieces, 0, 5, &wait0);
+    const double tot1 = overlap_run(c, buf, d->count, w, pieces, 1, 5, &wait1);
+    *ov = (overlap){d->name, d->count * sizeof(float), d->iar_ms, compute * 1e3,
+                    tot0 * 1e3, wait0 * 1e3, tot1 * 1e3, wait1 * 1e3};
+}
+
+/* The overlap test on D's reduction, small model then seed (pts from ar_sizes). Returns the
+ * number of measurements in ov. */
+static int ar_overlap(cg_ctx *c, const ar_point *pts, float *buf, overlap ov[2])
+{
+    work w;
+    work_init(&w);
+    const double piece_s = work_seconds(c, &w, 1, 5);
+    overlap_one(c, &pts[3], buf, &w, piece_s, &ov[0]); /* small.D */
+    overlap_one(c, &pts[1], buf, &w, piece_s, &ov[1]); /* seed.D */
+    cg_free(w.a), cg_free(w.b), cg_free(w.c);
+    return 2;
+}
+
+/* The readable table (rank 0). */
+static void ar_print_table(const cg_ctx *c, const ar_point *pts, int np, const ar_fit *f,
+                           const overlap *ov, int n_ov)
+{
+    const int P = c->size;
+    printf("allreduce: %d rank%s on %d node%s, float32 sum in place; median of the slowest "
+           "rank\n", P, P > 1 ? "s" : "", c->n_nodes, c->n_nodes > 1 ? "s" : "");
+    printf("%-10s %12s %5s %13s %9s %14s %9s\n", "size", "bytes", "reps", "allreduce_ms",
+           "(min)", "iallreduce_ms", "model_ms");
+    for (int i = 0; i < np; i++) {
+        const size_t bytes = pts[i].count * sizeof(float);
+        printf("%-10s %12zu %5d %13.4f %9.4f %14.4f %9.4f\n", pts[i].name, bytes, pts[i].reps,
+               pts[i].ar_ms, pts[i].ar_min_ms, pts[i].iar_ms, model_ms(f, bytes));
+    }
+    if (P > 1)
+        printf("fit (ring model, %d sizes, relative least squares): alpha %.2f us, beta "
+               "%.4f ns/B (%.2f GB/s), worst misfit %.0f%%\n", f->n, f->alpha * 1e6,
+               f->beta * 1e9, f->beta > 0 ? 1e-9 / f->beta : 0.0, 100 * f->max_rel);
+    for (int k = 0; k < n_ov; k++)
+        printf("overlap %s (%zu B): Iallreduce+Wait alone %.3f ms, compute %.3f ms; "
+               "Iallreduce, compute, Wait: %.3f ms (exposed %.3f ms); with MPI_Test "
+               "between pieces: %.3f ms (exposed %.3f ms)\n",
+               ov[k].name, ov[k].bytes, ov[k].comm_ms, ov[k].compute_ms, ov[k].total_ms,
+               ov[k].total_ms - ov[k].compute_ms, ov[k].total_test_ms,
+               ov[k].total_test_ms - ov[k].compute_ms);
+}
+
+static json_t *fit_json(const ar_fit *f)
+{
+    if (f->P < 2)
+        return json_null();
+    return json_pack("{s:s, s:o, s:o, s:o, s:i, s:o}",
+                     "model", "t = 2(P-1) alpha + 2(P-1)/P n beta",
+                     "alpha_us", cg_json_num(f->alpha * 1e6, 4),
+                     "beta_ns_per_byte", cg_json_num(f->beta * 1e9, 6),
+                     "bandwidth_gb_s", cg_json_num(f->beta > 0 ? 1e-9 / f->beta : 0.0, 4),
+                     "sizes", f->n, "max_rel_error", cg_json_num(f->max_rel, 4));
+}
+
+/* One size: params (real gradients) or reps (the sweep) beside the times. */
+static json_t *point_json(const ar_point *p, const ar_fit *f)
+{
+    const size_t bytes = p->count * sizeof(float);
+    json_t *o = json_object();
+    if (p->real)
+        json_object_set_new(o, "params", json_integer((json_int_t)p->params));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
+    if (!p->real)
+        json_object_set_new(o, "reps", json_integer(p->reps));
+    json_object_set_new(o, "allreduce_ms", cg_json_num(p->ar_ms, 4));
+    json_object_set_new(o, "allreduce_min_ms", cg_json_num(p->ar_min_ms, 4));
+    json_object_set_new(o, "iallreduce_ms", cg_json_num(p->iar_ms, 4));
+    json_object_set_new(o, "model_ms", cg_json_num(model_ms(f, bytes), 4));
+    return o;
+}
+
+static json_t *overlap_json(const overlap *o)
+{
+    /* the fraction of the reduction's own time that the computation hid */
+    const double h0 = o->comm_ms > 0 ? (o->comm_ms + o->compute_ms - o->total_ms) / o->comm_ms : 0;
+    const double h1 =
+        o->comm_ms > 0 ? (o->comm_ms + o->compute_ms - o->total_test_ms) / o->comm_ms : 0;
+    return json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "buffer", o->name, "bytes", (json_int_t)o->bytes,
+                     "comm_ms", cg_json_num(o->comm_ms, 4),
+                     "compute_ms", cg_json_num(o->compute_ms, 4),
+                     "total_ms", cg_json_num(o->total_ms, 4),
+                     "wait_ms", cg_json_num(o->wait_ms, 4),
+                     "hidden_fraction", cg_json_num(h0, 3),
+                     "total_ms_with_test", cg_json_num(o->total_test_ms, 4),
+                     "wait_ms_with_test", cg_json_num(o->wait_test_ms, 4),
+                     "hidden_fraction_with_test", cg_json_num(h1, 3));
+}
+
+/* The JSON object, the last line of the output (rank 0). */
+static void ar_print_json(const cg_ctx *c, double elapsed, const ar_point *pts, int np,
+                          const ar_fit *f, const overlap *ov, int n_ov)
+{
+    json_t *grads = json_object(), *sizes = json_array(), *ovl = json_array();
+    for (int i = 0; i < np; i++) {
+        if (pts[i].real)
+            json_object_set_new(grads, pts[i].name, point_json(&pts[i], f));
+        else
+            json_array_append_new(sizes, point_json(&pts[i], f));
+    }
+    for (int k = 0; k < n_ov; k++)
+        json_array_append_new(ovl, overlap_json(&ov[k]));
+    cg_json_print(stdout, json_pack("{s:s, s:i, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:o}",
+                                    "bench", "allreduce", "ranks", c->size, "nodes", c->n_nodes,
+                                    "cores", c->cores, "threads", c->threads,
+                                    "elapsed_s", cg_json_num(elapsed, 2), "fit", fit_json(f),
+                                    "gradients", grads, "sizes", sizes, "overlap", ovl));
+    fflush(stdout);
+}
+
+int cg_bench_allreduce(cg_ctx *c, int argc, char **argv)
+{
+    ar_opts o;
+    const int st = ar_parse(c, argc, argv, &o);
+    if (st >= 0)
+        return st;
+    cg_ctx_set_threads(c, o.threads);
+
+    ar_point pts[MAX_SIZES];
+    cg_error e = {{0}};
+    const int np = ar_sizes(&o, pts, &e);
+    if (np < 0) {
+        if (c->rank == 0)
+            fprintf(stderr, "chargan: error: bench --allreduce: %s\n", e.msg);
+        return 1;
+    }
+    size_t maxn = 0;
+    for (int i = 0; i < np; i++)
+        if (pts[i].count > maxn)
+            maxn = pts[i].count;
+    float *buf = cg_alloc(sizeof(float) * maxn);
+
+    const double t_start = cg_now();
+    if (!ar_time_all(c, pts, np, o.reps, buf)) {
         if (c->rank == 0)
             fprintf(stderr, "chargan: error: bench --allreduce: wrong allreduce result\n");
         cg_free(buf);
         return 1;
     }
-
-    /* Fit on the sweep (blocking times). With one rank there is nothing to fit. */
-    double alpha = 0, beta = 0, max_rel = 0;
-    int nfit = 0;
-    if (P > 1) {
-        double m[MAX_SIZES], t[MAX_SIZES], a, b;
-        for (int i = 0; i < np; i++)
-            if (!pts[i].real) {
-                m[nfit] = 2.0 * (P - 1) / P * (double)pts[i].count * sizeof(float);
-                t[nfit] = pts[i].ar_ms * 1e-3;
-                nfit++;
-            }
-        fit_ab(m, t, nfit, &a, &b);
-        alpha = a / (2.0 * (P - 1));
-        beta = b;
-        for (int i = 0; i < nfit; i++) {
-            double rel = fabs((a + b * m[i]) / t[i] - 1.0);
-            if (rel > max_rel)
-                max_rel = rel;
-        }
-    }
-#define MODEL_MS(n)                                                                          \
-    (P > 1 ? 1e3 * (2.0 * (P - 1) * alpha + 2.0 * (P - 1) / P * (double)(n) * beta) : 0.0)
-
-    /* Overlap: D's reduction (small model, then seed) started with MPI_Iallreduce, then
-     * computation that takes about twice as long as the reduction alone (at least 2 ms), then
-     * MPI_Wait. Fully hidden: total = compute; not at all: total = compute + comm. */
-    typedef struct {
-        const char *name;
-        double bytes, comm_ms, compute_ms, total_ms, wait_ms, total_test_ms, wait_test_ms;
-    } overlap;
+    ar_fit fit;
+    ar_fit_ring(c->size, pts, np, &fit);
     overlap ov[2];
-    int n_ov = 0;
-    if (!no_overlap && P > 1) {
-        work w = {NULL, NULL, NULL, 192};
-        size_t nn = (size_t)w.n * w.n;
-        w.a = cg_alloc(sizeof(float) * nn), w.b = cg_alloc(sizeof(float) * nn);
-        w.c = cg_alloc(sizeof(float) * nn);
-        for (size_t i = 0; i < nn; i++)
-            w.a[i] = (float)(i % 7) * 0.01f, w.b[i] = (float)(i % 5) * 0.01f;
-        /* the time of one piece, measured with every rank computing at once (as in a step) */
-        double tp[5], tpm;
-        for (int k = 0; k < 5; k++) {
-            MPI_Barrier(c->world);
-            double t0 = cg_now();
-            work_piece(&w);
-            tp[k] = cg_now() - t0;
-        }
-        double piece = cg_median(tp, 5);
-        MPI_Allreduce(&piece, &tpm, 1, MPI_DOUBLE, MPI_MAX, c->world);
-        for (int m = 0; m < 2; m++) {
-            const ar_point *d = &pts[2 * (1 - m) + 1]; /* small.D, then seed.D */
-            double target = 2.0 * d->iar_ms * 1e-3;
-            if (target < 2e-3)
-                target = 2e-3;
-            int pieces = (int)ceil(target / tpm);
-            if (pieces < 1)
-                pieces = 1;
-            if (pieces > 5000)
-                pieces = 5000;
-            double tc[3], tcm;
-            for (int k = 0; k < 3; k++) { /* the computation alone */
-                MPI_Barrier(c->world);
-                double t0 = cg_now();
-                for (int j = 0; j < pieces; j++)
-                    work_piece(&w);
-                tc[k] = cg_now() - t0;
-            }
-            double compute = cg_median(tc, 3);
-            MPI_Allreduce(&compute, &tcm, 1, MPI_DOUBLE, MPI_MAX, c->world);
-            double wait0, wait1;
-            double tot0 = overlap_run(c, buf, d->count, &w, pieces, 0, 5, &wait0);
-            double tot1 = overlap_run(c, buf, d->count, &w, pieces, 1, 5, &wait1);
-            ov[n_ov++] = (overlap){m == 0 ? "small.D" : "seed.D",
-                                   (double)d->count * sizeof(float), d->iar_ms, tcm * 1e3,
-                                   tot0 * 1e3, wait0 * 1e3, tot1 * 1e3, wait1 * 1e3};
-        }
-        cg_free(w.a), cg_free(w.b), cg_free(w.c);
-    }
+    const int n_ov = !o.no_overlap && c->size > 1 ? ar_overlap(c, pts, buf, ov) : 0;
     const double elapsed = cg_now() - t_start;
 
     if (c->rank == 0) {
-        printf("allreduce: %d rank%s on %d node%s, float32 sum in place; median of the slowest "
-               "rank\n", P, P > 1 ? "s" : "", c->n_nodes, c->n_nodes > 1 ? "s" : "");
-        printf("%-10s %12s %5s %13s %9s %14s %9s\n", "size", "bytes", "reps", "allreduce_ms",
-               "(min)", "iallreduce_ms", "model_ms");
-        for (int i = 0; i < np; i++)
-            printf("%-10s %12zu %5d %13.4f %9.4f %14.4f %9.4f\n", pts[i].name,
-                   pts[i].count * sizeof(float), pts[i].reps, pts[i].ar_ms, pts[i].ar_min_ms,
-                   pts[i].iar_ms, MODEL_MS(pts[i].count * sizeof(float)));
-        if (P > 1)
-            printf("fit (ring model, %d sizes, relative least squares): alpha %.2f us, beta "
-                   "%.4f ns/B (%.2f GB/s), worst misfit %.0f%%\n",
-                   nfit, alpha * 1e6, beta * 1e9, beta > 0 ? 1e-9 / beta : 0.0, 100 * max_rel);
-        for (int k = 0; k < n_ov; k++)
-            printf("overlap %s (%.0f B): Iallreduce+Wait alone %.3f ms, compute %.3f ms; "
-                   "Iallreduce, compute, Wait: %.3f ms (exposed %.3f ms); with MPI_Test "
-                   "between pieces: %.3f ms (exposed %.3f ms)\n",
-                   ov[k].name, ov[k].bytes, ov[k].comm_ms, ov[k].compute_ms, ov[k].total_ms,
-                   ov[k].total_ms - ov[k].compute_ms, ov[k].total_test_ms,
-                   ov[k].total_test_ms - ov[k].compute_ms);
-
-        printf("{\"bench\": \"allreduce\", \"ranks\": %d, \"nodes\": %d, \"cores\": %d, "
-               "\"threads\": %d, \"elapsed_s\": %.2f, ",
-               P, c->n_nodes, c->cores, c->threads, elapsed);
-        if (P > 1)
-            printf("\"fit\": {\"model\": \"t = 2(P-1) alpha + 2(P-1)/P n beta\", "
-                   "\"alpha_us\": %.4f, \"beta_ns_per_byte\": %.6f, \"bandwidth_gb_s\": %.4f, "
-                   "\"sizes\": %d, \"max_rel_error\": %.4f}, ",
-                   alpha * 1e6, beta * 1e9, beta > 0 ? 1e-9 / beta : 0.0, nfit, max_rel);
-        else
-            printf("\"fit\": null, ");
-        printf("\"gradients\": {");
-        for (int i = 0, first = 1; i < np; i++) {
-            if (!pts[i].real)
-                continue;
-            printf("%s\"%s\": {\"params\": %zu, \"bytes\": %zu, \"allreduce_ms\": %.4f, "
-                   "\"allreduce_min_ms\": %.4f, \"iallreduce_ms\": %.4f, \"model_ms\": %.4f}",
-                   first ? "" : ", ", pts[i].name, pts[i].params, pts[i].count * sizeof(float),
-                   pts[i].ar_ms, pts[i].ar_min_ms, pts[i].iar_ms,
-                   MODEL_MS(pts[i].count * sizeof(float)));
-            first = 0;
-        }
-        printf("}, \"sizes\": [");
-        for (int i = 0, first = 1; i < np; i++) {
-            if (pts[i].real)
-                continue;
-            printf("%s{\"bytes\": %zu, \"reps\": %d, \"allreduce_ms\": %.4f, "
-                   "\"allreduce_min_ms\": %.4f, \"iallreduce_ms\": %.4f, \"model_ms\": %.4f}",
-                   first ? "" : ", ", pts[i].count * sizeof(float), pts[i].reps, pts[i].ar_ms,
-                   pts[i].ar_min_ms, pts[i].iar_ms, MODEL_MS(pts[i].count * sizeof(float)));
-            first = 0;
-        }
-        printf("], \"overlap\": [");
-        for (int k = 0; k < n_ov; k++) {
-            /* the fraction of the reduction's own time that the computation hid */
-            const overlap *o = &ov[k];
-            double h0 = o->comm_ms > 0 ? (o->comm_ms + o->compute_ms - o->total_ms) / o->comm_ms : 0;
-            double h1 =
-                o->comm_ms > 0 ? (o->comm_ms + o->compute_ms - o->total_test_ms) / o->comm_ms : 0;
-            printf("%s{\"buffer\": \"%s\", \"bytes\": %.0f, \"comm_ms\": %.4f, "
-                   "\"compute_ms\": %.4f, \"total_ms\": %.4f, \"wait_ms\": %.4f, "
-                   "\"hidden_fraction\": %.3f, \"total_ms_with_test\": %.4f, "
-                   "\"wait_ms_with_test\": %.4f, \"hidden_fraction_with_test\": %.3f}",
-                   k ? ", " : "", o->name, o->bytes, o->comm_ms, o->compute_ms, o->total_ms,
-                   o->wait_ms, h0, o->total_test_ms, o->wait_test_ms, h1);
-        }
-        printf("]}\n");
-        fflush(stdout);
+        ar_print_table(c, pts, np, &fit, ov, n_ov);
+        ar_print_json(c, elapsed, pts, np, &fit, ov, n_ov);
     }
-#undef MODEL_MS
     cg_free(buf);
     return 0;
 }

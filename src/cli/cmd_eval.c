@@ -98,58 +98,56 @@ static long balanced_indices(const cg_dataset *ds, const int64_t *held, long hm,
     return m;
 }
 
-/* Writes s as a JSON string (quotes and control characters escaped). */
-static void json_str(FILE *f, const char *s)
+typedef struct {
+    const char *ckpt, *clf_path, *data, *split, *reference;
+    long n;
+    float temperature;
+    int batch, no_floor, no_ema, threads;
+    int train_ref; /* --reference train */
+} eval_opts;
+
+/* The first bad option into e (parse errors are already there when bad). Returns -1 when
+ * one is bad, else 0. */
+static int eval_check(const eval_opts *o, int bad, cg_error *e)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        const unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
+    if (bad)
+        return -1;
+    if (!o->ckpt)
+        return cg_fail(e, "--checkpoint FILE is required (see --help)");
+    if (o->n < 2 || o->n > 10000000 || o->batch < 1 || o->batch > 4096)
+        return cg_fail(e, "--n must be 2..10000000 and --batch 1..4096");
+    if (!cg_temperature_valid(o->temperature))
+        return cg_fail(e, "--temperature %g is not in (0, 10]", (double)o->temperature);
+    if (!o->train_ref && strcmp(o->reference, "heldout"))
+        return cg_fail(e, "--reference '%s': use heldout or train", o->reference);
+    return 0;
 }
 
-/* One score of the output object: ` "KEY": {...},` and a newline. */
-static void print_score(const char *key, const cg_eval_result *r)
+/* Parses and checks the options into o. Returns -1 to go on, else the exit status (0 after
+ * --help). */
+static int eval_parse(cg_ctx *c, int argc, char **argv, eval_opts *o)
 {
-    json_t *o = cg_eval_result_json(r);
-    char *text = cg_json_text(o);
-    printf(" \"%s\": %s,\n", key, text ? text : "null");
-    free(text);
-    json_decref(o);
-}
-
-int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
-{
-    const char *ckpt = NULL, *clf_path = getenv("CHARGAN_CLASSIFIER"), *data = NULL;
-    const char *split = "bymerge-test", *reference = "heldout";
-    long n = 10000;
-    float temperature = 1.0f;
-    int batch = 250, no_floor = 0, no_ema = 0, threads = c->threads;
-    if (!clf_path || !clf_path[0])
-        clf_path = "classifier.h5";
+    const char *env_clf = getenv("CHARGAN_CLASSIFIER");
+    *o = (eval_opts){.clf_path = env_clf && env_clf[0] ? env_clf : "classifier.h5",
+                     .split = "bymerge-test", .reference = "heldout", .n = 10000,
+                     .temperature = 1.0f, .batch = 250, .threads = c->threads};
     const cg_opt opts[] = {
-        {"checkpoint", CG_OPT_STR, &ckpt, "checkpoint to score (required)"},
-        {"classifier", CG_OPT_STR, &clf_path,
+        {"checkpoint", CG_OPT_STR, &o->ckpt, "checkpoint to score (required)"},
+        {"classifier", CG_OPT_STR, &o->clf_path,
          "classifier file (default $CHARGAN_CLASSIFIER, else ./classifier.h5)"},
-        {"n", CG_OPT_LONG, &n, "samples to generate and real images for the floor (10000)"},
-        {"data", CG_OPT_STR, &data,
+        {"n", CG_OPT_LONG, &o->n, "samples to generate and real images for the floor (10000)"},
+        {"data", CG_OPT_STR, &o->data,
          "EMNIST data for the floor (default $EMNIST_DIR, then ./data/emnist)"},
-        {"split", CG_OPT_STR, &split,
+        {"split", CG_OPT_STR, &o->split,
          "split the classifier was trained on (default bymerge-test)"},
-        {"no-floor", CG_OPT_FLAG, &no_floor, "skip the real-vs-real floor"},
-        {"no-ema", CG_OPT_FLAG, &no_ema,
+        {"no-floor", CG_OPT_FLAG, &o->no_floor, "skip the real-vs-real floor"},
+        {"no-ema", CG_OPT_FLAG, &o->no_ema,
          "score the raw generator weights, not their EMA (when the checkpoint has one)"},
-        {"batch", CG_OPT_INT, &batch, "images per forward pass (default 250)"},
-        {"threads", CG_OPT_INT, &threads, "BLAS/OpenMP threads (default: all cores)"},
-        {"temperature", CG_OPT_FLOAT, &temperature,
+        {"batch", CG_OPT_INT, &o->batch, "images per forward pass (default 250)"},
+        {"threads", CG_OPT_INT, &o->threads, "BLAS/OpenMP threads (default: all cores)"},
+        {"temperature", CG_OPT_FLOAT, &o->temperature,
          "noise scale of the samples, as `chargan sample --temperature` (1)"},
-        {"reference", CG_OPT_STR, &reference,
+        {"reference", CG_OPT_STR, &o->reference,
          "heldout (default) | train: score the samples against the classifier-train images' "
          "fit instead, to choose sampling settings without looking at the held-out images "
          "(no floors then, so --data and --split go unused)"},
@@ -165,188 +163,232 @@ int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
         }
         return 0;
     }
-    /* The first bad option is reported (parse errors are already in e). */
-    const int train_ref = !strcmp(reference, "train");
-    int bad = pr < 0;
-    if (!bad && !ckpt)
-        bad = cg_fail(&e, "--checkpoint FILE is required (see --help)");
-    else if (!bad && (n < 2 || n > 10000000 || batch < 1 || batch > 4096))
-        bad = cg_fail(&e, "--n must be 2..10000000 and --batch 1..4096");
-    else if (!bad && !cg_temperature_valid(temperature))
-        bad = cg_fail(&e, "--temperature %g is not in (0, 10]", (double)temperature);
-    else if (!bad && !train_ref && strcmp(reference, "heldout"))
-        bad = cg_fail(&e, "--reference '%s': use heldout or train", reference);
-    if (bad) {
+    o->train_ref = !strcmp(o->reference, "train");
+    if (eval_check(o, pr < 0, &e)) {
         if (root)
             fprintf(stderr, "chargan: error: eval: %s\n", e.msg);
         return 2;
     }
+    return -1;
+}
+
+/* What one evaluation holds; zeroed at the start, released by eval_free. */
+typedef struct {
+    cg_classifier clf;
+    cg_gan gan;
+    cg_ckpt_meta meta;
+    cg_evaluator ev;       /* against the reference fit (--reference) */
+    cg_evaluator ev_floor; /* against the classifier-train fit */
+    cg_dataset ds;
+    int64_t *idx, *held;
+    int have_gan, have_floor, have_ufloor;
+    char classes[CG_GEN_MAX_CLASSES + 1];
+    char floor_note[700];
+    cg_eval_result gen, uni;      /* generated: natural mix, every class equally often */
+    cg_eval_result flo, mfl, ufl; /* real_floor, matched_floor, uniform_real_floor */
+} eval_state;
+
+static void eval_free(eval_state *s)
+{
+    free(s->idx);
+    free(s->held);
+    cg_eval_free(&s->ev);
+    cg_eval_free(&s->ev_floor);
+    cg_data_free(&s->ds);
+    if (s->have_gan) {
+        cg_gan_free(&s->gan);
+        cg_ckpt_meta_free(&s->meta);
+    }
+    cg_classifier_free(&s->clf);
+}
+
+/* Loads the classifier and the checkpoint and scores the generated samples (and, for
+ * conditional models, those asking for every class equally often). 0, or -1 with e set. */
+static int eval_generated(const eval_opts *o, eval_state *s, cg_error *e)
+{
+    if (cg_classifier_load(o->clf_path, &s->clf, o->batch, e))
+        return -1;
+    if (!s->clf.has_stats)
+        return cg_fail(e, "%s: the classifier file holds no feature statistics (/stats); make "
+                          "it with `chargan classifier train`", o->clf_path);
+    if (cg_gan_open(o->ckpt, o->batch, !o->no_ema, &s->gan, &s->meta, s->classes, e))
+        return -1;
+    s->have_gan = 1;
+    const int cond = s->gan.preset.n_classes > 0;
+    const char *classes = s->classes[0] ? s->classes : NULL;
+    if (cg_eval_setup(&s->ev, &s->clf, o->train_ref ? &s->clf.train : &s->clf.heldout,
+                      o->batch, s->gan.preset.noise_dim, e))
+        return -1;
+    s->ev.temperature = o->temperature;
+    if (cg_eval_gan(&s->ev, &s->gan, cond ? classes : NULL, o->n, &s->gen, e))
+        return -1;
+    if (!cond)
+        return 0;
+    s->ev.uniform_classes = 1;
+    return cg_eval_gan(&s->ev, &s->gan, classes, o->n, &s->uni, e) ? -1 : 0;
+}
+
+/* uniform_real_floor: n held-out images, every class equally often. 0, or -1 with e set. */
+static int eval_uniform_floor(const eval_opts *o, eval_state *s, cg_error *e)
+{
+    const cg_dataset *ds = &s->ds;
+    s->held = malloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1));
+    if (!s->held)
+        return cg_fail(e, "out of memory");
+    const long hm = cg_split_indices(ds->n, 1, ds->n, s->held);
+    const long mb = balanced_indices(ds, s->held, hm, o->n, s->idx);
+    if (mb >= 2 && cg_eval_images(&s->ev_floor, ds, s->idx, mb, &s->ufl, e))
+        return -1;
+    s->have_ufloor = mb >= 2;
+    return 0;
+}
+
+/* The floors on the loaded data set. 0, or -1 with e set. */
+static int eval_floor_scores(const eval_opts *o, eval_state *s, cg_error *e)
+{
+    const cg_dataset *ds = &s->ds;
+    s->idx = malloc(sizeof(int64_t) * (size_t)o->n);
+    if (!s->idx)
+        return cg_fail(e, "out of memory");
+    /* real_floor: n real held-out images against the classifier-train fit */
+    const long m = cg_split_indices(ds->n, 1, o->n, s->idx);
+    if (cg_eval_setup(&s->ev_floor, &s->clf, &s->clf.train, o->batch, 0, e) ||
+        cg_eval_images(&s->ev_floor, ds, s->idx, m, &s->flo, e))
+        return -1;
+    s->have_floor = 1;
+    /* matched_floor: n classifier-train images scored exactly as the samples are, against
+     * the held-out fit (real_floor compares against the larger classifier-train fit, whose
+     * estimate is less noisy, so it sits lower). */
+    const long mt = cg_split_indices(ds->n, 0, o->n, s->idx);
+    if (cg_eval_images(&s->ev, ds, s->idx, mt, &s->mfl, e))
+        return -1;
+    if (m < o->n)
+        snprintf(s->floor_note, sizeof s->floor_note,
+                 "the held-out part has only %ld images (fewer than --n)", m);
+    return s->gan.preset.n_classes ? eval_uniform_floor(o, s, e) : 0;
+}
+
+/* The floors, or the note why there are none: data missing is an error only when --data
+ * names it. 0, or -1 with e set. */
+static int eval_floors(const eval_opts *o, eval_state *s, cg_error *e)
+{
+    if (o->no_floor || o->train_ref) {
+        snprintf(s->floor_note, sizeof s->floor_note, "%s",
+                 o->train_ref ? "skipped: the floors are defined against the held-out images"
+                              : "skipped (--no-floor)");
+        return 0;
+    }
+    cg_data_opts d = {0};
+    d.data = o->data;
+    d.split = o->split;
+    cg_error de = {{0}};
+    if (cg_data_load_local(&d, &s->ds, &de)) {
+        if (o->data) {
+            *e = de;
+            return -1;
+        }
+        snprintf(s->floor_note, sizeof s->floor_note, "no data for the floor: %.600s", de.msg);
+        return 0;
+    }
+    if (s->ds.n_classes != s->clf.n_classes)
+        return cg_fail(e, "%s has %d classes, but the classifier %s has %d", s->ds.source,
+                       s->ds.n_classes, o->clf_path, s->clf.n_classes);
+    return eval_floor_scores(o, s, e);
+}
+
+/* The "reference" text: what each score is measured against. */
+static json_t *reference_json(const eval_opts *o, const eval_state *s)
+{
+    char text[600];
+    if (o->train_ref)
+        snprintf(text, sizeof text, "generated: features of the %ld classifier-train images "
+                                    "(--reference train)", s->clf.train.n);
+    else
+        snprintf(text, sizeof text,
+                 "generated: features of the %ld held-out images of the classifier's data; "
+                 "real_floor: %ld held-out images vs the %ld classifier-train images; "
+                 "matched_floor: %ld classifier-train images vs the held-out images, as "
+                 "generated", s->clf.heldout.n, s->have_floor ? s->flo.n : 0L,
+                 s->clf.train.n, s->have_floor ? s->mfl.n : 0L);
+    return cg_json_str(text);
+}
+
+/* Adds the floors' scores and ratios to j (nulls without floors), and the note. */
+static void floors_json(json_t *j, const eval_state *s)
+{
+    if (s->have_floor) {
+        json_object_set_new(j, "real_floor", cg_eval_result_json(&s->flo));
+        if (s->have_ufloor)
+            json_object_set_new(j, "uniform_real_floor", cg_eval_result_json(&s->ufl));
+        json_object_set_new(j, "matched_floor", cg_eval_result_json(&s->mfl));
+    } else {
+        json_object_set_new(j, "real_floor", json_null());
+        json_object_set_new(j, "matched_floor", json_null());
+    }
+    const double gen = s->gen.fid, flo = s->flo.fid, mfl = s->mfl.fid;
+    json_object_set_new(j, "fid_over_floor", s->have_floor && flo > 0 ? cg_json_num(gen / flo, 3)
+                                                                       : json_null());
+    json_object_set_new(j, "fid_over_matched_floor",
+                        s->have_floor && mfl > 0 ? cg_json_num(gen / mfl, 3) : json_null());
+    if (s->floor_note[0])
+        json_object_set_new(j, "floor_note", cg_json_str(s->floor_note));
+}
+
+/* The output object, one line. */
+static void eval_print(const eval_opts *o, const eval_state *s, double seconds)
+{
+    const cg_ckpt_meta *m = &s->meta;
+    json_t *j = json_object();
+    json_object_set_new(j, "checkpoint", cg_json_str(o->ckpt));
+    json_object_set_new(j, "model", cg_json_str(m->model));
+    json_object_set_new(j, "step", json_integer(m->step));
+    json_object_set_new(j, "conditional", json_boolean(s->gan.preset.n_classes));
+    json_object_set_new(j, "generator", cg_json_str(m->has_ema && !o->no_ema ? "ema" : "raw"));
+    json_object_set_new(j, "ema_decay", m->has_ema ? cg_json_num(m->ema_decay, -1) : json_null());
+    json_object_set_new(j, "temperature", cg_json_float(o->temperature));
+    json_object_set_new(j, "fid_reference", cg_json_str(o->train_ref ? "train" : "heldout"));
+    json_object_set_new(j, "classifier", cg_json_str(o->clf_path));
+    json_object_set_new(j, "classifier_heldout_accuracy",
+                        cg_json_num(s->clf.heldout_accuracy, 4));
+    json_object_set_new(j, "n", json_integer(o->n));
+    json_object_set_new(j, "generated", cg_eval_result_json(&s->gen));
+    if (s->gan.preset.n_classes)
+        json_object_set_new(j, "uniform_classes", cg_eval_result_json(&s->uni));
+    floors_json(j, s);
+    json_object_set_new(j, "reference", reference_json(o, s));
+    json_object_set_new(j, "seconds", cg_json_num(seconds, 2));
+    cg_json_print(stdout, j);
+    fflush(stdout);
+}
+
+int cg_cmd_eval(cg_ctx *c, int argc, char **argv)
+{
+    eval_opts o;
+    const int pr = eval_parse(c, argc, argv, &o);
+    if (pr >= 0)
+        return pr;
     if (c->size > 1) {
-        if (root)
+        if (c->rank == 0)
             fprintf(stderr, "chargan: error: eval runs in one process (started with %d "
                             "ranks); run it without mpirun\n", c->size);
         return 1;
     }
-    if (threads > 0 && threads != c->threads)
-        cg_ctx_set_threads(c, threads);
+    if (o.threads > 0 && o.threads != c->threads)
+        cg_ctx_set_threads(c, o.threads);
 
     const double t0 = cg_now();
-    cg_classifier clf;
-    cg_gan gan;
-    cg_ckpt_meta meta;
-    cg_evaluator ev, ev_floor;
-    cg_dataset ds;
-    memset(&clf, 0, sizeof clf);
-    memset(&gan, 0, sizeof gan);
-    memset(&meta, 0, sizeof meta);
-    memset(&ev, 0, sizeof ev);
-    memset(&ev_floor, 0, sizeof ev_floor);
-    memset(&ds, 0, sizeof ds);
-    int64_t *idx = NULL;
-    int64_t *held = NULL;
-    int rc = 1, have_gan = 0, have_floor = 0, have_ufloor = 0;
-    char classes[CG_GEN_MAX_CLASSES + 1] = {0};
-    char floor_note[700] = "";
-    cg_eval_result gen, flo, mfl, uni, ufl;
-
-    if (cg_classifier_load(clf_path, &clf, batch, &e))
-        goto out;
-    if (!clf.has_stats) {
-        cg_fail(&e, "%s: the classifier file holds no feature statistics (/stats); make it "
-                    "with `chargan classifier train`", clf_path);
-        goto out;
+    eval_state *s = calloc(1, sizeof *s);
+    cg_error e = {{0}};
+    if (!s) {
+        fprintf(stderr, "chargan: error: out of memory\n");
+        return 1;
     }
-    if (cg_gan_open(ckpt, batch, !no_ema, &gan, &meta, classes, &e))
-        goto out;
-    have_gan = 1;
-    if (cg_eval_setup(&ev, &clf, train_ref ? &clf.train : &clf.heldout, batch,
-                      gan.preset.noise_dim, &e))
-        goto out;
-    ev.temperature = temperature;
-    if (cg_eval_gan(&ev, &gan, gan.preset.n_classes && classes[0] ? classes : NULL, n, &gen,
-                    &e))
-        goto out;
-    if (gan.preset.n_classes) {
-        ev.uniform_classes = 1;
-        if (cg_eval_gan(&ev, &gan, classes[0] ? classes : NULL, n, &uni, &e))
-            goto out;
-    }
-
-    /* The floor: n real held-out images against the classifier-train fit. */
-    if (no_floor || train_ref) {
-        snprintf(floor_note, sizeof floor_note,
-                 train_ref ? "skipped: the floors are defined against the held-out images"
-                           : "skipped (--no-floor)");
-    } else {
-        cg_data_opts d = {0};
-        d.data = data;
-        d.split = split;
-        cg_error de = {{0}};
-        if (cg_data_load_local(&d, &ds, &de)) {
-            if (data) { /* asked for explicitly: an error */
-                e = de;
-                goto out;
-            }
-            snprintf(floor_note, sizeof floor_note, "no data for the floor: %.600s", de.msg);
-        } else if (ds.n_classes != clf.n_classes) {
-            cg_fail(&e, "%s has %d classes, but the classifier %s has %d", ds.source,
-                    ds.n_classes, clf_path, clf.n_classes);
-            goto out;
-        } else {
-            idx = malloc(sizeof(int64_t) * (size_t)n);
-            if (!idx) {
-                cg_fail(&e, "out of memory");
-                goto out;
-            }
-            const long m = cg_split_indices(ds.n, 1, n, idx);
-            if (cg_eval_setup(&ev_floor, &clf, &clf.train, batch, 0, &e) ||
-                cg_eval_images(&ev_floor, &ds, idx, m, &flo, &e))
-                goto out;
-            have_floor = 1;
-            /* n classifier-train images scored exactly as the samples are, against the
-             * held-out fit (the floor above compares against the larger classifier-train
-             * fit, whose estimate is less noisy, so it sits lower). */
-            const long mt = cg_split_indices(ds.n, 0, n, idx);
-            if (cg_eval_images(&ev, &ds, idx, mt, &mfl, &e))
-                goto out;
-            if (m < n)
-                snprintf(floor_note, sizeof floor_note,
-                         "the held-out part has only %ld images (fewer than --n)", m);
-            if (gan.preset.n_classes) {
-                held = malloc(sizeof(int64_t) * (size_t)(ds.n ? ds.n : 1));
-                if (!held) {
-                    cg_fail(&e, "out of memory");
-                    goto out;
-                }
-                const long hm = cg_split_indices(ds.n, 1, ds.n, held);
-                const long mb = balanced_indices(&ds, held, hm, n, idx);
-                if (mb >= 2 && cg_eval_images(&ev_floor, &ds, idx, mb, &ufl, &e))
-                    goto out;
-                have_ufloor = mb >= 2;
-            }
-        }
-    }
-
-    printf("{\"checkpoint\": ");
-    json_str(stdout, ckpt);
-    printf(", \"model\": ");
-    json_str(stdout, meta.model);
-    printf(", \"step\": %ld, \"conditional\": %s, \"generator\": \"%s\", \"ema_decay\": ",
-           meta.step, gan.preset.n_classes ? "true" : "false",
-           meta.has_ema && !no_ema ? "ema" : "raw");
-    if (meta.has_ema)
-        printf("%g", meta.ema_decay);
-    else
-        printf("null");
-    printf(", \"temperature\": %g, \"fid_reference\": \"%s\"", (double)temperature,
-           train_ref ? "train" : "heldout");
-    printf(", \"classifier\": ");
-    json_str(stdout, clf_path);
-    printf(", \"classifier_heldout_accuracy\": %.4f, \"n\": %ld,\n", clf.heldout_accuracy, n);
-    print_score("generated", &gen);
-    if (gan.preset.n_classes)
-        print_score("uniform_classes", &uni);
-    if (have_floor) {
-        print_score("real_floor", &flo);
-        if (have_ufloor)
-            print_score("uniform_real_floor", &ufl);
-        print_score("matched_floor", &mfl);
-        printf(" \"fid_over_floor\": %.3f, \"fid_over_matched_floor\": %.3f,",
-               flo.fid > 0 ? gen.fid / flo.fid : NAN, mfl.fid > 0 ? gen.fid / mfl.fid : NAN);
-    } else {
-        printf(" \"real_floor\": null,\n \"matched_floor\": null,\n \"fid_over_floor\": null, "
-               "\"fid_over_matched_floor\": null,");
-    }
-    if (floor_note[0]) {
-        printf(" \"floor_note\": ");
-        json_str(stdout, floor_note);
-        printf(",");
-    }
-    if (train_ref)
-        printf("\n \"reference\": \"generated: features of the %ld classifier-train images "
-               "(--reference train)\",\n",
-               clf.train.n);
-    else
-        printf("\n \"reference\": \"generated: features of the %ld held-out images of the "
-               "classifier's data; real_floor: %ld held-out images vs the %ld classifier-train "
-               "images; matched_floor: %ld classifier-train images vs the held-out images, as "
-               "generated\",\n",
-               clf.heldout.n, have_floor ? flo.n : 0L, clf.train.n, have_floor ? mfl.n : 0L);
-    printf(" \"seconds\": %.2f}\n", cg_now() - t0);
-    fflush(stdout);
-    rc = 0;
-out:
+    const int rc = eval_generated(&o, s, &e) || eval_floors(&o, s, &e) ? 1 : 0;
     if (rc)
         fprintf(stderr, "chargan: error: %s\n", e.msg);
-    free(idx);
-    free(held);
-    cg_eval_free(&ev);
-    cg_eval_free(&ev_floor);
-    cg_data_free(&ds);
-    if (have_gan) {
-        cg_gan_free(&gan);
-        cg_ckpt_meta_free(&meta);
-    }
-    cg_classifier_free(&clf);
+    else
+        eval_print(&o, s, cg_now() - t0);
+    eval_free(s);
+    free(s);
     return rc;
 }
