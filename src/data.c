@@ -228,6 +228,50 @@ static void set_builtin_mapping(reader *r, const char *family)
     snprintf(r->map_desc, sizeof r->map_desc, "built-in %s mapping", name);
 }
 
+/* The integers of one mapping line, at most 4, into v; returns how many, 0 for a blank line,
+ * -1 for a field that is not an integer. */
+static int mapping_fields(const char *line, long v[4])
+{
+    int nv = 0;
+    const char *p = line;
+    char *end;
+    while (nv < 4) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\n' || *p == '\r' || *p == 0)
+            break;
+        errno = 0;
+        v[nv] = strtol(p, &end, 10);
+        if (end == p || errno || (*end && !strchr(" \t\r\n", *end)))
+            return -1;
+        nv++;
+        p = end;
+    }
+    return nv;
+}
+
+/* One line "index ascii_code" (or "index upper lower") of a mapping file. */
+static int add_mapping_line(reader *r, const char *path, int lineno, const long *v, int nv,
+                            cg_error *e)
+{
+    if (nv < 2 || nv > 3)
+        return cg_fail(e, "%s: line %d: expected 'index ascii_code' (or 'index upper lower'), "
+                          "not a mapping file", path, lineno);
+    if (v[0] < 0 || v[0] >= CG_MAX_CLASSES)
+        return cg_fail(e, "%s: line %d: class index %ld outside 0..%d", path, lineno, v[0],
+                       CG_MAX_CLASSES - 1);
+    if (v[1] < 33 || v[1] > 126)
+        return cg_fail(e, "%s: line %d: code %ld is not a printable ASCII character", path,
+                       lineno, v[1]);
+    if (r->present & (1ull << v[0]))
+        return cg_fail(e, "%s: line %d: class %ld appears twice", path, lineno, v[0]);
+    r->present |= 1ull << v[0];
+    r->chars[v[0]] = (char)v[1];
+    if (v[0] + 1 > r->n_classes)
+        r->n_classes = (int)v[0] + 1;
+    return 0;
+}
+
 static int read_mapping(reader *r, const char *path, cg_error *e)
 {
     if (check_readable(path, "an EMNIST mapping file", e))
@@ -240,50 +284,12 @@ static int read_mapping(reader *r, const char *path, cg_error *e)
     r->n_classes = 0;
     char line[256];
     int lineno = 0, rc = 0;
-    while (fgets(line, sizeof line, f)) {
+    while (!rc && fgets(line, sizeof line, f)) {
         lineno++;
         long v[4];
-        int nv = 0;
-        char *p = line, *end;
-        while (nv < 4) {
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (*p == '\n' || *p == '\r' || *p == 0)
-                break;
-            errno = 0;
-            v[nv] = strtol(p, &end, 10);
-            if (end == p || errno || (*end && !strchr(" \t\r\n", *end))) {
-                nv = -1;
-                break;
-            }
-            nv++;
-            p = end;
-        }
-        if (nv == 0)
-            continue; /* blank line */
-        if (nv < 2 || nv > 3) {
-            rc = cg_fail(e, "%s: line %d: expected 'index ascii_code' (or 'index upper lower'), "
-                            "not a mapping file", path, lineno);
-            break;
-        }
-        if (v[0] < 0 || v[0] >= CG_MAX_CLASSES) {
-            rc = cg_fail(e, "%s: line %d: class index %ld outside 0..%d", path, lineno, v[0],
-                         CG_MAX_CLASSES - 1);
-            break;
-        }
-        if (v[1] < 33 || v[1] > 126) {
-            rc = cg_fail(e, "%s: line %d: code %ld is not a printable ASCII character", path,
-                         lineno, v[1]);
-            break;
-        }
-        if (r->present & (1ull << v[0])) {
-            rc = cg_fail(e, "%s: line %d: class %ld appears twice", path, lineno, v[0]);
-            break;
-        }
-        r->present |= 1ull << v[0];
-        r->chars[v[0]] = (char)v[1];
-        if (v[0] + 1 > r->n_classes)
-            r->n_classes = (int)v[0] + 1;
+        const int nv = mapping_fields(line, v);
+        if (nv != 0) /* else a blank line */
+            rc = add_mapping_line(r, path, lineno, v, nv, e);
     }
     if (!rc && ferror(f))
         rc = cg_fail(e, "%s: read error: %s", path, strerror(errno));
@@ -499,10 +505,9 @@ static int resolve(reader *r, const cg_data_opts *o, cg_error *e)
 
 /* ---------------------------------------------------------------- IDX */
 
-static int idx_open(reader *r, cg_error *e)
+/* The images file's 16-byte header: magic, count and 28x28 size; *n gets the count. */
+static int idx_images_header(reader *r, uint32_t *n, cg_error *e)
 {
-    if (open_gz(r->images, "IDX images", &r->img, e))
-        return -1;
     unsigned char h[16];
     int zerr;
     const char *zmsg;
@@ -514,7 +519,8 @@ static int idx_open(reader *r, cg_error *e)
         snprintf(what, sizeof what, "%zu of the 16 header bytes", got);
         return short_read(e, r->images, zerr, zmsg, what);
     }
-    uint32_t n = be32(h + 4), rows = be32(h + 8), cols = be32(h + 12);
+    uint32_t rows = be32(h + 8), cols = be32(h + 12);
+    *n = be32(h + 4);
     if (magic != 0x803) {
         if (magic == 0x801)
             return cg_fail(e, "%s: this is an IDX labels file (magic 0x00000801); the images "
@@ -527,50 +533,73 @@ static int idx_open(reader *r, cg_error *e)
     }
     if (rows != 28 || cols != 28)
         return cg_fail(e, "%s: images are %ux%u, expected 28x28", r->images, rows, cols);
-    if (n == 0)
+    if (*n == 0)
         return cg_fail(e, "%s: header says 0 images", r->images);
-    r->n_file = n;
-    r->cap = r->limit > 0 && r->limit < r->n_file ? r->limit : r->n_file;
+    return 0;
+}
 
-    gzFile lf = NULL;
-    if (open_gz(r->labels, "IDX labels", &lf, e))
-        return -1;
-    int rc = 0;
-    got = gz_read_all(lf, h, 8, &zerr, &zmsg);
+/* The labels file's header (n labels expected) and its first r->cap labels into r->lab. */
+static int idx_read_labels(reader *r, gzFile lf, uint32_t n, cg_error *e)
+{
+    unsigned char h[8];
+    int zerr;
+    const char *zmsg;
+    size_t got = gz_read_all(lf, h, 8, &zerr, &zmsg);
+    char what[64];
     if (got < 8) {
-        char what[64];
         snprintf(what, sizeof what, "%zu of the 8 header bytes", got);
-        rc = short_read(e, r->labels, zerr, zmsg, what);
-    } else if (be32(h) != 0x801) {
-        rc = cg_fail(e, "%s: bad magic 0x%08x, expected 0x00000801 (IDX labels)", r->labels,
-                     be32(h));
-    } else if (be32(h + 4) != n) {
-        rc = cg_fail(e, "%s: %u labels, but %s has %u images", r->labels, be32(h + 4),
-                     base_name(r->images), n);
-    } else {
-        r->lab = malloc((size_t)r->cap);
-        if (!r->lab) {
-            rc = cg_fail(e, "%s: out of memory for %ld labels", r->labels, r->cap);
-        } else {
-            got = gz_read_all(lf, r->lab, (size_t)r->cap, &zerr, &zmsg);
-            if (got < (size_t)r->cap) {
-                char what[64];
-                snprintf(what, sizeof what, "%zu of %ld labels", got, r->n_file);
-                rc = short_read(e, r->labels, zerr, zmsg, what);
-            } else if (r->cap == r->n_file) {
-                char what[64];
-                snprintf(what, sizeof what, "the %ld labels", r->n_file);
-                rc = expect_end(lf, r->labels, what, e);
-            }
-        }
+        return short_read(e, r->labels, zerr, zmsg, what);
     }
-    for (long i = 0; !rc && i < r->cap; i++)
+    if (be32(h) != 0x801)
+        return cg_fail(e, "%s: bad magic 0x%08x, expected 0x00000801 (IDX labels)", r->labels,
+                       be32(h));
+    if (be32(h + 4) != n)
+        return cg_fail(e, "%s: %u labels, but %s has %u images", r->labels, be32(h + 4),
+                       base_name(r->images), n);
+    r->lab = malloc((size_t)r->cap);
+    if (!r->lab)
+        return cg_fail(e, "%s: out of memory for %ld labels", r->labels, r->cap);
+    got = gz_read_all(lf, r->lab, (size_t)r->cap, &zerr, &zmsg);
+    if (got < (size_t)r->cap) {
+        snprintf(what, sizeof what, "%zu of %ld labels", got, r->n_file);
+        return short_read(e, r->labels, zerr, zmsg, what);
+    }
+    if (r->cap == r->n_file) {
+        snprintf(what, sizeof what, "the %ld labels", r->n_file);
+        return expect_end(lf, r->labels, what, e);
+    }
+    return 0;
+}
+
+/* Every label read must be a class of the mapping. */
+static int idx_check_labels(const reader *r, cg_error *e)
+{
+    for (long i = 0; i < r->cap; i++)
         if (!(r->present & (1ull << (r->lab[i] & 63))) || r->lab[i] >= CG_MAX_CLASSES) {
             char cls[200];
             describe_classes(r, cls, sizeof cls);
-            rc = cg_fail(e, "%s: label %d of image %ld is not a class of the mapping (%s)",
-                         r->labels, r->lab[i], i, cls);
+            return cg_fail(e, "%s: label %d of image %ld is not a class of the mapping (%s)",
+                           r->labels, r->lab[i], i, cls);
         }
+    return 0;
+}
+
+static int idx_open(reader *r, cg_error *e)
+{
+    if (open_gz(r->images, "IDX images", &r->img, e))
+        return -1;
+    uint32_t n = 0;
+    int rc = idx_images_header(r, &n, e);
+    if (rc)
+        return rc;
+    r->n_file = n;
+    r->cap = r->limit > 0 && r->limit < r->n_file ? r->limit : r->n_file;
+    gzFile lf = NULL;
+    if (open_gz(r->labels, "IDX labels", &lf, e))
+        return -1;
+    rc = idx_read_labels(r, lf, n, e);
+    if (!rc)
+        rc = idx_check_labels(r, e);
     gzclose(lf);
     return rc;
 }
@@ -671,6 +700,25 @@ static void printable(char out[32], const char *s, size_t len)
     out[n] = 0;
 }
 
+/* The message for field `field` (from 0), at start in line s, that is not an integer; a
+ * first line that starts with a letter is taken for a header. */
+static int csv_bad_field(const reader *r, const char *s, size_t len, const char *start,
+                         long lineno, int field, cg_error *e)
+{
+    const char *fe = start, *end = s + len;
+    while (fe < end && *fe != ',')
+        fe++;
+    char shown[32];
+    if (lineno == 1 && field == 0 && isalpha((unsigned char)*start)) {
+        printable(shown, s, len);
+        return cg_fail(e, "%s: line 1 is a header ('%s...'); the Kaggle EMNIST CSVs "
+                          "have none: remove that line", r->images, shown);
+    }
+    printable(shown, start, (size_t)(fe - start));
+    return cg_fail(e, "%s: line %ld, field %d: '%s' is not an integer 0..255", r->images,
+                   lineno, field + 1, shown);
+}
+
 /* Parses one line (without '\n'), writes the upright image and the label. */
 static int csv_row(reader *r, const char *s, size_t len, long lineno, uint8_t *img,
                    uint8_t *label, cg_error *e)
@@ -687,20 +735,8 @@ static int csv_row(reader *r, const char *s, size_t len, long lineno, uint8_t *i
                 v = v * 10 + (unsigned)(*p - '0');
             p++;
         }
-        if (p == start || (p < end && *p != ',')) {
-            const char *fe = start;
-            while (fe < end && *fe != ',')
-                fe++;
-            char shown[32];
-            if (lineno == 1 && field == 0 && isalpha((unsigned char)*start)) {
-                printable(shown, s, len);
-                return cg_fail(e, "%s: line 1 is a header ('%s...'); the Kaggle EMNIST CSVs "
-                                  "have none: remove that line", r->images, shown);
-            }
-            printable(shown, start, (size_t)(fe - start));
-            return cg_fail(e, "%s: line %ld, field %d: '%s' is not an integer 0..255",
-                           r->images, lineno, field + 1, shown);
-        }
+        if (p == start || (p < end && *p != ','))
+            return csv_bad_field(r, s, len, start, lineno, field, e);
         if (v > 255)
             return cg_fail(e, "%s: line %ld, field %d: value %.*s is above 255", r->images,
                            lineno, field + 1, (int)(p - start > 20 ? 20 : p - start), start);
@@ -734,15 +770,41 @@ static int csv_row(reader *r, const char *s, size_t len, long lineno, uint8_t *i
     return 0;
 }
 
+/* Where a CSV pass stands: lines seen, rows decoded, the first blank line (0: none yet). */
+typedef struct {
+    long lineno, rows, blank;
+} csv_pos;
+
+/* One line (len bytes at p, without '\n'): a row, or a blank line, allowed only at the end. */
+static int csv_line(reader *r, const char *p, size_t len, csv_pos *at, uint8_t *pixels,
+                    uint8_t *labels, cg_error *e)
+{
+    at->lineno++;
+    if (len == 0 || (len == 1 && p[0] == '\r')) {
+        if (!at->blank)
+            at->blank = at->lineno; /* allowed only if nothing follows */
+        return 0;
+    }
+    if (at->blank)
+        return cg_fail(e, "%s: line %ld is empty", r->images, at->blank);
+    if (len > CSV_MAX_LINE)
+        return cg_fail(e, "%s: line %ld is longer than %d bytes, not an EMNIST CSV row",
+                       r->images, at->lineno, CSV_MAX_LINE);
+    int rc = csv_row(r, p, len, at->lineno, pixels + (size_t)at->rows * CG_IMG_PIXELS,
+                     labels + at->rows, e);
+    at->rows++;
+    return rc;
+}
+
 static int csv_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e)
 {
     char *buf = malloc(CSV_CHUNK + CSV_MAX_LINE);
     if (!buf)
         return cg_fail(e, "%s: out of memory", r->images);
     size_t have = 0;
-    long lineno = 0, rows = 0, blank = 0;
+    csv_pos at = {0, 0, 0};
     int eof = 0, rc = 0;
-    while (!rc && rows < r->cap) {
+    while (!rc && at.rows < r->cap) {
         if (!eof) {
             int k = gzread(r->img, buf + have, CSV_CHUNK);
             if (k <= 0) {
@@ -759,44 +821,31 @@ static int csv_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e)
             have += (size_t)k;
         }
         char *p = buf, *end = buf + have;
-        while (!rc && rows < r->cap) {
+        while (!rc && at.rows < r->cap) {
             char *nl = memchr(p, '\n', (size_t)(end - p));
             if (!nl && !eof)
                 break;
             size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
             if (!nl && len == 0)
                 break; /* file ended with a newline */
-            lineno++;
-            if (len == 0 || (len == 1 && p[0] == '\r')) {
-                if (!blank)
-                    blank = lineno; /* allowed only if nothing follows */
-            } else if (blank) {
-                rc = cg_fail(e, "%s: line %ld is empty", r->images, blank);
-            } else if (len > CSV_MAX_LINE) {
-                rc = cg_fail(e, "%s: line %ld is longer than %d bytes, not an EMNIST CSV row",
-                             r->images, lineno, CSV_MAX_LINE);
-            } else {
-                rc = csv_row(r, p, len, lineno, pixels + (size_t)rows * CG_IMG_PIXELS,
-                             labels + rows, e);
-                rows++;
-            }
+            rc = csv_line(r, p, len, &at, pixels, labels, e);
             p = nl ? nl + 1 : end;
         }
-        if (rc || rows == r->cap || (eof && p == end))
+        if (rc || at.rows == r->cap || (eof && p == end))
             break;
         size_t rest = (size_t)(end - p);
         if (rest > CSV_MAX_LINE) {
             rc = cg_fail(e, "%s: line %ld is longer than %d bytes, not an EMNIST CSV row",
-                         r->images, lineno + 1, CSV_MAX_LINE);
+                         r->images, at.lineno + 1, CSV_MAX_LINE);
             break;
         }
         memmove(buf, p, rest);
         have = rest;
     }
     free(buf);
-    if (!rc && rows == 0)
+    if (!rc && at.rows == 0)
         rc = cg_fail(e, "%s: no rows", r->images);
-    r->n = rows;
+    r->n = at.rows;
     return rc;
 }
 
@@ -912,112 +961,146 @@ struct cg_data_shm {
     MPI_Comm comm;
 };
 
+/* What the phases of one collective load hand each other. */
+typedef struct {
+    cg_ctx *c;
+    int reads;               /* this rank reads for its node */
+    reader *r;               /* the reading rank's, else NULL */
+    struct cg_data_shm *shm; /* NULL: out of memory */
+    meta_t m;                /* filled by the reader, then sent to its node */
+    uint8_t *base;           /* the window, as mapped on this rank */
+    cg_error err;            /* the message every rank returns */
+} load_state;
+
+/* The node readers resolve the files and read the headers (and IDX labels). */
+static int load_open(load_state *ld, const cg_data_opts *o)
+{
+    int st = 0;
+    if (ld->reads) {
+        ld->r = malloc(sizeof *ld->r);
+        st = ld->r ? reader_open(ld->r, o, &ld->err) : cg_fail(&ld->err, "out of memory");
+    }
+    if (!ld->shm && !st)
+        st = cg_fail(&ld->err, "out of memory");
+    return settle(ld->c, st, &ld->err);
+}
+
+/* The node-shared window, sized by the reader's image count. */
+static int load_window(load_state *ld)
+{
+    struct cg_data_shm *shm = ld->shm;
+    if (ld->reads)
+        ld->m.cap = ld->r->cap;
+    MPI_Bcast(&ld->m.cap, 1, MPI_LONG, 0, ld->c->node);
+    /* A private duplicate: its error handler can return instead of aborting, and the
+     * window's lifetime is tied to it rather than to the caller's communicator. */
+    MPI_Comm_dup(ld->c->node, &shm->comm);
+    MPI_Comm_set_errhandler(shm->comm, MPI_ERRORS_RETURN);
+    MPI_Aint bytes = ld->reads ? (MPI_Aint)ld->m.cap * (CG_IMG_PIXELS + 1) : 0;
+    void *mine = NULL;
+    int mrc = MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, shm->comm, &mine, &shm->win);
+    int lst = 0;
+    if (mrc == MPI_SUCCESS) {
+        MPI_Aint qsize;
+        int qdisp;
+        mrc = MPI_Win_shared_query(shm->win, 0, &qsize, &qdisp, &ld->base);
+    }
+    if (mrc != MPI_SUCCESS) {
+        char s[MPI_MAX_ERROR_STRING];
+        int sl = 0;
+        MPI_Error_string(mrc, s, &sl);
+        lst = cg_fail(&ld->err, "cannot allocate %ld MB of node-shared memory for the data set "
+                                "(%s); is /dev/shm large enough?",
+                      (long)((ld->m.cap * (CG_IMG_PIXELS + 1)) >> 20), s);
+    }
+    int st = settle(ld->c, lst, &ld->err);
+    if (st && shm->win != MPI_WIN_NULL)
+        MPI_Win_free(&shm->win);
+    return st;
+}
+
+/* Every rank gets the reader's metadata; all nodes must have read the same image count. */
+static int load_agree(load_state *ld)
+{
+    MPI_Bcast(&ld->m, (int)sizeof ld->m, MPI_BYTE, 0, ld->c->node);
+    /* Readers on different nodes read their own copy of the files; make sure they all saw
+     * the same number of images, or the sampler would differ per node. */
+    long lo = ld->m.n, hi = ld->m.n;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_LONG, MPI_MIN, ld->c->world);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_LONG, MPI_MAX, ld->c->world);
+    if (lo != hi)
+        return cg_fail(&ld->err, "%s: nodes read different data (%ld vs %ld images)",
+                       ld->m.source, lo, hi);
+    return 0;
+}
+
+/* The node readers decode straight into the window; the others wait, then see it. */
+static int load_fill(load_state *ld)
+{
+    struct cg_data_shm *shm = ld->shm;
+    /* A passive-target epoch so that MPI_Win_sync orders the reader's stores before the
+     * other ranks' loads (the barrier in settle() is the synchronization). */
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, shm->win);
+    int lst = 0;
+    if (ld->reads) {
+        reader *r = ld->r;
+        lst = reader_fill(r, ld->base, ld->base + (size_t)ld->m.cap * CG_IMG_PIXELS, &ld->err);
+        ld->m.n = r->n;
+        ld->m.n_classes = r->n_classes;
+        memcpy(ld->m.chars, r->chars, sizeof ld->m.chars);
+        describe_source(r, ld->m.source, sizeof ld->m.source);
+        ld->m.file_bytes = file_size(r->images);
+    }
+    MPI_Win_sync(shm->win);
+    int st = settle(ld->c, lst, &ld->err);
+    MPI_Win_sync(shm->win);
+    MPI_Win_unlock_all(shm->win);
+    if (!st)
+        st = load_agree(ld);
+    if (st)
+        MPI_Win_free(&shm->win);
+    return st;
+}
+
 int cg_data_load(cg_ctx *c, const cg_data_opts *o, cg_dataset *ds, cg_error *e)
 {
     memset(ds, 0, sizeof *ds);
-    struct cg_data_shm *shm = malloc(sizeof *shm);
-    if (shm) {
-        shm->win = MPI_WIN_NULL;
-        shm->comm = MPI_COMM_NULL;
+    load_state ld;
+    memset(&ld, 0, sizeof ld);
+    ld.c = c;
+    ld.reads = c->node_rank == 0;
+    ld.shm = malloc(sizeof *ld.shm);
+    if (ld.shm) {
+        ld.shm->win = MPI_WIN_NULL;
+        ld.shm->comm = MPI_COMM_NULL;
     }
-    const int reads = c->node_rank == 0;
-    cg_error err;
-    memset(&err, 0, sizeof err);
-    reader *r = NULL;
-    int st = 0;
-    if (reads) {
-        r = malloc(sizeof *r);
-        st = r ? reader_open(r, o, &err) : cg_fail(&err, "out of memory");
-    }
-    if (!shm && !st)
-        st = cg_fail(&err, "out of memory");
-    st = settle(c, st, &err);
-
-    meta_t m;
-    memset(&m, 0, sizeof m);
-    uint8_t *base = NULL;
-    if (!st) {
-        if (reads)
-            m.cap = r->cap;
-        MPI_Bcast(&m.cap, 1, MPI_LONG, 0, c->node);
-        /* A private duplicate: its error handler can return instead of aborting, and the
-         * window's lifetime is tied to it rather than to the caller's communicator. */
-        MPI_Comm_dup(c->node, &shm->comm);
-        MPI_Comm_set_errhandler(shm->comm, MPI_ERRORS_RETURN);
-        MPI_Aint bytes = reads ? (MPI_Aint)m.cap * (CG_IMG_PIXELS + 1) : 0;
-        void *mine = NULL;
-        int mrc = MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, shm->comm, &mine, &shm->win);
-        int lst = 0;
-        if (mrc == MPI_SUCCESS) {
-            MPI_Aint qsize;
-            int qdisp;
-            mrc = MPI_Win_shared_query(shm->win, 0, &qsize, &qdisp, &base);
-        }
-        if (mrc != MPI_SUCCESS) {
-            char s[MPI_MAX_ERROR_STRING];
-            int sl = 0;
-            MPI_Error_string(mrc, s, &sl);
-            lst = cg_fail(&err, "cannot allocate %ld MB of node-shared memory for the data set "
-                                "(%s); is /dev/shm large enough?",
-                          (long)((m.cap * (CG_IMG_PIXELS + 1)) >> 20), s);
-        }
-        st = settle(c, lst, &err);
-        if (st && shm->win != MPI_WIN_NULL)
-            MPI_Win_free(&shm->win);
-    }
-    if (!st) {
-        /* A passive-target epoch so that MPI_Win_sync orders the reader's stores before
-         * the other ranks' loads (the barrier in settle() is the synchronization). */
-        MPI_Win_lock_all(MPI_MODE_NOCHECK, shm->win);
-        int lst = 0;
-        if (reads) {
-            lst = reader_fill(r, base, base + (size_t)m.cap * CG_IMG_PIXELS, &err);
-            m.n = r->n;
-            m.n_classes = r->n_classes;
-            memcpy(m.chars, r->chars, sizeof m.chars);
-            describe_source(r, m.source, sizeof m.source);
-            m.file_bytes = file_size(r->images);
-        }
-        MPI_Win_sync(shm->win);
-        st = settle(c, lst, &err);
-        MPI_Win_sync(shm->win);
-        MPI_Win_unlock_all(shm->win);
-        if (!st) {
-            MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, 0, c->node);
-            /* Readers on different nodes read their own copy of the files; make sure they
-             * all saw the same number of images, or the sampler would differ per node. */
-            long lo = m.n, hi = m.n;
-            MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_LONG, MPI_MIN, c->world);
-            MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_LONG, MPI_MAX, c->world);
-            if (lo != hi)
-                st = cg_fail(&err, "%s: nodes read different data (%ld vs %ld images)", m.source,
-                             lo, hi);
-        }
-        if (st)
-            MPI_Win_free(&shm->win);
-    }
-    if (r) {
-        reader_close(r);
-        free(r);
+    int st = load_open(&ld, o);
+    if (!st)
+        st = load_window(&ld);
+    if (!st)
+        st = load_fill(&ld);
+    if (ld.r) {
+        reader_close(ld.r);
+        free(ld.r);
     }
     if (st) {
-        if (shm && shm->comm != MPI_COMM_NULL)
-            MPI_Comm_free(&shm->comm);
-        free(shm);
+        if (ld.shm && ld.shm->comm != MPI_COMM_NULL)
+            MPI_Comm_free(&ld.shm->comm);
+        free(ld.shm);
         if (e)
-            *e = err;
+            *e = ld.err;
         memset(ds, 0, sizeof *ds);
         return -1;
     }
-    ds->n = m.n;
-    ds->pixels = base;
-    ds->labels = base + (size_t)m.cap * CG_IMG_PIXELS;
-    ds->n_classes = m.n_classes;
-    ds->file_bytes = m.file_bytes;
-    memcpy(ds->chars, m.chars, sizeof ds->chars);
-    memcpy(ds->source, m.source, sizeof ds->source);
+    ds->n = ld.m.n;
+    ds->pixels = ld.base;
+    ds->labels = ld.base + (size_t)ld.m.cap * CG_IMG_PIXELS;
+    ds->n_classes = ld.m.n_classes;
+    ds->file_bytes = ld.m.file_bytes;
+    memcpy(ds->chars, ld.m.chars, sizeof ds->chars);
+    memcpy(ds->source, ld.m.source, sizeof ds->source);
     ds->source[sizeof ds->source - 1] = 0;
-    ds->shm_ = shm;
+    ds->shm_ = ld.shm;
     ds->kind_ = DS_WINDOW;
     return 0;
 }

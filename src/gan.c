@@ -3,9 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chargan/data.h"
 #include "chargan/rng.h"
-
-#define IMAGE_PIXELS 784
 
 void cg_gan_default_config(cg_gan_config *cfg)
 {
@@ -46,7 +45,7 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
     if (cg_net_build(&gan->g, "generator", p->g, p->n_g, p->noise_dim, 0, 0, B, 0, e) ||
         cg_net_build(&gan->d, "discriminator", p->d, p->n_d, 1, 28, 28, B, 0, e))
         return -1;
-    if (cg_net_out_size(&gan->g) != IMAGE_PIXELS || cg_net_out_size(&gan->d) != 1)
+    if (cg_net_out_size(&gan->g) != CG_IMG_PIXELS || cg_net_out_size(&gan->d) != 1)
         return cg_fail(e, "model '%s': generator must make 28x28 images and the "
                           "discriminator one logit", cfg->model);
     cg_tape_alloc(&gan->g, &gan->tape_g);
@@ -57,7 +56,7 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
     for (int i = 0; i < B; i++)
         gan->target[i] = 1.0f;
     gan->dlogit = cg_alloc(sizeof(float) * (size_t)B);
-    gan->dfake = cg_alloc(sizeof(float) * (size_t)B * IMAGE_PIXELS);
+    gan->dfake = cg_alloc(sizeof(float) * (size_t)B * CG_IMG_PIXELS);
     gan->labels = cg_alloc(sizeof(int32_t) * (size_t)B);
     gan->adam_g = (cg_adam){cfg->lr_g, cfg->beta1, cfg->beta2, cfg->eps, 0};
     gan->adam_d = (cg_adam){cfg->lr_d, cfg->beta1, cfg->beta2, cfg->eps, 0};
@@ -198,7 +197,7 @@ void cg_gan_generate(cg_gan *gan, const float *z, const int32_t *labels, int n, 
     }
     cg_fwd_opts o = {0, gan->cfg.seed, 0, 0, labels};
     const float *y = cg_net_forward(&gan->g, &gan->tape_g, z, n, &o);
-    const size_t count = (size_t)n * IMAGE_PIXELS;
+    const size_t count = (size_t)n * CG_IMG_PIXELS;
     if (gan->preset.tanh_output)
         for (size_t i = 0; i < count; i++)
             out[i] = 0.5f * (y[i] + 1.0f);

@@ -32,6 +32,271 @@ static int add_tensor(cg_net *net, const char *layer, const char *what, int ndim
     return net->n_tensors++;
 }
 
+/* Shapes and counters carried from layer to layer while a network is built. */
+typedef struct {
+    const char *name;             /* of the network, for messages */
+    int c, h, w;                  /* the shape entering the next layer (h = w = 0: flat) */
+    int counts[8];                /* layers of each op so far, numbering their names */
+    int n_bn, widest_bn;          /* batch norms so far and the most channels of one */
+    int bn_number[CG_MAX_LAYERS]; /* layer i's batch norm is bn<bn_number[i]> */
+    size_t max_act, max_col;      /* largest activation and im2col matrix of one sample */
+} build_state;
+
+/* Names the layer after its op and records its input shape; it has no tensors yet. */
+static void begin_layer(cg_layer *L, const cg_layer_spec *s, build_state *st)
+{
+    static const char *prefix[] = {"dense", "unflatten", "flatten", "conv", "convt",
+                                   "dropout", "labels", "project"};
+    L->spec = *s;
+    L->in_c = st->c, L->in_h = st->h, L->in_w = st->w;
+    L->w_tensor = L->b_tensor = -1;
+    L->bn_gamma = L->bn_beta = L->bn_mean = L->bn_var = -1;
+    L->cbn_gamma = L->cbn_beta = -1;
+    L->e_tensor = -1;
+    snprintf(L->name, sizeof L->name, "%s%d", prefix[s->op], st->counts[s->op]++);
+}
+
+static int build_dense(cg_net *net, cg_layer *L, int i, build_state *st, cg_error *e)
+{
+    const cg_layer_spec *s = &L->spec;
+    const int c = st->c;
+    if (st->h > 0)
+        return cg_fail(e, "%s layer %d (%s): dense needs a flat input; add a flatten",
+                       st->name, i, L->name);
+    int kd[2] = {c, s->out}, bd[1] = {s->out};
+    L->w_tensor = add_tensor(net, L->name, "kernel", 2, kd, c, s->out, e);
+    if (!s->bn)
+        L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
+    L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 2.0 * c * s->out;
+    st->c = s->out;
+    return 0;
+}
+
+static int build_unflatten(const cg_layer *L, int i, build_state *st, cg_error *e)
+{
+    const cg_layer_spec *s = &L->spec;
+    if (st->h > 0 || st->c != s->out * s->k * s->k)
+        return cg_fail(e, "%s layer %d: cannot unflatten %d features to %dx%dx%d", st->name,
+                       i, st->c, s->out, s->k, s->k);
+    st->c = s->out, st->h = st->w = s->k;
+    return 0;
+}
+
+static int build_flatten(int i, build_state *st, cg_error *e)
+{
+    if (!(st->h > 0))
+        return cg_fail(e, "%s layer %d: flatten needs a spatial input", st->name, i);
+    st->c = st->c * st->h * st->w, st->h = st->w = 0;
+    return 0;
+}
+
+/* The output size and kernel of a convolution (or a transposed one), and the rows and
+ * columns of its im2col matrix for one sample. */
+static void conv_shape(cg_net *net, cg_layer *L, const build_state *st, size_t *col_rows,
+                       size_t *col_cols, cg_error *e)
+{
+    const cg_layer_spec *s = &L->spec;
+    const int c = st->c, h = st->h, w = st->w, kk = s->k * s->k;
+    cg_conv_geom *g = &L->geom;
+    if (s->op == CG_OP_CONV) {
+        g->hout = cg_conv_out(h, s->k, s->stride, s->pad);
+        g->wout = cg_conv_out(w, s->k, s->stride, s->pad);
+        int kd[4] = {s->out, c, s->k, s->k};
+        L->w_tensor = add_tensor(net, L->name, "kernel", 4, kd, c * kk, s->out * kk, e);
+        *col_rows = (size_t)c * kk, *col_cols = (size_t)g->hout * g->wout;
+    } else {
+        g->hout = cg_convt_out(h, s->k, s->stride, s->pad, s->out_pad);
+        g->wout = cg_convt_out(w, s->k, s->stride, s->pad, s->out_pad);
+        /* Keras' fans for a transposed kernel (k, k, out, in): in = out*kk. */
+        int kd[4] = {c, s->out, s->k, s->k};
+        L->w_tensor = add_tensor(net, L->name, "kernel", 4, kd, s->out * kk, c * kk, e);
+        *col_rows = (size_t)s->out * kk, *col_cols = (size_t)h * w;
+    }
+}
+
+static int build_conv(cg_net *net, cg_layer *L, int i, build_state *st, cg_error *e)
+{
+    const cg_layer_spec *s = &L->spec;
+    const int c = st->c, h = st->h, w = st->w, kk = s->k * s->k;
+    if (!(h > 0))
+        return cg_fail(e, "%s layer %d (%s): convolution needs a spatial input", st->name, i,
+                       L->name);
+    cg_conv_geom *g = &L->geom;
+    g->cin = c, g->hin = h, g->win = w, g->cout = s->out;
+    g->k = s->k, g->stride = s->stride, g->pad = s->pad, g->out_pad = s->out_pad;
+    size_t col_rows, col_cols;
+    conv_shape(net, L, st, &col_rows, &col_cols, e);
+    if (g->hout < 1 || g->wout < 1)
+        return cg_fail(e, "%s layer %d (%s): output size %dx%d", st->name, i, L->name,
+                       g->hout, g->wout);
+    int bd[1] = {s->out};
+    if (!s->bn)
+        L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
+    /* The multiply-adds per sample: every output (conv) or input (transposed) pixel meets a
+     * cin*cout*k*k block of weights. */
+    double pixels = s->op == CG_OP_CONV ? (double)g->hout * g->wout : (double)h * w;
+    L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 2.0 * c * s->out * kk * pixels;
+    if (col_rows * col_cols > st->max_col)
+        st->max_col = col_rows * col_cols;
+    st->c = s->out, st->h = g->hout, st->w = g->wout;
+    return 0;
+}
+
+static int build_labels(const cg_layer *L, int i, build_state *st, cg_error *e)
+{
+    if (st->h > 0 || L->spec.out < 1)
+        return cg_fail(e, "%s layer %d: labels join flat inputs", st->name, i);
+    st->c += L->spec.out;
+    return 0;
+}
+
+static int build_project(cg_net *net, cg_layer *L, int i, build_state *st, cg_error *e)
+{
+    const cg_layer_spec *s = &L->spec;
+    const int c = st->c;
+    if (st->h > 0 || s->out < 1 || s->bn)
+        return cg_fail(e, "%s layer %d: projection needs flat input and classes", st->name, i);
+    int kd[2] = {c, 1}, bd[1] = {1}, ed[2] = {s->out, c};
+    L->w_tensor = add_tensor(net, L->name, "kernel", 2, kd, c, 1, e);
+    L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
+    L->e_tensor = add_tensor(net, L->name, "embed", 2, ed, c, s->out, e);
+    L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 4.0 * c;
+    st->c = 1;
+    return 0;
+}
+
+static int build_dropout(const cg_layer *L, int i, const build_state *st, cg_error *e)
+{
+    if (st->h > 0)
+        return cg_fail(e, "%s layer %d: dropout is supported on flat inputs", st->name, i);
+    if (!(L->spec.rate >= 0.0f && L->spec.rate < 1.0f))
+        return cg_fail(e, "%s layer %d: dropout rate %g not in [0,1)", st->name, i,
+                       (double)L->spec.rate);
+    return 0;
+}
+
+/* The batch norm after a dense or convolution layer: bnK's gamma, beta and running
+ * averages over the layer's output channels. */
+static int build_bn(cg_net *net, cg_layer *L, int i, build_state *st, cg_error *e)
+{
+    const cg_layer_spec *s = &L->spec;
+    if (!s->bn && s->cbn)
+        return cg_fail(e, "%s layer %d: conditional batch norm needs batch norm", st->name, i);
+    if (!s->bn)
+        return 0;
+    if (s->op != CG_OP_DENSE && s->op != CG_OP_CONV && s->op != CG_OP_CONVT)
+        return cg_fail(e, "%s layer %d: batch norm follows dense or conv layers", st->name, i);
+    if (s->cbn < 0)
+        return cg_fail(e, "%s layer %d: %d classes for conditional batch norm", st->name, i,
+                       s->cbn);
+    st->bn_number[i] = st->n_bn;
+    char bn_name[24];
+    snprintf(bn_name, sizeof bn_name, "bn%d", st->n_bn++);
+    int cd[1] = {st->c};
+    L->bn_gamma = add_tensor(net, bn_name, "gamma", 1, cd, 0, 0, e);
+    L->bn_beta = add_tensor(net, bn_name, "beta", 1, cd, 0, 0, e);
+    L->bn_mean = add_tensor(net, bn_name, "running_mean", 1, cd, 0, 0, e);
+    L->bn_var = add_tensor(net, bn_name, "running_var", 1, cd, 0, 0, e);
+    if (L->bn_var < 0)
+        return -1;
+    net->tensors[L->bn_gamma].init = 1.0f;
+    net->tensors[L->bn_var].init = 1.0f;
+    net->tensors[L->bn_mean].trainable = 0;
+    net->tensors[L->bn_var].trainable = 0;
+    if (st->c > st->widest_bn)
+        st->widest_bn = st->c;
+    return 0;
+}
+
+/* Layer i: its shapes, its tensors and its batch norm's. */
+static int build_layer(cg_net *net, int i, const cg_layer_spec *s, build_state *st,
+                       cg_error *e)
+{
+    cg_layer *L = &net->layers[i];
+    begin_layer(L, s, st);
+    int rc = 0;
+    switch (s->op) {
+    case CG_OP_DENSE:
+        rc = build_dense(net, L, i, st, e);
+        break;
+    case CG_OP_UNFLATTEN:
+        rc = build_unflatten(L, i, st, e);
+        break;
+    case CG_OP_FLATTEN:
+        rc = build_flatten(i, st, e);
+        break;
+    case CG_OP_CONV:
+    case CG_OP_CONVT:
+        rc = build_conv(net, L, i, st, e);
+        break;
+    case CG_OP_LABELS:
+        rc = build_labels(L, i, st, e);
+        break;
+    case CG_OP_PROJECT:
+        rc = build_project(net, L, i, st, e);
+        break;
+    case CG_OP_DROPOUT:
+        rc = build_dropout(L, i, st, e);
+        break;
+    }
+    if (rc || (rc = build_bn(net, L, i, st, e)))
+        return rc;
+    if (net->n_tensors == CG_MAX_TENSORS)
+        return cg_fail(e, "%s: too many tensors", st->name);
+    L->out_c = st->c, L->out_h = st->h, L->out_w = st->w;
+    size_t sz = shape_size(st->c, st->h, st->w);
+    if (sz > st->max_act)
+        st->max_act = sz;
+    return 0;
+}
+
+/* The conditional batch norms' tensors come after all others, so that every other tensor
+ * keeps its index and so its initialization stream (cg_net_init): with them at 0 the network
+ * starts exactly as the one without them. Named after their batch norm: bnK's are cbnK.gamma
+ * and cbnK.beta, [classes][channels], both 0 at the start. */
+static int build_cbn(cg_net *net, const build_state *st, cg_error *e)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        cg_layer *L = &net->layers[i];
+        if (!L->spec.cbn)
+            continue;
+        char cbn_name[24];
+        snprintf(cbn_name, sizeof cbn_name, "cbn%d", st->bn_number[i]);
+        int cd[2] = {L->spec.cbn, L->out_c};
+        L->cbn_gamma = add_tensor(net, cbn_name, "gamma", 2, cd, 0, 0, e);
+        L->cbn_beta = add_tensor(net, cbn_name, "beta", 2, cd, 0, 0, e);
+        if (L->cbn_beta < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Parameters, their gradient and moments, and every scratch buffer a step needs. */
+static void alloc_buffers(cg_net *net, const build_state *st, size_t col_cap_floats)
+{
+    const size_t max_col = st->max_col, max_act = st->max_act, B = (size_t)net->max_batch;
+    /* im2col scratch: at least one sample's columns, at most the requested cap, and never
+     * more than the whole batch needs. */
+    size_t cap = col_cap_floats ? col_cap_floats : (size_t)4 << 20;
+    if (cap < max_col)
+        cap = max_col;
+    if (cap > max_col * B)
+        cap = max_col * B;
+    net->col_cap = cap;
+    net->col = cg_alloc(sizeof(float) * (cap ? cap : 1));
+    net->max_act = max_act;
+    net->dbuf[0] = cg_alloc(sizeof(float) * max_act * B);
+    net->dbuf[1] = cg_alloc(sizeof(float) * max_act * B);
+    net->param = cg_alloc(sizeof(float) * net->n_params);
+    net->grad = cg_alloc(sizeof(float) * net->n_params);
+    net->adam_m = cg_alloc(sizeof(float) * net->n_params);
+    net->adam_v = cg_alloc(sizeof(float) * net->n_params);
+    net->fwd_seconds = cg_alloc(sizeof(double) * (size_t)net->n_layers);
+    net->bwd_seconds = cg_alloc(sizeof(double) * (size_t)net->n_layers);
+    net->widest_bn = st->widest_bn;
+    net->bn_scratch = cg_alloc(sizeof(double) * (2 * (size_t)st->widest_bn + 1));
+}
+
 int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int n_layers,
                  int in_c, int in_h, int in_w, int max_batch, size_t col_cap_floats,
                  cg_error *e)
@@ -44,179 +309,16 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
         return cg_fail(e, "%s: batch %d must be positive", name, max_batch);
     net->n_layers = n_layers;
     net->max_batch = max_batch;
-    int c = in_c, h = in_h, w = in_w;
-    int counts[8] = {0}, n_bn = 0, widest_bn = 0, bn_number[CG_MAX_LAYERS] = {0};
-    size_t max_act = shape_size(c, h, w), max_col = 0;
+    build_state st = {.name = name, .c = in_c, .h = in_h, .w = in_w};
+    st.max_act = shape_size(in_c, in_h, in_w);
     for (int i = 0; i < n_layers; i++) {
-        cg_layer *L = &net->layers[i];
-        const cg_layer_spec *s = &layers[i];
-        L->spec = *s;
-        L->in_c = c, L->in_h = h, L->in_w = w;
-        L->w_tensor = L->b_tensor = -1;
-        L->bn_gamma = L->bn_beta = L->bn_mean = L->bn_var = -1;
-        L->cbn_gamma = L->cbn_beta = -1;
-        L->e_tensor = -1;
-        const int spatial = h > 0;
-        static const char *prefix[] = {"dense", "unflatten", "flatten", "conv", "convt",
-                                       "dropout", "labels", "project"};
-        snprintf(L->name, sizeof L->name, "%s%d", prefix[s->op], counts[s->op]++);
-        switch (s->op) {
-        case CG_OP_DENSE: {
-            if (spatial)
-                return cg_fail(e, "%s layer %d (%s): dense needs a flat input; add a flatten",
-                               name, i, L->name);
-            int kd[2] = {c, s->out}, bd[1] = {s->out};
-            L->w_tensor = add_tensor(net, L->name, "kernel", 2, kd, c, s->out, e);
-            if (!s->bn)
-                L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
-            L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 2.0 * c * s->out;
-            c = s->out;
-            break;
-        }
-        case CG_OP_UNFLATTEN:
-            if (spatial || c != s->out * s->k * s->k)
-                return cg_fail(e, "%s layer %d: cannot unflatten %d features to %dx%dx%d", name,
-                               i, c, s->out, s->k, s->k);
-            c = s->out, h = w = s->k;
-            break;
-        case CG_OP_FLATTEN:
-            if (!spatial)
-                return cg_fail(e, "%s layer %d: flatten needs a spatial input", name, i);
-            c = c * h * w, h = w = 0;
-            break;
-        case CG_OP_CONV:
-        case CG_OP_CONVT: {
-            if (!spatial)
-                return cg_fail(e, "%s layer %d (%s): convolution needs a spatial input", name,
-                               i, L->name);
-            cg_conv_geom *g = &L->geom;
-            g->cin = c, g->hin = h, g->win = w, g->cout = s->out;
-            g->k = s->k, g->stride = s->stride, g->pad = s->pad, g->out_pad = s->out_pad;
-            const int kk = s->k * s->k;
-            size_t col_rows, col_cols;
-            if (s->op == CG_OP_CONV) {
-                g->hout = cg_conv_out(h, s->k, s->stride, s->pad);
-                g->wout = cg_conv_out(w, s->k, s->stride, s->pad);
-                int kd[4] = {s->out, c, s->k, s->k};
-                L->w_tensor = add_tensor(net, L->name, "kernel", 4, kd, c * kk, s->out * kk, e);
-                col_rows = (size_t)c * kk, col_cols = (size_t)g->hout * g->wout;
-            } else {
-                g->hout = cg_convt_out(h, s->k, s->stride, s->pad, s->out_pad);
-                g->wout = cg_convt_out(w, s->k, s->stride, s->pad, s->out_pad);
-                /* Keras' fans for a transposed kernel (k, k, out, in): in = out*kk. */
-                int kd[4] = {c, s->out, s->k, s->k};
-                L->w_tensor = add_tensor(net, L->name, "kernel", 4, kd, s->out * kk, c * kk, e);
-                col_rows = (size_t)s->out * kk, col_cols = (size_t)h * w;
-            }
-            if (g->hout < 1 || g->wout < 1)
-                return cg_fail(e, "%s layer %d (%s): output size %dx%d", name, i, L->name,
-                               g->hout, g->wout);
-            int bd[1] = {s->out};
-            if (!s->bn)
-                L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
-            /* The multiply-adds per sample: every output (conv) or input (transposed) pixel
-             * meets a cin*cout*k*k block of weights. */
-            double pixels = s->op == CG_OP_CONV ? (double)g->hout * g->wout : (double)h * w;
-            L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 2.0 * c * s->out * kk * pixels;
-            if (col_rows * col_cols > max_col)
-                max_col = col_rows * col_cols;
-            c = s->out, h = g->hout, w = g->wout;
-            break;
-        }
-        case CG_OP_LABELS:
-            if (spatial || s->out < 1)
-                return cg_fail(e, "%s layer %d: labels join flat inputs", name, i);
-            c += s->out;
-            break;
-        case CG_OP_PROJECT: {
-            if (spatial || s->out < 1 || s->bn)
-                return cg_fail(e, "%s layer %d: projection needs flat input and classes", name,
-                               i);
-            int kd[2] = {c, 1}, bd[1] = {1}, ed[2] = {s->out, c};
-            L->w_tensor = add_tensor(net, L->name, "kernel", 2, kd, c, 1, e);
-            L->b_tensor = add_tensor(net, L->name, "bias", 1, bd, 0, 0, e);
-            L->e_tensor = add_tensor(net, L->name, "embed", 2, ed, c, s->out, e);
-            L->fwd_flops = L->bwd_w_flops = L->bwd_x_flops = 4.0 * c;
-            c = 1;
-            break;
-        }
-        case CG_OP_DROPOUT:
-            if (spatial)
-                return cg_fail(e, "%s layer %d: dropout is supported on flat inputs", name, i);
-            if (!(s->rate >= 0.0f && s->rate < 1.0f))
-                return cg_fail(e, "%s layer %d: dropout rate %g not in [0,1)", name, i,
-                               (double)s->rate);
-            break;
-        }
-        if (s->bn) {
-            if (s->op != CG_OP_DENSE && s->op != CG_OP_CONV && s->op != CG_OP_CONVT)
-                return cg_fail(e, "%s layer %d: batch norm follows dense or conv layers", name,
-                               i);
-            if (s->cbn < 0)
-                return cg_fail(e, "%s layer %d: %d classes for conditional batch norm", name, i,
-                               s->cbn);
-            bn_number[i] = n_bn;
-            char bn_name[24];
-            snprintf(bn_name, sizeof bn_name, "bn%d", n_bn++);
-            int cd[1] = {c};
-            L->bn_gamma = add_tensor(net, bn_name, "gamma", 1, cd, 0, 0, e);
-            L->bn_beta = add_tensor(net, bn_name, "beta", 1, cd, 0, 0, e);
-            L->bn_mean = add_tensor(net, bn_name, "running_mean", 1, cd, 0, 0, e);
-            L->bn_var = add_tensor(net, bn_name, "running_var", 1, cd, 0, 0, e);
-            if (L->bn_var < 0)
-                return -1;
-            net->tensors[L->bn_gamma].init = 1.0f;
-            net->tensors[L->bn_var].init = 1.0f;
-            net->tensors[L->bn_mean].trainable = 0;
-            net->tensors[L->bn_var].trainable = 0;
-            if (c > widest_bn)
-                widest_bn = c;
-        } else if (s->cbn) {
-            return cg_fail(e, "%s layer %d: conditional batch norm needs batch norm", name, i);
-        }
-        if (net->n_tensors == CG_MAX_TENSORS)
-            return cg_fail(e, "%s: too many tensors", name);
-        L->out_c = c, L->out_h = h, L->out_w = w;
-        size_t sz = shape_size(c, h, w);
-        if (sz > max_act)
-            max_act = sz;
+        int rc = build_layer(net, i, &layers[i], &st, e);
+        if (rc)
+            return rc;
     }
-    /* The conditional batch norms' tensors come after all others, so that every other tensor
-     * keeps its index and so its initialization stream (cg_net_init): with them at 0 the
-     * network starts exactly as the one without them. Named after their batch norm: bnK's
-     * are cbnK.gamma and cbnK.beta, [classes][channels], both 0 at the start. */
-    for (int i = 0; i < n_layers; i++) {
-        cg_layer *L = &net->layers[i];
-        if (!L->spec.cbn)
-            continue;
-        char cbn_name[24];
-        snprintf(cbn_name, sizeof cbn_name, "cbn%d", bn_number[i]);
-        int cd[2] = {L->spec.cbn, L->out_c};
-        L->cbn_gamma = add_tensor(net, cbn_name, "gamma", 2, cd, 0, 0, e);
-        L->cbn_beta = add_tensor(net, cbn_name, "beta", 2, cd, 0, 0, e);
-        if (L->cbn_beta < 0)
-            return -1;
-    }
-    /* im2col scratch: at least one sample's columns, at most the requested cap, and never
-     * more than the whole batch needs. */
-    size_t cap = col_cap_floats ? col_cap_floats : (size_t)4 << 20;
-    if (cap < max_col)
-        cap = max_col;
-    if (cap > max_col * (size_t)max_batch)
-        cap = max_col * (size_t)max_batch;
-    net->col_cap = cap;
-    net->col = cg_alloc(sizeof(float) * (cap ? cap : 1));
-    net->max_act = max_act;
-    net->dbuf[0] = cg_alloc(sizeof(float) * max_act * (size_t)max_batch);
-    net->dbuf[1] = cg_alloc(sizeof(float) * max_act * (size_t)max_batch);
-    net->param = cg_alloc(sizeof(float) * net->n_params);
-    net->grad = cg_alloc(sizeof(float) * net->n_params);
-    net->adam_m = cg_alloc(sizeof(float) * net->n_params);
-    net->adam_v = cg_alloc(sizeof(float) * net->n_params);
-    net->fwd_seconds = cg_alloc(sizeof(double) * (size_t)n_layers);
-    net->bwd_seconds = cg_alloc(sizeof(double) * (size_t)n_layers);
-    net->widest_bn = widest_bn;
-    net->bn_scratch = cg_alloc(sizeof(double) * (2 * (size_t)widest_bn + 1));
+    if (build_cbn(net, &st, e))
+        return -1;
+    alloc_buffers(net, &st, col_cap_floats);
     return 0;
 }
 
@@ -455,11 +557,93 @@ static cg_sync pass_sync(const cg_net *net, int B, int gs)
     return s;
 }
 
+/* What the layers of one forward or backward pass share. */
+typedef struct {
+    cg_net *net;
+    cg_tape *t;
+    int B, gs;          /* samples of the pass, and samples per pass of the linear layers */
+    cg_sync sync;       /* the batch-norm synchronization of the pass */
+    int param_grads;    /* backward: parameter gradients are accumulated */
+    int exact;          /* backward: ... and folded into the exact sums */
+} net_pass;
+
+/* Layer i's own op, from x into y. */
+static void op_forward(const net_pass *p, const cg_fwd_opts *o, int i, const float *x, float *y)
+{
+    cg_net *net = p->net;
+    cg_tape *t = p->t;
+    const cg_layer *L = &net->layers[i];
+    const int B = p->B, gs = p->gs;
+    const float *w = tensor_ptr(net, net->param, L->w_tensor);
+    const float *b = tensor_ptr(net, net->param, L->b_tensor);
+    const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
+    switch (L->spec.op) {
+    case CG_OP_DENSE:
+        for (int b0 = 0; b0 < B; b0 += gs)
+            cg_dense_forward(gs, L->in_c, L->out_c, x + (size_t)b0 * L->in_c, w, b,
+                             y + (size_t)b0 * L->out_c);
+        break;
+    case CG_OP_UNFLATTEN:
+        cg_flat_to_cbhw(B, L->out_c, L->out_h * L->out_w, x, y);
+        break;
+    case CG_OP_FLATTEN:
+        cg_cbhw_to_flat(B, L->in_c, L->in_h * L->in_w, x, y);
+        break;
+    case CG_OP_CONV:
+        for (int b0 = 0; b0 < B; b0 += gs)
+            cg_conv2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
+        break;
+    case CG_OP_CONVT:
+        for (int b0 = 0; b0 < B; b0 += gs)
+            cg_convt2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
+        break;
+    case CG_OP_DROPOUT:
+        memcpy(y, x, sizeof(float) * out_n);
+        if (o && o->training && L->spec.rate > 0.0f)
+            cg_dropout_forward(B, L->out_c, L->spec.rate, o->seed,
+                               cg_stream(CG_RNG_DROPOUT, o->step * CG_MAX_LAYERS + i),
+                               o->first_sample, y, t->mask[i]);
+        else
+            memset(t->mask[i], 1, out_n);
+        break;
+    case CG_OP_LABELS:
+        cg_labels_forward(B, L->in_c, L->spec.out, x, t->labels, y);
+        break;
+    case CG_OP_PROJECT:
+        cg_project_forward(B, L->in_c, x, w, b, tensor_ptr(net, net->param, L->e_tensor),
+                           t->labels, y);
+        break;
+    }
+}
+
+/* Layer i's batch norm, in place on its output y, and its conditional affine if any. */
+static void bn_layer_forward(const net_pass *p, const cg_fwd_opts *o, int i, float *y)
+{
+    cg_net *net = p->net;
+    cg_tape *t = p->t;
+    const cg_layer *L = &net->layers[i];
+    const int B = p->B;
+    size_t cs, es, n;
+    bn_view(L, B, &cs, &es, &n);
+    float *par = net->param;
+    cg_bn_forward(L->out_c, n, cs, es, y, t->xhat[i], t->invstd[i],
+                  par + net->tensors[L->bn_gamma].offset, par + net->tensors[L->bn_beta].offset,
+                  par + net->tensors[L->bn_mean].offset, par + net->tensors[L->bn_var].offset,
+                  0.1f, 1e-5f, o && o->training, &p->sync, net->bn_scratch);
+    if (L->spec.cbn) { /* its input is kept for the gradient of its scale */
+        const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
+        memcpy(t->cbn_in[i], y, sizeof(float) * out_n);
+        cg_cond_affine_forward(L->out_c, B, sample_size(L), cs, es, t->labels, t->cbn_in[i],
+                               par + net->tensors[L->cbn_gamma].offset,
+                               par + net->tensors[L->cbn_beta].offset, y);
+    }
+}
+
 const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
                             const cg_fwd_opts *o)
 {
     const int gs = pass_size(net, B, o && o->training);
-    const cg_sync sync = pass_sync(net, B, gs);
+    const net_pass p = {.net = net, .t = t, .B = B, .gs = gs, .sync = pass_sync(net, B, gs)};
     t->batch = B;
     t->input = input;
     t->labels = o ? o->labels : NULL;
@@ -468,65 +652,12 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
     for (int i = 0; i < net->n_layers; i++) {
         const double t0 = cg_now();
         const cg_layer *L = &net->layers[i];
-        const float *w = tensor_ptr(net, net->param, L->w_tensor);
-        const float *b = tensor_ptr(net, net->param, L->b_tensor);
         float *y = t->act[i];
-        const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
-        switch (L->spec.op) {
-        case CG_OP_DENSE:
-            for (int b0 = 0; b0 < B; b0 += gs)
-                cg_dense_forward(gs, L->in_c, L->out_c, x + (size_t)b0 * L->in_c, w, b,
-                                 y + (size_t)b0 * L->out_c);
-            break;
-        case CG_OP_UNFLATTEN:
-            cg_flat_to_cbhw(B, L->out_c, L->out_h * L->out_w, x, y);
-            break;
-        case CG_OP_FLATTEN:
-            cg_cbhw_to_flat(B, L->in_c, L->in_h * L->in_w, x, y);
-            break;
-        case CG_OP_CONV:
-            for (int b0 = 0; b0 < B; b0 += gs)
-                cg_conv2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
-            break;
-        case CG_OP_CONVT:
-            for (int b0 = 0; b0 < B; b0 += gs)
-                cg_convt2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
-            break;
-        case CG_OP_DROPOUT:
-            memcpy(y, x, sizeof(float) * out_n);
-            if (o && o->training && L->spec.rate > 0.0f)
-                cg_dropout_forward(B, L->out_c, L->spec.rate, o->seed,
-                                   cg_stream(CG_RNG_DROPOUT, o->step * CG_MAX_LAYERS + i),
-                                   o->first_sample, y, t->mask[i]);
-            else
-                memset(t->mask[i], 1, out_n);
-            break;
-        case CG_OP_LABELS:
-            cg_labels_forward(B, L->in_c, L->spec.out, x, t->labels, y);
-            break;
-        case CG_OP_PROJECT:
-            cg_project_forward(B, L->in_c, x, w, b, tensor_ptr(net, net->param, L->e_tensor),
-                               t->labels, y);
-            break;
-        }
-        if (L->spec.bn) {
-            size_t cs, es, n;
-            bn_view(L, B, &cs, &es, &n);
-            float *par = net->param;
-            cg_bn_forward(L->out_c, n, cs, es, y, t->xhat[i], t->invstd[i],
-                          par + net->tensors[L->bn_gamma].offset,
-                          par + net->tensors[L->bn_beta].offset,
-                          par + net->tensors[L->bn_mean].offset,
-                          par + net->tensors[L->bn_var].offset, 0.1f, 1e-5f,
-                          o && o->training, &sync, net->bn_scratch);
-            if (L->spec.cbn) { /* its input is kept for the gradient of its scale */
-                memcpy(t->cbn_in[i], y, sizeof(float) * out_n);
-                cg_cond_affine_forward(L->out_c, B, sample_size(L), cs, es, t->labels,
-                                       t->cbn_in[i], par + net->tensors[L->cbn_gamma].offset,
-                                       par + net->tensors[L->cbn_beta].offset, y);
-            }
-        }
-        cg_act_forward(L->spec.act, L->spec.alpha, out_n, y);
+        op_forward(&p, o, i, x, y);
+        if (L->spec.bn)
+            bn_layer_forward(&p, o, i, y);
+        cg_act_forward(L->spec.act, L->spec.alpha,
+                       shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B, y);
         x = y;
         net->fwd_seconds[i] += cg_now() - t0;
     }
@@ -568,12 +699,151 @@ static void fold_bn_part(cg_net *net, const cg_layer *L, const cg_sync *s, int p
     fold_tensor(net, L->bn_gamma);
 }
 
+/* Conditional batch norm's affine, backward in place on g. No sample meets another here, so a
+ * group's gradient is its samples' sum: group by group, each folded before the next adds to
+ * it (as a dense bias). */
+static void cbn_backward(const net_pass *p, int i, float *g, size_t cs, size_t es)
+{
+    cg_net *net = p->net;
+    const cg_tape *t = p->t;
+    const cg_layer *L = &net->layers[i];
+    const int hw = sample_size(L);
+    float *dcg = p->param_grads ? net->grad + net->tensors[L->cbn_gamma].offset : NULL;
+    float *dcb = p->param_grads ? net->grad + net->tensors[L->cbn_beta].offset : NULL;
+    for (int b0 = 0; b0 < p->B; b0 += p->gs) {
+        const size_t at = (size_t)b0 * hw * es;
+        cg_cond_affine_backward(L->out_c, p->gs, hw, cs, es, t->labels + b0, t->cbn_in[i] + at,
+                                net->param + net->tensors[L->cbn_gamma].offset, g + at, dcg,
+                                dcb);
+        if (p->exact) {
+            fold_class_rows(net, L->cbn_gamma, t->labels + b0, p->gs);
+            fold_class_rows(net, L->cbn_beta, t->labels + b0, p->gs);
+        }
+    }
+}
+
+/* Layer i's batch norm (and conditional affine), backward in place on g. */
+static void bn_layer_backward(const net_pass *p, int i, float *g)
+{
+    cg_net *net = p->net;
+    const cg_tape *t = p->t;
+    const cg_layer *L = &net->layers[i];
+    size_t cs, es, n;
+    bn_view(L, p->B, &cs, &es, &n);
+    if (L->spec.cbn)
+        cbn_backward(p, i, g, cs, es);
+    /* Exact mode folds each group's sums from the part table; a pass that is not cut into
+     * parts accumulates them in float and folds them once. */
+    const int parts = p->exact && p->sync.groups > 1, direct = p->param_grads && !parts;
+    cg_bn_backward(L->out_c, n, cs, es, g, t->xhat[i], t->invstd[i],
+                   net->param + net->tensors[L->bn_gamma].offset,
+                   direct ? net->grad + net->tensors[L->bn_gamma].offset : NULL,
+                   direct ? net->grad + net->tensors[L->bn_beta].offset : NULL, &p->sync,
+                   net->bn_scratch);
+    for (int part = 0; parts && part < p->sync.local_groups; part++)
+        fold_bn_part(net, L, &p->sync, part);
+    if (p->exact && !parts) {
+        fold_tensor(net, L->bn_beta);
+        fold_tensor(net, L->bn_gamma);
+    }
+}
+
+/* Where tensor t's gradient accumulates in this pass; NULL when it is not wanted. */
+static float *grad_ptr(const net_pass *p, int t)
+{
+    return p->param_grads && t >= 0 ? p->net->grad + p->net->tensors[t].offset : NULL;
+}
+
+/* A layer's parameter gradients in one pass, NULL where none is accumulated. */
+typedef struct {
+    float *dw, *db, *de;
+} layer_grads;
+
+/* One group of samples, from b0, of a layer that sums over samples. */
+static void group_backward(const net_pass *p, const cg_layer *L, int b0, const float *x,
+                           float *g, const layer_grads *d, float *gx)
+{
+    cg_net *net = p->net;
+    const int B = p->B, gs = p->gs, F = L->in_c;
+    const float *w = tensor_ptr(net, net->param, L->w_tensor);
+    const float *e = tensor_ptr(net, net->param, L->e_tensor);
+    if (L->spec.op == CG_OP_DENSE)
+        cg_dense_backward(gs, F, L->out_c, x + (size_t)b0 * F, w, g + (size_t)b0 * L->out_c,
+                          d->dw, d->db, gx ? gx + (size_t)b0 * F : NULL);
+    else if (L->spec.op == CG_OP_CONV)
+        cg_conv2d_backward(&L->geom, B, b0, gs, x, w, g, d->dw, d->db, gx, net->col,
+                           net->col_cap);
+    else if (L->spec.op == CG_OP_CONVT)
+        cg_convt2d_backward(&L->geom, B, b0, gs, x, w, g, d->dw, d->db, gx, net->col,
+                            net->col_cap);
+    else
+        cg_project_backward(gs, F, x + (size_t)b0 * F, w, e, p->t->labels + b0, g + b0, d->dw,
+                            d->db, d->de, gx ? gx + (size_t)b0 * F : NULL);
+}
+
+/* Dense, convolution and projection layers. They sum over samples, so they run group by
+ * group; in exact mode each group's parameter gradient is folded into gsum before the next
+ * group adds to it. A dense kernel is the exception: it is summed tile by tile over all
+ * groups at once, so the group loop leaves it alone. */
+static void linear_backward(const net_pass *p, const cg_layer *L, const float *x, float *g,
+                            float *gx)
+{
+    cg_net *net = p->net;
+    layer_grads d = {grad_ptr(p, L->w_tensor), grad_ptr(p, L->b_tensor),
+                     grad_ptr(p, L->e_tensor)};
+    if (p->exact && d.dw && L->spec.op == CG_OP_DENSE) {
+        dense_kernel_grad_exact(net, L, x, g, p->B, p->gs);
+        d.dw = NULL;
+    }
+    for (int b0 = 0; b0 < p->B; b0 += p->gs) {
+        group_backward(p, L, b0, x, g, &d, gx);
+        if (p->exact) {
+            fold_tensor(net, d.dw ? L->w_tensor : -1);
+            fold_tensor(net, d.db ? L->b_tensor : -1);
+            fold_tensor(net, d.de ? L->e_tensor : -1);
+        }
+    }
+}
+
+/* Layer i's own op, backward: g (its output gradient) into gx (NULL: not needed). */
+static void op_backward(const net_pass *p, int i, const float *x, float *g, float *gx)
+{
+    const cg_layer *L = &p->net->layers[i];
+    const int B = p->B;
+    switch (L->spec.op) {
+    case CG_OP_DENSE:
+    case CG_OP_CONV:
+    case CG_OP_CONVT:
+    case CG_OP_PROJECT:
+        linear_backward(p, L, x, g, gx);
+        break;
+    case CG_OP_UNFLATTEN:
+        if (gx)
+            cg_cbhw_to_flat(B, L->out_c, L->out_h * L->out_w, g, gx);
+        break;
+    case CG_OP_FLATTEN:
+        if (gx)
+            cg_flat_to_cbhw(B, L->in_c, L->in_h * L->in_w, g, gx);
+        break;
+    case CG_OP_DROPOUT:
+        if (p->t->training)
+            cg_dropout_backward(B, L->out_c, L->spec.rate, p->t->mask[i], g);
+        if (gx)
+            memcpy(gx, g, sizeof(float) * shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B);
+        break;
+    case CG_OP_LABELS:
+        if (gx)
+            cg_labels_backward(B, L->in_c, L->spec.out, g, gx);
+        break;
+    }
+}
+
 void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx)
 {
     const int B = t->batch;
     const int gs = pass_size(net, B, t->training);
-    const cg_sync sync = pass_sync(net, B, gs);
-    const int exact = param_grads && net->gsum;
+    const net_pass p = {.net = net, .t = t, .B = B, .gs = gs, .sync = pass_sync(net, B, gs),
+                        .param_grads = param_grads, .exact = param_grads && net->gsum};
     const int stop = dx ? 0 : (param_grads ? first_param_layer(net) : net->n_layers);
     int cur = 0;
     float *g = net->dbuf[cur];
@@ -581,111 +851,14 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
     for (int i = net->n_layers - 1; i >= stop; i--) {
         const double t0 = cg_now();
         const cg_layer *L = &net->layers[i];
-        const float *x = i ? t->act[i - 1] : t->input;
-        const float *y = t->act[i];
         const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
-        cg_act_backward(L->spec.act, L->spec.alpha, out_n, y, g);
-        if (L->spec.bn) {
-            size_t cs, es, n;
-            bn_view(L, B, &cs, &es, &n);
-            if (L->spec.cbn) {
-                /* No sample meets another here, so a group's gradient is its samples' sum:
-                 * group by group, each folded before the next adds to it (as a dense bias). */
-                const int hw = sample_size(L);
-                float *dcg = param_grads ? net->grad + net->tensors[L->cbn_gamma].offset : NULL;
-                float *dcb = param_grads ? net->grad + net->tensors[L->cbn_beta].offset : NULL;
-                for (int b0 = 0; b0 < B; b0 += gs) {
-                    const size_t at = (size_t)b0 * hw * es;
-                    cg_cond_affine_backward(L->out_c, gs, hw, cs, es, t->labels + b0,
-                                            t->cbn_in[i] + at,
-                                            net->param + net->tensors[L->cbn_gamma].offset,
-                                            g + at, dcg, dcb);
-                    if (exact) {
-                        fold_class_rows(net, L->cbn_gamma, t->labels + b0, gs);
-                        fold_class_rows(net, L->cbn_beta, t->labels + b0, gs);
-                    }
-                }
-            }
-            /* Exact mode folds each group's sums from the part table; a pass that is not
-             * cut into parts accumulates them in float and folds them once. */
-            const int parts = exact && sync.groups > 1, direct = param_grads && !parts;
-            cg_bn_backward(L->out_c, n, cs, es, g, t->xhat[i], t->invstd[i],
-                           net->param + net->tensors[L->bn_gamma].offset,
-                           direct ? net->grad + net->tensors[L->bn_gamma].offset : NULL,
-                           direct ? net->grad + net->tensors[L->bn_beta].offset : NULL, &sync,
-                           net->bn_scratch);
-            for (int part = 0; parts && part < sync.local_groups; part++)
-                fold_bn_part(net, L, &sync, part);
-            if (exact && !parts) {
-                fold_tensor(net, L->bn_beta);
-                fold_tensor(net, L->bn_gamma);
-            }
-        }
+        cg_act_backward(L->spec.act, L->spec.alpha, out_n, t->act[i], g);
+        if (L->spec.bn)
+            bn_layer_backward(&p, i, g);
         /* The input gradient goes to the caller at layer 0, is skipped at the stop layer,
          * and otherwise lands in the other ping-pong buffer. */
         float *gx = i == 0 ? dx : (i == stop ? NULL : net->dbuf[cur ^ 1]);
-        const float *w = tensor_ptr(net, net->param, L->w_tensor);
-        const float *e = tensor_ptr(net, net->param, L->e_tensor);
-        float *dw = param_grads && L->w_tensor >= 0 ? net->grad + net->tensors[L->w_tensor].offset
-                                                    : NULL;
-        float *db = param_grads && L->b_tensor >= 0 ? net->grad + net->tensors[L->b_tensor].offset
-                                                    : NULL;
-        float *de = param_grads && L->e_tensor >= 0 ? net->grad + net->tensors[L->e_tensor].offset
-                                                    : NULL;
-        switch (L->spec.op) {
-        case CG_OP_DENSE:
-        case CG_OP_CONV:
-        case CG_OP_CONVT:
-        case CG_OP_PROJECT:
-            /* Layers that sum over samples run group by group; in exact mode each group's
-             * parameter gradient is folded into gsum before the next group adds to it. A dense
-             * kernel is the exception: it is summed tile by tile over all groups at once, so
-             * the group loop leaves it alone. */
-            if (exact && dw && L->spec.op == CG_OP_DENSE) {
-                dense_kernel_grad_exact(net, L, x, g, B, gs);
-                dw = NULL;
-            }
-            for (int b0 = 0; b0 < B; b0 += gs) {
-                const int F = L->in_c;
-                if (L->spec.op == CG_OP_DENSE)
-                    cg_dense_backward(gs, F, L->out_c, x + (size_t)b0 * F, w,
-                                      g + (size_t)b0 * L->out_c, dw, db,
-                                      gx ? gx + (size_t)b0 * F : NULL);
-                else if (L->spec.op == CG_OP_CONV)
-                    cg_conv2d_backward(&L->geom, B, b0, gs, x, w, g, dw, db, gx, net->col,
-                                       net->col_cap);
-                else if (L->spec.op == CG_OP_CONVT)
-                    cg_convt2d_backward(&L->geom, B, b0, gs, x, w, g, dw, db, gx, net->col,
-                                        net->col_cap);
-                else
-                    cg_project_backward(gs, F, x + (size_t)b0 * F, w, e, t->labels + b0,
-                                        g + b0, dw, db, de, gx ? gx + (size_t)b0 * F : NULL);
-                if (exact) {
-                    fold_tensor(net, dw ? L->w_tensor : -1);
-                    fold_tensor(net, db ? L->b_tensor : -1);
-                    fold_tensor(net, de ? L->e_tensor : -1);
-                }
-            }
-            break;
-        case CG_OP_UNFLATTEN:
-            if (gx)
-                cg_cbhw_to_flat(B, L->out_c, L->out_h * L->out_w, g, gx);
-            break;
-        case CG_OP_FLATTEN:
-            if (gx)
-                cg_flat_to_cbhw(B, L->in_c, L->in_h * L->in_w, g, gx);
-            break;
-        case CG_OP_DROPOUT:
-            if (t->training)
-                cg_dropout_backward(B, L->out_c, L->spec.rate, t->mask[i], g);
-            if (gx)
-                memcpy(gx, g, sizeof(float) * out_n);
-            break;
-        case CG_OP_LABELS:
-            if (gx)
-                cg_labels_backward(B, L->in_c, L->spec.out, g, gx);
-            break;
-        }
+        op_backward(&p, i, i ? t->act[i - 1] : t->input, g, gx);
         net->bwd_seconds[i] += cg_now() - t0;
         if (net->progress.fn)
             net->progress.fn(net->progress.user);
