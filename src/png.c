@@ -1,6 +1,8 @@
 /* Grayscale PNG writing and a captioned image grid. */
 #include "chargan/png.h"
 
+#include "chargan/data.h"
+
 #include <errno.h>
 #include <math.h>
 #include <png.h>
@@ -169,7 +171,7 @@ int cg_png_grid(const char *path, const float *imgs, int n, int cols, int scale,
             memset(pix + (size_t)(y0 + y) * w + x0, BG, (size_t)tile);
         if (captions && captions[i])
             draw_char(pix, w, x0 + (tile - 5 * fs) / 2, y0 + fs, fs, captions[i]);
-        const float *img = imgs + (size_t)i * 784;
+        const float *img = imgs + (size_t)i * CG_IMG_PIXELS;
         for (int r = 0; r < 28; r++)
             for (int c = 0; c < 28; c++) {
                 float v = img[r * 28 + c];

@@ -198,7 +198,7 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     int groups;
     if (bench_gan(&o, &gan, &groups))
         return 2;
-    const size_t n_real = (size_t)o.cfg.local_batch * 784;
+    const size_t n_real = (size_t)o.cfg.local_batch * CG_IMG_PIXELS;
     float *real = cg_alloc(sizeof(float) * n_real);
     for (size_t i = 0; i < n_real; i++)
         real[i] = cg_rng_uniform(o.cfg.seed, 77, i);

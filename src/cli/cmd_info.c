@@ -6,6 +6,7 @@
 
 #include "../h5io.h"
 #include "chargan/ckpt.h"
+#include "chargan/data.h"
 #include "chargan/samples.h"
 #include "cli.h"
 
@@ -247,7 +248,7 @@ static int info_samples(const char *path)
     printf("created:       %s\n", m.created[0] ? m.created : "(not recorded)");
     print_stack(&m.stack);
     printf("samples:       %d images [%d, 28, 28] float32\n", n, n);
-    const size_t total = (size_t)n * 784;
+    const size_t total = (size_t)n * CG_IMG_PIXELS;
     stats s;
     stats_of(x, total, &s);
     double sum = 0.0;
