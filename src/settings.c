@@ -240,9 +240,14 @@ int cg_settings_from_json(cg_train_opts *o, const json_t *cfg, const char *what,
 {
     if (!json_is_object(cfg))
         return cg_fail(e, "%s: the configuration is not a JSON object", what);
+    /* Configurations saved before "source" was recorded used "data" for the description of
+     * what was loaded, not for --data: such a "data" is not a path to read. */
+    const int data_is_path = json_object_get(cfg, "source") != NULL;
     for (int i = 0; i < N_SETTINGS; i++) {
         const cg_setting *s = &table[i];
         const json_t *j = s->key && s->flag ? json_object_get(cfg, s->key) : NULL;
+        if (s->offset == AT(data.data) && !data_is_path)
+            continue;
         if (j && value_from_json(o, s, j, what, e))
             return -1;
     }

@@ -119,8 +119,26 @@ static void test_round_trip(void)
     json_decref(keep2);
 }
 
+/* A configuration saved before "source" was recorded: its "data" described what was loaded
+ * and is not taken as --data; everything else is. */
+static void test_older_configuration(void)
+{
+    cg_train_opts o;
+    cg_error e = {{0}};
+    json_t *old = json_loads("{\"data\": \"x.gz (IDX, gzip)\", \"seed\": 3}", 0, NULL);
+    json_t *now = json_loads("{\"data\": \"/d\", \"seed\": 3, \"source\": \"x\"}", 0, NULL);
+    cg_train_default_opts(&o);
+    CHECKF(cg_settings_from_json(&o, old, "old.h5", &e) == 0, "%s", e.msg);
+    CHECK(o.data.data == NULL && o.seed == 3);
+    CHECKF(cg_settings_from_json(&o, now, "new.h5", &e) == 0, "%s", e.msg);
+    CHECK(o.data.data && !strcmp(o.data.data, "/d"));
+    json_decref(old);
+    json_decref(now);
+}
+
 int main(void)
 {
+    test_older_configuration();
     test_defaults_are_the_recipe();
     test_preset_rows();
     test_round_trip();
