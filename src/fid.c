@@ -112,62 +112,58 @@ int cg_gauss_fit(const float *x, long n, int d, cg_gauss *g)
 
 /* ---- symmetric eigen-decomposition (cyclic Jacobi) ----------------------------------- */
 
-int cg_sym_eig(int d, double *a, double *w, double *v)
+/* Sum of the squares of the elements above the diagonal (each pair once). */
+static double off_diagonal_mass(int d, const double *a)
 {
-    if (v) {
-        memset(v, 0, sizeof(double) * (size_t)d * d);
-        for (int i = 0; i < d; i++)
-            v[(size_t)i * d + i] = 1.0;
+    double off = 0.0;
+    for (int p = 0; p < d; p++)
+        for (int q = p + 1; q < d; q++)
+            off += a[(size_t)p * d + q] * a[(size_t)p * d + q];
+    return off;
+}
+
+/* One Jacobi rotation in the (p, q) plane that zeroes a[p][q] (= apq), keeping a symmetric
+ * and applying the same rotation to the columns of v (if any). */
+static void jacobi_rotate(int d, double *a, double *v, int p, int q, double apq)
+{
+    const double app = a[(size_t)p * d + p], aqq = a[(size_t)q * d + q];
+    const double theta = (aqq - app) / (2.0 * apq);
+    const double t = (theta >= 0.0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+    const double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+    for (int k = 0; k < d; k++) {
+        if (k == p || k == q)
+            continue;
+        const double akp = a[(size_t)k * d + p], akq = a[(size_t)k * d + q];
+        const double np = c * akp - s * akq, nq = s * akp + c * akq;
+        a[(size_t)k * d + p] = a[(size_t)p * d + k] = np;
+        a[(size_t)k * d + q] = a[(size_t)q * d + k] = nq;
     }
-    double fro = 0.0;
-    for (size_t i = 0; i < (size_t)d * d; i++)
-        fro += a[i] * a[i];
-    int sweeps = 0, converged = 0;
-    for (; sweeps < 100; sweeps++) {
-        double off = 0.0;
-        for (int p = 0; p < d; p++)
-            for (int q = p + 1; q < d; q++)
-                off += a[(size_t)p * d + q] * a[(size_t)p * d + q];
-        /* Off-diagonal mass (each pair counted once) below (1e-15 ||A||_F)^2: the remaining
-         * error in every eigenvalue is at the level of double rounding. */
-        if (off <= 1e-30 * fro || off == 0.0) {
-            converged = 1;
-            break;
+    a[(size_t)p * d + p] = app - t * apq;
+    a[(size_t)q * d + q] = aqq + t * apq;
+    a[(size_t)p * d + q] = a[(size_t)q * d + p] = 0.0;
+    if (v)
+        for (int k = 0; k < d; k++) {
+            const double vkp = v[(size_t)k * d + p], vkq = v[(size_t)k * d + q];
+            v[(size_t)k * d + p] = c * vkp - s * vkq;
+            v[(size_t)k * d + q] = s * vkp + c * vkq;
         }
-        /* In the first sweeps, skip tiny elements (threshold Jacobi); later rotate all. */
-        const double thresh = sweeps < 3 ? 0.2 * sqrt(off) / ((double)d * d) : 0.0;
-        for (int p = 0; p < d; p++)
-            for (int q = p + 1; q < d; q++) {
-                const double apq = a[(size_t)p * d + q];
-                if (apq == 0.0 || fabs(apq) <= thresh)
-                    continue;
-                const double app = a[(size_t)p * d + p], aqq = a[(size_t)q * d + q];
-                const double theta = (aqq - app) / (2.0 * apq);
-                const double t = (theta >= 0.0 ? 1.0 : -1.0) /
-                                 (fabs(theta) + sqrt(theta * theta + 1.0));
-                const double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
-                for (int k = 0; k < d; k++) {
-                    if (k == p || k == q)
-                        continue;
-                    const double akp = a[(size_t)k * d + p], akq = a[(size_t)k * d + q];
-                    const double np = c * akp - s * akq, nq = s * akp + c * akq;
-                    a[(size_t)k * d + p] = a[(size_t)p * d + k] = np;
-                    a[(size_t)k * d + q] = a[(size_t)q * d + k] = nq;
-                }
-                a[(size_t)p * d + p] = app - t * apq;
-                a[(size_t)q * d + q] = aqq + t * apq;
-                a[(size_t)p * d + q] = a[(size_t)q * d + p] = 0.0;
-                if (v)
-                    for (int k = 0; k < d; k++) {
-                        const double vkp = v[(size_t)k * d + p], vkq = v[(size_t)k * d + q];
-                        v[(size_t)k * d + p] = c * vkp - s * vkq;
-                        v[(size_t)k * d + q] = s * vkp + c * vkq;
-                    }
-            }
-    }
-    for (int i = 0; i < d; i++)
-        w[i] = a[(size_t)i * d + i];
-    /* Ascending order (insertion sort: d is small), columns of v along. */
+}
+
+/* One cyclic sweep over all pairs above the diagonal, skipping elements at or below thresh. */
+static void jacobi_sweep(int d, double *a, double *v, double thresh)
+{
+    for (int p = 0; p < d; p++)
+        for (int q = p + 1; q < d; q++) {
+            const double apq = a[(size_t)p * d + q];
+            if (apq == 0.0 || fabs(apq) <= thresh)
+                continue;
+            jacobi_rotate(d, a, v, p, q, apq);
+        }
+}
+
+/* The eigenvalues w in ascending order (insertion sort: d is small), columns of v along. */
+static void sort_eigen(int d, double *w, double *v)
+{
     for (int i = 1; i < d; i++)
         for (int j = i; j > 0 && w[j - 1] > w[j]; j--) {
             const double tw = w[j];
@@ -181,6 +177,33 @@ int cg_sym_eig(int d, double *a, double *w, double *v)
                     r[j - 1] = tv;
                 }
         }
+}
+
+int cg_sym_eig(int d, double *a, double *w, double *v)
+{
+    if (v) {
+        memset(v, 0, sizeof(double) * (size_t)d * d);
+        for (int i = 0; i < d; i++)
+            v[(size_t)i * d + i] = 1.0;
+    }
+    double fro = 0.0;
+    for (size_t i = 0; i < (size_t)d * d; i++)
+        fro += a[i] * a[i];
+    int sweeps = 0, converged = 0;
+    for (; sweeps < 100; sweeps++) {
+        const double off = off_diagonal_mass(d, a);
+        /* Off-diagonal mass below (1e-15 ||A||_F)^2: the remaining error in every eigenvalue
+         * is at the level of double rounding. */
+        if (off <= 1e-30 * fro || off == 0.0) {
+            converged = 1;
+            break;
+        }
+        /* In the first sweeps, skip tiny elements (threshold Jacobi); later rotate all. */
+        jacobi_sweep(d, a, v, sweeps < 3 ? 0.2 * sqrt(off) / ((double)d * d) : 0.0);
+    }
+    for (int i = 0; i < d; i++)
+        w[i] = a[(size_t)i * d + i];
+    sort_eigen(d, w, v);
     return converged ? sweeps : -1;
 }
 

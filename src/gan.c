@@ -101,27 +101,28 @@ static double sum_sigmoid(int n, const float *logit)
     return s;
 }
 
-void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
-                  const cg_gan_hooks *hooks, cg_gan_stats *stats)
+/* The logits of one step: G's fakes from fresh noise, then D on the reals and on the fakes. */
+static void gan_forward(cg_gan *gan, const float *real, long step, long first_sample,
+                        const float **lr, const float **lf)
 {
     const cg_gan_config *cfg = &gan->cfg;
     const int B = cfg->local_batch, nz = gan->preset.noise_dim;
-    const float Bg = (float)cfg->global_batch;
-    cg_net_zero_grads(&gan->g);
-    cg_net_zero_grads(&gan->d);
-
     cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
                        (uint64_t)first_sample * (uint64_t)nz);
     cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, gan->labels};
     const float *fake = cg_net_forward(&gan->g, &gan->tape_g, gan->z, B, &o);
-    const float *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
+    *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
     /* Fakes follow the reals in the concatenated batch of the D loss. */
     o.first_sample = (uint64_t)cfg->global_batch + (uint64_t)first_sample;
-    const float *lf = cg_net_forward(&gan->d, &gan->tape_fake, fake, B, &o);
+    *lf = cg_net_forward(&gan->d, &gan->tape_fake, fake, B, &o);
+}
 
-    /* BCE: D's loss is the mean over the 2B samples of the global concatenated batch;
-     * hinge: the mean over the reals plus the mean over the fakes. */
-    const int hinge = cfg->loss == CG_LOSS_HINGE;
+/* D's loss and its parameter gradients. BCE: the mean over the 2B samples of the global
+ * concatenated batch; hinge: the mean over the reals plus the mean over the fakes. */
+static double d_backward(cg_gan *gan, const float *lr, const float *lf)
+{
+    const int B = gan->cfg.local_batch, hinge = gan->cfg.loss == CG_LOSS_HINGE;
+    const float Bg = (float)gan->cfg.global_batch;
     const float sd = hinge ? 1.0f / Bg : 1.0f / (2.0f * Bg);
     double loss_d = hinge ? cg_hinge_logits(B, lr, 1.0f, sd, gan->dlogit)
                           : cg_bce_logits(B, lr, gan->target, sd, gan->dlogit);
@@ -129,12 +130,17 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
     loss_d += hinge ? cg_hinge_logits(B, lf, -1.0f, sd, gan->dlogit)
                     : cg_bce_logits(B, lf, gan->target + B, sd, gan->dlogit);
     cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 1, NULL);
-    if (hooks && hooks->d_grads_ready)
-        hooks->d_grads_ready(hooks->user, gan);
+    return loss_d;
+}
 
-    /* G loss through the same D(fake): input gradient only, D's weights untouched. */
+/* G's loss through the same D(fake) and G's parameter gradients: D's pass computes the input
+ * gradient only, its weights untouched. */
+static double g_backward(cg_gan *gan, const float *lf)
+{
+    const int B = gan->cfg.local_batch;
+    const float Bg = (float)gan->cfg.global_batch;
     double loss_g = 0.0;
-    if (hinge) {
+    if (gan->cfg.loss == CG_LOSS_HINGE) {
         for (int i = 0; i < B; i++) {
             loss_g -= lf[i];
             gan->dlogit[i] = -1.0f / Bg;
@@ -145,8 +151,23 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
     }
     cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 0, gan->dfake);
     cg_net_backward(&gan->g, &gan->tape_g, gan->dfake, 1, NULL);
+    return loss_g;
+}
 
+void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
+                  const cg_gan_hooks *hooks, cg_gan_stats *stats)
+{
+    cg_net_zero_grads(&gan->g);
+    cg_net_zero_grads(&gan->d);
+    const float *lr, *lf;
+    gan_forward(gan, real, step, first_sample, &lr, &lf);
+    const double loss_d = d_backward(gan, lr, lf);
+    if (hooks && hooks->d_grads_ready)
+        hooks->d_grads_ready(hooks->user, gan);
+    const double loss_g = g_backward(gan, lf);
     if (stats) {
+        const int B = gan->cfg.local_batch;
+        const float Bg = (float)gan->cfg.global_batch;
         stats->loss_d = loss_d;
         stats->loss_g = loss_g;
         stats->d_real = sum_sigmoid(B, lr) / Bg;

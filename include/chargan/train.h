@@ -49,8 +49,6 @@ typedef struct {
 
 #define CG_DECAY_PRESET (-2L)
 
-void cg_train_default_opts(cg_train_opts *o);
-
 /* The number of groups the global batch B is cut into for exact gradient sums on P ranks:
  * `requested` when positive, else the largest multiple of P that divides B and is at most
  * max(8, P) (8 for B = 64 and P = 1, 2, 4, 8, so those runs give bit-identical results).
