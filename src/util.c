@@ -156,28 +156,3 @@ double cg_median(double *v, int n)
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
-
-size_t cg_json_quote(char *dst, size_t cap, const char *s)
-{
-    size_t n = 0;
-    if (cap < 3) {
-        if (cap)
-            dst[0] = 0;
-        return 0;
-    }
-    dst[n++] = '"';
-    for (; *s; s++) {
-        const unsigned char ch = (unsigned char)*s;
-        char esc[8];
-        int k = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch)
-                : ch < 0x20              ? snprintf(esc, sizeof esc, "\\u%04x", ch)
-                                         : snprintf(esc, sizeof esc, "%c", ch);
-        if (n + (size_t)k + 2 > cap)
-            break;
-        memcpy(dst + n, esc, (size_t)k);
-        n += (size_t)k;
-    }
-    dst[n++] = '"';
-    dst[n] = 0;
-    return n;
-}

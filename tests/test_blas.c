@@ -1,14 +1,13 @@
 /* The BLAS module: the loaded library is identified as the one the build chose (ctest passes
  * CHARGAN_BLAS_CHOICE) with a variant that matches the file it was loaded from; the self-check
  * passes on it at 2 and 3 threads and leaves OpenMP's thread count as asked; the stack record
- * (chargan/version.h) names it; JSON quoting escapes what it must. */
+ * (chargan/version.h) names it. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chargan/blas.h"
-#include "chargan/util.h"
 #include "chargan/version.h"
 #include "testutil.h"
 
@@ -54,22 +53,9 @@ static void test_selfcheck(void)
     }
 }
 
-static void test_json_quote(void)
-{
-    char buf[64];
-    size_t n = cg_json_quote(buf, sizeof buf, "a\"b\\c\nd\te");
-    CHECKF(!strcmp(buf, "\"a\\\"b\\\\c\\u000ad\\u0009e\""), "quoted: %s", buf);
-    CHECK(n == strlen(buf));
-    n = cg_json_quote(buf, 8, "abcdefghij"); /* cut, but still a closed string */
-    CHECKF(!strcmp(buf, "\"abcde\"") && n == 7, "cut: %s (%zu)", buf, n);
-    n = cg_json_quote(buf, 6, "ab\"cd"); /* an escape is never cut in half */
-    CHECKF(!strcmp(buf, "\"ab\"") && n == 4, "cut before an escape: %s (%zu)", buf, n);
-}
-
 int main(void)
 {
     test_identify();
     test_selfcheck();
-    test_json_quote();
     return tu_finish("test_blas");
 }

@@ -34,11 +34,6 @@ int cg_make_dirs(const char *path, cg_error *e);
  * cannot sync directories (EINVAL, ENOTSUP, EROFS) count as success. 0, or -1 with errno. */
 int cg_fsync_dir(const char *dir);
 
-/* Writes s as a quoted JSON string (quotes, backslashes and control characters escaped) into
- * dst[0..cap), always NUL-terminated; returns the characters written (short of the whole string
- * when cap is too small, never a cut escape). */
-size_t cg_json_quote(char *dst, size_t cap, const char *s);
-
 /* Median of v[0..n) (sorts v). */
 double cg_median(double *v, int n);
 

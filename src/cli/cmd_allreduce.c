@@ -438,8 +438,8 @@ static json_t *overlap_json(const overlap *o)
     const double h0 = o->comm_ms > 0 ? (o->comm_ms + o->compute_ms - o->total_ms) / o->comm_ms : 0;
     const double h1 =
         o->comm_ms > 0 ? (o->comm_ms + o->compute_ms - o->total_test_ms) / o->comm_ms : 0;
-    return json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                     "buffer", o->name, "bytes", (json_int_t)o->bytes,
+    return json_pack("{s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "buffer", cg_json_str(o->name), "bytes", (json_int_t)o->bytes,
                      "comm_ms", cg_json_num(o->comm_ms, 4),
                      "compute_ms", cg_json_num(o->compute_ms, 4),
                      "total_ms", cg_json_num(o->total_ms, 4),
