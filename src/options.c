@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,15 +37,17 @@ int cg_parse_value(const cg_opt *o, const char *v, cg_error *e)
     }
     case CG_OPT_FLOAT: {
         float x = strtof(v, &end);
-        if (errno || end == v || *end)
-            return cg_fail(e, "--%s: '%s' is not a number", o->name, v);
+        /* strtof also takes "inf" and "nan": no option means them (out-of-range values are
+         * refused through errno), and no saved configuration (JSON) could hold them */
+        if (errno || end == v || *end || !isfinite(x))
+            return cg_fail(e, "--%s: '%s' is not a finite number", o->name, v);
         *(float *)o->dst = x;
         return 0;
     }
     case CG_OPT_DOUBLE: {
         double x = strtod(v, &end);
-        if (errno || end == v || *end)
-            return cg_fail(e, "--%s: '%s' is not a number", o->name, v);
+        if (errno || end == v || *end || !isfinite(x))
+            return cg_fail(e, "--%s: '%s' is not a finite number", o->name, v);
         *(double *)o->dst = x;
         return 0;
     }

@@ -2,6 +2,7 @@
 #include "chargan/settings.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -217,6 +218,8 @@ static int value_from_json(cg_train_opts *o, const cg_setting *s, const json_t *
     } else if (s->type == CG_OPT_FLOAT || s->type == CG_OPT_DOUBLE) {
         if (!json_is_number(j))
             want = "a number";
+        else if (s->type == CG_OPT_FLOAT && !(fabs(json_number_value(j)) <= FLT_MAX))
+            want = "a number within float range"; /* else inf, which JSON cannot hold */
         else if (s->type == CG_OPT_FLOAT)
             *(float *)v = (float)json_number_value(j);
         else
