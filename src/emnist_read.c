@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,18 @@
  * line cannot be a row, and bounding it keeps the streaming buffer fixed-size. */
 #define CSV_MAX_LINE 8192
 #define CSV_CHUNK (1 << 20)
+/* A row is 785 fields of at least one digit with 784 commas between them: a shorter line is
+ * never a row, so only longer ones are counted as rows to allocate. Each slot (785 bytes) is
+ * then backed by at least 1569 bytes of the file's content, whatever it holds: millions of
+ * blank or short lines cost nothing. */
+#define CSV_MIN_ROW (2 * CSV_FIELDS - 1)
+/* What a gzip IDX file holds is counted before anything is allocated for it, by inflating
+ * into this much memory at a time. 1 MB is at least twice gzread's own buffer (set in
+ * open_gz), so zlib inflates straight into it instead of copying through its buffer. */
+#define COUNT_CHUNK (1 << 20)
+/* A mapping file has at most CG_MAX_CLASSES lines of a few bytes (EMNIST's are under 1 KB);
+ * a larger file is not one, and is refused before its lines are read. */
+#define MAPPING_MAX_BYTES (64 * 1024)
 #define EMNIST_HELP                                                                             \
     "download the EMNIST gzip release from "                                                    \
     "https://www.nist.gov/itl/products-and-services/emnist-dataset (unzip it into "           \
@@ -241,6 +254,10 @@ static int read_mapping(reader *r, const char *path, cg_error *e)
 {
     if (check_readable(path, "an EMNIST mapping file", e))
         return -1;
+    const long size = cg_file_size(path);
+    if (size > MAPPING_MAX_BYTES)
+        return cg_fail(e, "%s: %ld bytes is too large for a mapping file (one line per class, "
+                          "at most %d classes)", path, size, CG_MAX_CLASSES);
     FILE *f = fopen(path, "r");
     if (!f)
         return cg_fail(e, "%s: cannot open mapping file: %s", path, strerror(errno));
@@ -549,6 +566,73 @@ static int idx_check_labels(const reader *r, cg_error *e)
     return 0;
 }
 
+/* A plain (not gzip) images file: its size tells what it holds, so nothing more is read. It
+ * must hold the r->cap images wanted, and no more than its header says when all are wanted
+ * (the same messages as when reading finds it short or long). */
+static int idx_check_plain(const reader *r, cg_error *e)
+{
+    const unsigned long long hdr = 16, px = CG_IMG_PIXELS;
+    const unsigned long long size = (unsigned long long)cg_file_size(r->images);
+    const unsigned long long whole = hdr + (unsigned long long)r->n_file * px;
+    if (size < hdr + (unsigned long long)r->cap * px)
+        return cg_fail(e, "%s: file ends after %llu of %ld images (truncated): it holds %llu "
+                          "bytes, its header says %llu", r->images,
+                       size > hdr ? (size - hdr) / px : 0, r->n_file, size, whole);
+    if (r->cap == r->n_file && size > whole)
+        return cg_fail(e, "%s: data after the last of the %ld images (file longer than its "
+                          "header says): it holds %llu bytes, its header says %llu",
+                       r->images, r->n_file, size, whole);
+    return 0;
+}
+
+/* A gzip images file: what it holds is known only by inflating it, and the images go into
+ * memory that must be sized before it exists (the node-shared window, decoded into in
+ * place). So the images wanted are inflated once into a fixed COUNT_CHUNK buffer, plus one
+ * byte past the last when all are wanted (which also reaches the gzip trailer and its CRC),
+ * and the file is rewound to its first image. Memory stays constant whatever the header
+ * claims, and no more is inflated than the file holds (or than --limit needs); a gzip bomb
+ * costs the time to inflate what it really holds, up to the claim. The price is a second
+ * inflate in reader_fill: a gzip split loads in about 1.4 times the time (bymerge-test).
+ * Inflating into a private buffer that grows as data arrives, then copying it into the
+ * window, would save that time but double the reading rank's peak memory, which the
+ * one-copy-per-node window exists to avoid. */
+static int idx_count_gz(reader *r, cg_error *e)
+{
+    unsigned char *buf = malloc(COUNT_CHUNK);
+    if (!buf)
+        return cg_fail(e, "%s: out of memory", r->images);
+    const unsigned long long want = (unsigned long long)r->cap * CG_IMG_PIXELS;
+    unsigned long long got = 0;
+    int zerr = Z_OK;
+    const char *zmsg = "";
+    while (got < want) {
+        const size_t step = want - got < COUNT_CHUNK ? (size_t)(want - got) : COUNT_CHUNK;
+        const size_t k = gz_read_all(r->img, buf, step, &zerr, &zmsg);
+        got += k;
+        if (k < step)
+            break;
+    }
+    free(buf);
+    char what[64];
+    if (got < want) {
+        snprintf(what, sizeof what, "%llu of %ld images", got / CG_IMG_PIXELS, r->n_file);
+        return short_read(e, r->images, zerr, zmsg, what);
+    }
+    if (r->cap == r->n_file) {
+        snprintf(what, sizeof what, "the %ld images", r->n_file);
+        if (expect_end(r->img, r->images, what, e))
+            return -1;
+    }
+    unsigned char h[16];
+    if (gzrewind(r->img) != 0 || gz_read_all(r->img, h, 16, &zerr, &zmsg) != 16)
+        return cg_fail(e, "%s: cannot rewind", r->images);
+    return 0;
+}
+
+/* The images header, then what the images file really holds, then the labels. The labels
+ * come after the images were found present: their buffer is r->cap bytes, backed by the
+ * r->cap * 784 bytes of images just found, so no labels header can make it larger than the
+ * data; a labels file longer than its header is caught after one byte (expect_end). */
 static int idx_open(reader *r, cg_error *e)
 {
     if (open_gz(r->images, "IDX images", &r->img, e))
@@ -559,6 +643,9 @@ static int idx_open(reader *r, cg_error *e)
         return rc;
     r->n_file = n;
     r->cap = r->limit > 0 && r->limit < r->n_file ? r->limit : r->n_file;
+    rc = r->img_gz ? idx_count_gz(r, e) : idx_check_plain(r, e);
+    if (rc)
+        return rc;
     gzFile lf = NULL;
     if (open_gz(r->labels, "IDX labels", &lf, e))
         return -1;
@@ -614,42 +701,59 @@ static int idx_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e)
 
 /* ---------------------------------------------------------------- CSV */
 
-static int csv_open(reader *r, cg_error *e)
+/* Counts the lines of the CSV long enough to be rows (CSV_MIN_ROW), reading on only while
+ * --limit needs more; *any gets whether anything was read. memchr over the page cache
+ * costs a few ms per 100 MB, much less than parsing; the memory is one CSV_CHUNK buffer. */
+static int csv_count(reader *r, char *buf, long *rows_out, int *any, cg_error *e)
 {
-    if (open_gz(r->images, "a Kaggle EMNIST CSV", &r->img, e))
-        return -1;
-    /* Count the lines first so the window can be sized exactly; memchr over the page cache
-     * costs a few ms per 100 MB, much less than parsing. */
-    char *buf = malloc(CSV_CHUNK);
-    if (!buf)
-        return cg_fail(e, "%s: out of memory", r->images);
-    long lines = 0;
-    int last = '\n', rc = 0;
+    long rows = 0;
+    size_t cur = 0; /* bytes so far of the line being read */
+    *any = 0;
     for (;;) {
         int k = gzread(r->img, buf, CSV_CHUNK);
         if (k <= 0) {
             int zerr;
             const char *zmsg = gzerror(r->img, &zerr);
             if (zerr != Z_OK)
-                rc = short_read(e, r->images, zerr, zmsg, "reading it");
+                return short_read(e, r->images, zerr, zmsg, "reading it");
             break;
         }
-        for (char *p = buf, *end = buf + k; (p = memchr(p, '\n', (size_t)(end - p))); p++)
-            lines++;
-        last = (unsigned char)buf[k - 1];
-        if (r->limit > 0 && lines > r->limit)
+        *any = 1;
+        const char *p = buf, *end = buf + k, *nl;
+        while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
+            rows += cur + (size_t)(nl - p) >= CSV_MIN_ROW;
+            cur = 0;
+            p = nl + 1;
+        }
+        cur += (size_t)(end - p);
+        if (r->limit > 0 && rows > r->limit)
             break; /* enough rows for --limit; the rest is never read */
     }
+    *rows_out = rows + (cur >= CSV_MIN_ROW); /* a last line without '\n' */
+    return 0;
+}
+
+static int csv_open(reader *r, cg_error *e)
+{
+    if (open_gz(r->images, "a Kaggle EMNIST CSV", &r->img, e))
+        return -1;
+    /* Count the rows first so the window can be sized exactly, by what the file holds. */
+    char *buf = malloc(CSV_CHUNK);
+    if (!buf)
+        return cg_fail(e, "%s: out of memory", r->images);
+    long rows = 0;
+    int any = 0;
+    int rc = csv_count(r, buf, &rows, &any, e);
     free(buf);
     r->img_gz = !gzdirect(r->img);
     if (rc)
         return -1;
-    if (last != '\n')
-        lines++; /* last line without a newline */
-    if (lines == 0)
+    if (!any)
         return cg_fail(e, "%s: no rows", r->images);
-    r->n_file = lines; /* an upper bound: trailing blank lines are not images */
-    r->cap = r->limit > 0 && r->limit < lines ? r->limit : lines;
+    r->n_file = rows; /* an upper bound: a long line may still not be a row */
+    r->cap = r->limit > 0 && r->limit < rows ? r->limit : rows;
+    if (r->cap == 0)
+        r->cap = 1; /* no line can be a row: reader_fill says what the first one is */
     if (gzrewind(r->img) != 0)
         return cg_fail(e, "%s: cannot rewind", r->images);
     return 0;
@@ -735,9 +839,12 @@ static int csv_row(reader *r, const char *s, size_t len, long lineno, uint8_t *i
     return 0;
 }
 
-/* Where a CSV pass stands: lines seen, rows decoded, the first blank line (0: none yet). */
+/* Where a CSV pass stands: lines seen, rows decoded, the first blank line (0: none yet), and
+ * where a line past the r->cap rows counted is parsed (for its message: it cannot be a row
+ * unless the file changed since it was counted). */
 typedef struct {
     long lineno, rows, blank;
+    uint8_t spare[CG_IMG_PIXELS + 1];
 } csv_pos;
 
 /* One line (len bytes at p, without '\n'): a row, or a blank line, allowed only at the end. */
@@ -755,8 +862,13 @@ static int csv_line(reader *r, const char *p, size_t len, csv_pos *at, uint8_t *
     if (len > CSV_MAX_LINE)
         return cg_fail(e, "%s: line %ld is longer than %d bytes, not an EMNIST CSV row",
                        r->images, at->lineno, CSV_MAX_LINE);
-    int rc = csv_row(r, p, len, at->lineno, pixels + (size_t)at->rows * CG_IMG_PIXELS,
-                     labels + at->rows, e);
+    const int counted = at->rows < r->cap;
+    uint8_t *img = counted ? pixels + (size_t)at->rows * CG_IMG_PIXELS : at->spare;
+    uint8_t *label = counted ? labels + at->rows : at->spare + CG_IMG_PIXELS;
+    int rc = csv_row(r, p, len, at->lineno, img, label, e);
+    if (!rc && !counted)
+        rc = cg_fail(e, "%s: line %ld: more rows than counted (the file changed while being "
+                        "read)", r->images, at->lineno);
     at->rows++;
     return rc;
 }
@@ -767,9 +879,12 @@ static int csv_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e)
     if (!buf)
         return cg_fail(e, "%s: out of memory", r->images);
     size_t have = 0;
-    csv_pos at = {0, 0, 0};
+    csv_pos at = {0, 0, 0, {0}};
+    /* All lines are read (a bad line after the last row must still be reported), unless
+     * --limit asks for fewer rows than the file holds. */
+    const long stop = r->limit > 0 && r->limit <= r->cap ? r->limit : LONG_MAX;
     int eof = 0, rc = 0;
-    while (!rc && at.rows < r->cap) {
+    while (!rc && at.rows < stop) {
         if (!eof) {
             int k = gzread(r->img, buf + have, CSV_CHUNK);
             if (k <= 0) {
@@ -786,7 +901,7 @@ static int csv_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e)
             have += (size_t)k;
         }
         char *p = buf, *end = buf + have;
-        while (!rc && at.rows < r->cap) {
+        while (!rc && at.rows < stop) {
             char *nl = memchr(p, '\n', (size_t)(end - p));
             if (!nl && !eof)
                 break;
@@ -796,7 +911,7 @@ static int csv_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e)
             rc = csv_line(r, p, len, &at, pixels, labels, e);
             p = nl ? nl + 1 : end;
         }
-        if (rc || at.rows == r->cap || (eof && p == end))
+        if (rc || at.rows >= stop || (eof && p == end))
             break;
         size_t rest = (size_t)(end - p);
         if (rest > CSV_MAX_LINE) {

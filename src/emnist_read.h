@@ -2,7 +2,9 @@
  * module. Reading has two phases so that a shared window can be sized before it exists:
  * cg_reader_open() resolves the files, reads the mapping, the headers and (IDX) the labels,
  * and knows how many image slots to allocate; cg_reader_fill() then decodes straight into
- * the memory it is given. */
+ * the memory it is given. The slot count is what the files were found to hold (file sizes,
+ * a counting pass over gzip data, CSV rows counted), never just what a header claims, so
+ * nothing is allocated that the data does not back. */
 #ifndef CHARGAN_EMNIST_READ_H
 #define CHARGAN_EMNIST_READ_H
 #include <stdint.h>
@@ -24,7 +26,8 @@ typedef struct {
     gzFile img;
     int img_gz;             /* images file is gzip-compressed */
     long n_file;            /* images in the file (IDX header; CSV rows counted) */
-    long cap;               /* image slots to allocate: min(n_file, limit) */
+    long cap;               /* image slots to allocate: min(n_file, limit), all found in
+                             * the file (CSV: at least 1, even with no row) */
     long n;                 /* images decoded (set by reader_fill) */
     long limit;
     uint8_t *lab;           /* IDX: the first cap labels */
@@ -39,7 +42,7 @@ int cg_reader_fill(reader *r, uint8_t *pixels, uint8_t *labels, cg_error *e);
 void cg_reader_close(reader *r);
 /* What was loaded: path, format, split, mapping. */
 void cg_reader_describe(const reader *r, char *out, size_t cap);
-/* Size of a file in bytes, -1 when unknown. */
+/* Size of a file in bytes, 0 when unknown. */
 long cg_file_size(const char *path);
 
 #endif
