@@ -61,42 +61,70 @@ int cg_parse_value(const cg_opt *o, const char *v, cg_error *e)
     return 0;
 }
 
+/* One step of the walk over argv shared by the parser and cg_opt_value: the option at argv[*i]
+ * and its value (NULL for flags), *i moved past both. Returns 0, 1 for --help, 2 for a
+ * positional argument (*v = it), or -1 with e set. */
+static int next_opt(const cg_opt *opts, int n, int argc, char **argv, int *i, const cg_opt **o,
+                    const char **v, cg_error *e)
+{
+    const char *a = argv[(*i)++];
+    *o = NULL;
+    *v = NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+        return 1;
+    if (strncmp(a, "--", 2) != 0) {
+        *v = a;
+        return 2;
+    }
+    const char *name = a + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    for (int k = 0; k < n; k++)
+        if (strlen(opts[k].name) == len && !strncmp(opts[k].name, name, len))
+            *o = &opts[k];
+    if (!*o)
+        return cg_fail(e, "unknown option '%s' (see --help)", a);
+    if ((*o)->type == CG_OPT_FLAG || (*o)->type == CG_OPT_FLAG_OFF)
+        return eq ? cg_fail(e, "--%s takes no value", (*o)->name) : 0;
+    *v = eq ? eq + 1 : (*i < argc ? argv[(*i)++] : NULL);
+    return *v ? 0 : cg_fail(e, "--%s needs a value", (*o)->name);
+}
+
 int cg_parse_opts(const cg_opt *opts, int n, int argc, char **argv, const char **positional,
                   cg_error *e)
 {
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            return 1;
-        if (strncmp(a, "--", 2) != 0) {
-            if (positional && !*positional) {
-                *positional = a;
-                continue;
-            }
-            return cg_fail(e, "unexpected argument '%s'", a);
-        }
-        const char *name = a + 2;
-        const char *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const cg_opt *o = NULL;
-        for (int k = 0; k < n; k++)
-            if (strlen(opts[k].name) == len && !strncmp(opts[k].name, name, len))
-                o = &opts[k];
-        if (!o)
-            return cg_fail(e, "unknown option '%s' (see --help)", a);
-        if (o->type == CG_OPT_FLAG || o->type == CG_OPT_FLAG_OFF) {
-            if (eq)
-                return cg_fail(e, "--%s takes no value", o->name);
+    for (int i = 0; i < argc;) {
+        const cg_opt *o;
+        const char *v;
+        int rc = next_opt(opts, n, argc, argv, &i, &o, &v, e);
+        if (rc == 2 && positional && !*positional)
+            *positional = v;
+        else if (rc == 2)
+            return cg_fail(e, "unexpected argument '%s'", v);
+        else if (rc)
+            return rc;
+        else if (!v)
             *(int *)o->dst = o->type == CG_OPT_FLAG;
-            continue;
-        }
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!v)
-            return cg_fail(e, "--%s needs a value", o->name);
-        if (cg_parse_value(o, v, e))
+        else if (cg_parse_value(o, v, e))
             return -1;
     }
     return 0;
+}
+
+const char *cg_opt_value(const cg_opt *opts, int n, int argc, char **argv, const char *name)
+{
+    const char *last = NULL;
+    cg_error ignored;
+    for (int i = 0; i < argc;) {
+        const cg_opt *o;
+        const char *v;
+        int rc = next_opt(opts, n, argc, argv, &i, &o, &v, &ignored);
+        if (rc == 1 || rc < 0)
+            break;
+        if (!rc && v && !strcmp(o->name, name))
+            last = v;
+    }
+    return last;
 }
 
 void cg_print_opts(FILE *f, const cg_opt *opts, int n)

@@ -285,32 +285,13 @@ static json_t *load_config(const char *path, cg_error *e)
     return cfg;
 }
 
-/* The value of --config in argv, if any (before the other flags are parsed, which override
- * what it holds). */
-static const char *config_arg(int argc, char **argv)
-{
-    const char *path = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (!strncmp(argv[i], "--config=", 9))
-            path = argv[i] + 9;
-        else if (!strcmp(argv[i], "--config") && i + 1 < argc)
-            path = argv[++i];
-    }
-    return path;
-}
-
 /* --ema's value, checked as written (so the error quotes it): a number in [0, 1). */
-static int check_ema(int argc, char **argv, cg_error *e)
+static int check_ema(const char *v, cg_error *e)
 {
-    for (int i = 0; i < argc; i++) {
-        const char *v = !strncmp(argv[i], "--ema=", 6)                   ? argv[i] + 6
-                        : !strcmp(argv[i], "--ema") && i + 1 < argc ? argv[++i]
-                                                                     : NULL;
-        char *end = NULL;
-        const double x = v ? strtod(v, &end) : 0.0;
-        if (v && (end == v || *end || !(x >= 0.0 && x < 1.0)))
-            return cg_fail(e, "--ema '%s' must be a number in [0, 1) (0: no EMA)", v);
-    }
+    char *end = NULL;
+    const double x = v ? strtod(v, &end) : 0.0;
+    if (v && (end == v || *end || !(x >= 0.0 && x < 1.0)))
+        return cg_fail(e, "--ema '%s' must be a number in [0, 1) (0: no EMA)", v);
     return 0;
 }
 
@@ -318,7 +299,8 @@ int cg_settings_parse(cg_train_opts *o, int argc, char **argv, json_t **cfg_json
 {
     cg_opt opts[N_SETTINGS];
     const int n = bind_options(o, opts);
-    const char *path = config_arg(argc, argv);
+    /* --config is read first, so that the flags given with it override what it holds. */
+    const char *path = cg_opt_value(opts, n, argc, argv, "config");
     *cfg_json = NULL;
     if (path) {
         if (!(*cfg_json = load_config(path, e)))
@@ -326,7 +308,7 @@ int cg_settings_parse(cg_train_opts *o, int argc, char **argv, json_t **cfg_json
         if (cg_settings_from_json(o, *cfg_json, path, e))
             return -1;
     }
-    if (check_ema(argc, argv, e))
+    if (check_ema(cg_opt_value(opts, n, argc, argv, "ema"), e))
         return -1;
     return cg_parse_opts(opts, n, argc, argv, NULL, e);
 }

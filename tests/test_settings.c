@@ -136,9 +136,28 @@ static void test_older_configuration(void)
     json_decref(now);
 }
 
+/* The values of other options are skipped when --config and --ema are looked for first, as the
+ * parser itself skips them: "--data --config" names a data path, not a configuration. */
+static void test_values_are_not_options(void)
+{
+    cg_train_opts o;
+    json_t *keep = NULL;
+    cg_error e = {0};
+    const char *data[] = {"--data", "--config", "--steps", "3", NULL};
+    CHECKF(parse(&o, &keep, data, &e) == 0, "%s", e.msg);
+    CHECK(keep == NULL && !strcmp(o.data.data, "--config") && o.steps == 3);
+    const char *out[] = {"--out", "--ema", "--seed", "1", NULL};
+    CHECKF(parse(&o, &keep, out, &e) == 0, "%s", e.msg);
+    CHECK(!strcmp(o.out, "--ema") && o.seed == 1);
+    const char *last[] = {"--ema", "0.5", "--ema", "2", NULL};
+    CHECK(parse(&o, &keep, last, &e) < 0 && strstr(e.msg, "--ema '2'"));
+    json_decref(keep);
+}
+
 int main(void)
 {
     test_older_configuration();
+    test_values_are_not_options();
     test_defaults_are_the_recipe();
     test_preset_rows();
     test_round_trip();

@@ -28,6 +28,10 @@ typedef struct {
  * not NULL; otherwise they are an error. */
 int cg_parse_opts(const cg_opt *opts, int n, int argc, char **argv, const char **positional,
                   cg_error *e);
+/* The value of option `name` as the parser would take it (the last one given; values of other
+ * options are skipped, not mistaken for options), or NULL. Stops at --help or a bad option,
+ * which cg_parse_opts then reports. */
+const char *cg_opt_value(const cg_opt *opts, int n, int argc, char **argv, const char *name);
 void cg_print_opts(FILE *f, const cg_opt *opts, int n);
 /* Parses one value of option o from text v into o->dst (not for flags). 0, or -1 with e set. */
 int cg_parse_value(const cg_opt *o, const char *v, cg_error *e);
