@@ -15,6 +15,13 @@
 #include "h5io.h"
 
 #define WHAT "chargan checkpoint"
+/* Bounds on the counters and sizes a checkpoint records: beyond them the file is damaged or
+ * foreign, and using the value would overflow (a step counter's +1) or allocate without
+ * limit (a model built for the noise_dim). MAX_COUNT is far beyond any run and exact in a
+ * double; MAX_NOISE_DIM is --noise-dim's bound (cmd_train.c), MAX_CLASSES cg_gan_init's. */
+#define MAX_COUNT ((int64_t)1 << 53)
+#define MAX_NOISE_DIM 100000
+#define MAX_CLASSES 256
 
 /* ---- writing ------------------------------------------------------------------------ */
 
@@ -160,9 +167,10 @@ static int check_members(hid_t g, const char *fname, const char *gpath, const cg
         if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
                                H5P_DEFAULT) < 0)
             return cg_h5_fail(e, "%s: cannot read %s", fname, gpath);
+        char shown[256];
         if (cg_net_find_tensor(net, name) < 0)
-            return cg_fail(e, "%s: %s/%s is not a tensor of model '%s'", fname, gpath, name,
-                           model);
+            return cg_fail(e, "%s: %s/%s is not a tensor of model '%s'", fname, gpath,
+                           cg_h5_printable(name, shown, sizeof shown), model);
     }
     return 0;
 }
@@ -251,8 +259,8 @@ static int read_adam_t(hid_t f, const char *fname, const char *who, long *t, cg_
                        gp);
     if (r < 0)
         return -1;
-    if (v < 0)
-        return cg_fail(e, "%s: adam_t on %s is negative (%lld)", fname, gp, (long long)v);
+    if (v < 0 || v > MAX_COUNT)
+        return cg_fail(e, "%s: adam_t on %s is %lld, not in 0..2^53", fname, gp, (long long)v);
     *t = (long)v;
     return 0;
 }
@@ -285,15 +293,29 @@ static int read_ema_meta(hid_t f, const char *fname, cg_ckpt_meta *m, cg_error *
     return 0;
 }
 
+/* A model name is printable ASCII without spaces (every preset's is), so the messages that
+ * quote it stay one line. */
+static int is_name(const char *s)
+{
+    for (; *s; s++)
+        if (*s <= ' ' || *s > '~')
+            return 0;
+    return 1;
+}
+
 /* The root's model name into m->model. */
 static int read_model(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
 {
-    char *model = NULL;
+    char *model = NULL, shown[41];
     int r = cg_h5_attr_get_str(f, "model", &model, path, e);
+    if (r > 0)
+        cg_h5_printable(model, shown, sizeof shown);
     if (r == 0)
         r = cg_fail(e, "%s: not a valid %s: attribute 'model' is missing", path, WHAT);
     else if (r > 0 && strlen(model) >= sizeof m->model)
-        r = cg_fail(e, "%s: model name '%.40s' is too long", path, model);
+        r = cg_fail(e, "%s: model name '%s' is too long", path, shown);
+    else if (r > 0 && !is_name(model))
+        r = cg_fail(e, "%s: attribute 'model' ('%s') is not a model name", path, shown);
     else if (r > 0)
         snprintf(m->model, sizeof m->model, "%s", model);
     free(model);
@@ -313,7 +335,8 @@ static int read_counts(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
         cg_h5_attr_need(f, "noise_dim", H5T_NATIVE_INT32, &nd, path, WHAT, e) ||
         cg_h5_attr_get(f, "n_classes", H5T_NATIVE_INT32, &nc, path, e) < 0) /* absent: 0 */
         return -1;
-    if (step < 0 || epoch < 0 || ws < 1 || gb < 1 || nd < 1 || nc < 0)
+    if (step < 0 || step > MAX_COUNT || epoch < 0 || epoch > MAX_COUNT || ws < 1 || gb < 1 ||
+        nd < 1 || nd > MAX_NOISE_DIM || nc < 0 || nc > MAX_CLASSES)
         return cg_fail(e, "%s: invalid attribute values (step %lld, epoch %lld, world_size %d, "
                           "global_batch %d, noise_dim %d, n_classes %d)",
                        path, (long long)step, (long long)epoch, (int)ws, (int)gb, (int)nd,
@@ -325,6 +348,24 @@ static int read_counts(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
     m->noise_dim = nd;
     m->n_classes = nc;
     return 0;
+}
+
+/* The configuration must be a JSON object for a checkpoint to be valid or opened for
+ * inference (cg_ckpt_write stores the run's; --config CHECKPOINT and resume read it as one,
+ * and settings.c refuses anything else). cg_ckpt_read_meta returns it as stored, whatever it
+ * holds. The types of its values are checked where they are used (settings.c,
+ * classes_from_config). */
+static int check_config(const char *config, const char *path, cg_error *e)
+{
+    json_error_t je;
+    json_t *j = json_loads(config, 0, &je);
+    char why[160];
+    if (!j)
+        return cg_fail(e, "%s: attribute 'config' is not JSON (line %d, column %d: %s)", path,
+                       je.line, je.column, cg_h5_printable(je.text, why, sizeof why));
+    const int obj = json_is_object(j);
+    json_decref(j);
+    return obj ? 0 : cg_fail(e, "%s: attribute 'config' is JSON, but not an object", path);
 }
 
 /* All meta data of an open file into m (zeroed first; m->config_json is set only when
@@ -423,7 +464,8 @@ static int validate_impl(const char *path, const char *model, cg_ckpt_meta *out,
         rc = cg_fail(e, "%s: checkpoint of model '%s', but this run's model is '%s'", path,
                      m.model, model);
     } else {
-        rc = build_model(path, &m, &gan, e);
+        rc = check_config(m.config_json, path, e);
+        rc = rc ? rc : build_model(path, &m, &gan, e);
         if (rc == 0)
             rc = read_state(f, path, m.model, &gan.g, &gan.d, NULL, NULL, m.has_ema, NULL, e);
     }
@@ -677,7 +719,7 @@ int cg_ckpt_prune(const char *dir, int keep, cg_error *e)
 /* The kind of an open file from its format attribute, or the sample layout without one. */
 static int kind_of_file(hid_t f, const char *path, cg_error *e)
 {
-    char *fmt = NULL;
+    char *fmt = NULL, shown[101];
     if (cg_h5_attr_get_str(f, "format", &fmt, path, e) < 0)
         return -1;
     int rc;
@@ -686,7 +728,8 @@ static int kind_of_file(hid_t f, const char *path, cg_error *e)
     else if (fmt && !strcmp(fmt, CG_SAMPLES_FORMAT))
         rc = CG_FILE_SAMPLES;
     else if (fmt)
-        rc = cg_fail(e, "%s: not a chargan file (format '%.100s')", path, fmt);
+        rc = cg_fail(e, "%s: not a chargan file (format '%s')", path,
+                     cg_h5_printable(fmt, shown, sizeof shown));
     else if (H5Lexists(f, "samples", H5P_DEFAULT) > 0)
         rc = CG_FILE_SAMPLES;
     else
@@ -708,15 +751,21 @@ int cg_h5_file_kind(const char *path, cg_error *e)
 
 /* ---- opening a trained GAN ---------------------------------------------------------- */
 
-/* The class characters are kept in the run's configuration ("classes": "01..."). */
-static void classes_from_config(const char *text, int n_classes, char *classes)
+/* The class characters are kept in the run's configuration ("classes": "01..."); absent in
+ * configurations without them (characters then unknown), an error when not a string. */
+static int classes_from_config(const char *path, const char *text, int n_classes,
+                               char *classes, cg_error *e)
 {
     memset(classes, 0, CG_GEN_MAX_CLASSES + 1);
     json_t *cfg = text ? json_loads(text, 0, NULL) : NULL;
-    const char *s = json_string_value(json_object_get(cfg, "classes"));
+    const json_t *v = json_object_get(cfg, "classes");
+    const char *s = json_string_value(v);
     for (int k = 0; s && k < n_classes && k < CG_GEN_MAX_CLASSES && s[k]; k++)
         classes[k] = s[k];
     json_decref(cfg);
+    if (v && !s)
+        return cg_fail(e, "%s: the configuration's \"classes\" is not a string", path);
+    return 0;
 }
 
 int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
@@ -724,6 +773,10 @@ int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_m
 {
     if (cg_ckpt_read_meta(path, m, e))
         return -1;
+    if (check_config(m->config_json, path, e)) {
+        cg_ckpt_meta_free(m);
+        return -1;
+    }
     cg_gan_config cfg;
     cg_gan_default_config(&cfg);
     snprintf(cfg.model, sizeof cfg.model, "%s", m->model);
@@ -743,9 +796,12 @@ int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_m
         cg_ckpt_meta_free(m);
         return -1;
     }
+    if (classes && classes_from_config(path, m->config_json, m->n_classes, classes, e)) {
+        cg_gan_free(gan);
+        cg_ckpt_meta_free(m);
+        return -1;
+    }
     if (use_ema && gan->ema_g)
         memcpy(gan->g.param, gan->ema_g, sizeof(float) * gan->g.n_params);
-    if (classes)
-        classes_from_config(m->config_json, m->n_classes, classes);
     return 0;
 }

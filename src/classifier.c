@@ -501,27 +501,31 @@ int cg_classifier_save(const char *path, const cg_classifier *c, int epochs, uin
 
 /* ---- the classifier file: reading --------------------------------------------------- */
 
-/* format, format_version, n_classes, feature_dim and classes: what building c needs. */
+/* format, format_version, n_classes, feature_dim and classes: what building c needs. An
+ * attribute of the wrong type or range is reported as such (cg_h5_attr_get's message). */
 static int read_header(hid_t f, const char *path, int32_t *nk, char *classes, size_t len,
                        cg_error *e)
 {
-    cg_error ignored = {{0}};
-    char fmt[64];
+    const char *what = "classifier file";
+    char fmt[64] = "", shown[64];
     int32_t version = 0, fd = 0;
-    if (cg_h5_attr_get_strbuf(f, "format", fmt, sizeof fmt, path, &ignored) != 1 ||
-        strcmp(fmt, CG_CLF_FORMAT))
+    int r = cg_h5_attr_get_strbuf(f, "format", fmt, sizeof fmt, path, e);
+    if (r < 0)
+        return -1;
+    if (r == 0 || strcmp(fmt, CG_CLF_FORMAT))
         return cg_fail(e, "%s: not a chargan classifier file (format attribute '%s', expected "
                           "'%s'; make one with `chargan classifier train`)",
-                       path, fmt, CG_CLF_FORMAT);
-    if (cg_h5_attr_get(f, "format_version", H5T_NATIVE_INT32, &version, path, &ignored) != 1 ||
-        version != CG_CLF_FORMAT_VERSION)
+                       path, cg_h5_printable(fmt, shown, sizeof shown), CG_CLF_FORMAT);
+    if (cg_h5_attr_need(f, "format_version", H5T_NATIVE_INT32, &version, path, what, e))
+        return -1;
+    if (version != CG_CLF_FORMAT_VERSION)
         return cg_fail(e, "%s: classifier format_version %d, this build reads %d", path,
                        (int)version, CG_CLF_FORMAT_VERSION);
-    if (cg_h5_attr_get(f, "n_classes", H5T_NATIVE_INT32, nk, path, &ignored) != 1 ||
-        cg_h5_attr_get(f, "feature_dim", H5T_NATIVE_INT32, &fd, path, &ignored) != 1 ||
-        fd != FEAT ||
-        cg_h5_attr_get_strbuf(f, "classes", classes, len, path, &ignored) != 1 ||
-        (int)strlen(classes) != *nk)
+    if (cg_h5_attr_need(f, "n_classes", H5T_NATIVE_INT32, nk, path, what, e) ||
+        cg_h5_attr_need(f, "feature_dim", H5T_NATIVE_INT32, &fd, path, what, e) ||
+        (r = cg_h5_attr_get_strbuf(f, "classes", classes, len, path, e)) < 0)
+        return -1;
+    if (r == 0 || fd != FEAT || (int)strlen(classes) != *nk)
         return cg_fail(e, "%s: not a valid classifier file: n_classes, feature_dim or classes "
                           "missing or inconsistent", path);
     return 0;

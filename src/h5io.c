@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +55,23 @@ static const char *h5_reason(char *buf, size_t n)
     return buf;
 }
 
+const char *cg_h5_printable(const char *s, char *buf, size_t n)
+{
+    size_t k = 0;
+    for (; s && s[k] && k + 1 < n; k++) {
+        const unsigned char c = (unsigned char)s[k];
+        buf[k] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (n)
+        buf[k] = 0;
+    return buf;
+}
+
 int cg_h5_fail(cg_error *e, const char *fmt, ...)
 {
-    char why[256], head[512];
-    h5_reason(why, sizeof why);
+    char raw[256], why[256], head[512];
+    /* HDF5's reasons can quote names from the file (link targets, file names). */
+    cg_h5_printable(h5_reason(raw, sizeof raw), why, sizeof why);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
@@ -120,6 +134,10 @@ static int check_plain_file(const char *path, cg_error *e)
         return cg_fail(e, "%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
         return cg_fail(e, "%s: is a directory, not a file", path);
+    /* Opening a FIFO blocks until a writer comes, and HDF5 reads at offsets anyway. */
+    if (!S_ISREG(st.st_mode))
+        return cg_fail(e, "%s: not a regular file (a FIFO, device or socket is no HDF5 file)",
+                       path);
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return cg_fail(e, "%s: cannot read: %s", path, strerror(errno));
@@ -391,13 +409,30 @@ int cg_h5_attr_put_stack(hid_t obj, const char *fname, cg_error *e)
 
 /* ---- attributes: reading ------------------------------------------------------------ */
 
-/* Opens attribute NAME of obj and its type, which must be of class cls with one element.
- * 1: *a and *t are open (close both), 0: absent, -1: error (nothing open). */
+/* What an attribute or dataset of type class c holds, for messages. */
+static const char *class_words(H5T_class_t c)
+{
+    switch (c) {
+    case H5T_INTEGER: return "an integer";
+    case H5T_FLOAT: return "a number";
+    case H5T_STRING: return "a string";
+    case H5T_COMPOUND: return "a compound";
+    case H5T_ARRAY: return "an array type";
+    case H5T_VLEN: return "a variable-length sequence";
+    case H5T_ENUM: return "an enumeration";
+    case H5T_OPAQUE: return "opaque data";
+    case H5T_BITFIELD: return "a bit field";
+    case H5T_REFERENCE: return "a reference";
+    default: return "of an unknown type";
+    }
+}
+
+/* Opens attribute NAME of obj and its type, which must be of class cls (an integer also
+ * serves where a number is asked for) with one element. 1: *a and *t are open (close both),
+ * 0: absent, -1: error (nothing open). */
 static int attr_open(hid_t obj, const char *name, H5T_class_t cls, hid_t *a, hid_t *t,
                      const char *fname, cg_error *e)
 {
-    const char *kind = cls == H5T_STRING ? "a string" : cls == H5T_FLOAT ? "a number"
-                                                                          : "an integer";
     *a = *t = -1;
     htri_t ex = H5Aexists(obj, name);
     if (ex < 0)
@@ -407,11 +442,17 @@ static int attr_open(hid_t obj, const char *name, H5T_class_t cls, hid_t *a, hid
     hid_t at = H5Aopen(obj, name, H5P_DEFAULT);
     hid_t ty = at < 0 ? -1 : H5Aget_type(at);
     hid_t sp = at < 0 ? -1 : H5Aget_space(at);
+    const H5T_class_t have = ty < 0 ? H5T_NO_CLASS : H5Tget_class(ty);
+    const hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
     int rc = 1;
-    if (ty < 0 || sp < 0)
+    if (ty < 0 || sp < 0 || n < 0)
         rc = cg_h5_fail(e, "%s: cannot read attribute '%s'", fname, name);
-    else if (H5Tget_class(ty) != cls || H5Sget_simple_extent_npoints(sp) != 1)
-        rc = cg_fail(e, "%s: attribute '%s' is not %s", fname, name, kind);
+    else if (have != cls && !(cls == H5T_FLOAT && have == H5T_INTEGER))
+        rc = cg_fail(e, "%s: attribute '%s' is not %s (it is %s)", fname, name,
+                     class_words(cls), class_words(have));
+    else if (n != 1)
+        rc = cg_fail(e, "%s: attribute '%s' holds %lld values, not one", fname, name,
+                     (long long)n);
     cg_h5_close(sp);
     if (rc == 1) {
         *a = at, *t = ty;
@@ -422,12 +463,74 @@ static int attr_open(hid_t obj, const char *name, H5T_class_t cls, hid_t *a, hid
     return rc;
 }
 
+/* mtype's range as [lo, hi] (lo only for signed types). */
+static void int_range(hid_t mtype, int64_t *lo, uint64_t *hi)
+{
+    const size_t bits = 8 * H5Tget_size(mtype);
+    const uint64_t umax = bits >= 64 ? UINT64_MAX : ((uint64_t)1 << bits) - 1;
+    const int sgn = H5Tget_sign(mtype) != H5T_SGN_NONE;
+    *hi = sgn ? umax >> 1 : umax;
+    *lo = sgn ? -(int64_t)(umax >> 1) - 1 : 0;
+}
+
+/* Stores w (of the sign of mtype) into out as mtype (1, 2, 4 or 8 bytes). */
+static void store_int(uint64_t w, hid_t mtype, void *out)
+{
+    const size_t n = H5Tget_size(mtype);
+    if (n == 8) {
+        memcpy(out, &w, 8);
+    } else if (n == 4) {
+        const uint32_t x = (uint32_t)w;
+        memcpy(out, &x, 4);
+    } else if (n == 2) {
+        const uint16_t x = (uint16_t)w;
+        memcpy(out, &x, 2);
+    } else {
+        *(uint8_t *)out = (uint8_t)w;
+    }
+}
+
+/* An integer attribute is read as int64 or uint64 (its own sign) and range-checked against
+ * mtype: HDF5's conversion would clamp a value out of mtype's range to its nearest bound
+ * without an error, turning a noise_dim of 2^40 into 2^31 - 1. 1 read, -1 error. */
+static int read_int(hid_t a, hid_t t, hid_t mtype, void *out, const char *name,
+                    const char *fname, cg_error *e)
+{
+    if (H5Tget_size(t) > 8)
+        return cg_fail(e, "%s: attribute '%s' is a %zu-byte integer (at most 8 bytes are read)",
+                       fname, name, H5Tget_size(t));
+    const int fsigned = H5Tget_sign(t) != H5T_SGN_NONE;
+    int64_t v = 0;
+    uint64_t u = 0;
+    if (H5Aread(a, fsigned ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64,
+                fsigned ? (void *)&v : (void *)&u) < 0)
+        return cg_h5_fail(e, "%s: cannot read attribute '%s'", fname, name);
+    int64_t lo;
+    uint64_t hi;
+    int_range(mtype, &lo, &hi);
+    const int fits = fsigned ? v >= lo && (v < 0 || (uint64_t)v <= hi) : u <= hi;
+    if (!fits) {
+        char val[32];
+        if (fsigned)
+            snprintf(val, sizeof val, "%lld", (long long)v);
+        else
+            snprintf(val, sizeof val, "%llu", (unsigned long long)u);
+        return cg_fail(e, "%s: attribute '%s' is %s, outside the range of %s%zu", fname, name,
+                       val, lo < 0 ? "int" : "uint", 8 * H5Tget_size(mtype));
+    }
+    store_int(fsigned ? (uint64_t)v : u, mtype, out);
+    return 1;
+}
+
 int cg_h5_attr_get(hid_t obj, const char *name, hid_t mtype, void *out, const char *fname,
                    cg_error *e)
 {
     hid_t a, t;
-    int rc = attr_open(obj, name, H5Tget_class(mtype), &a, &t, fname, e);
-    if (rc == 1 && H5Aread(a, mtype, out) < 0)
+    const H5T_class_t cls = H5Tget_class(mtype);
+    int rc = attr_open(obj, name, cls, &a, &t, fname, e);
+    if (rc == 1 && cls == H5T_INTEGER)
+        rc = read_int(a, t, mtype, out, name, fname, e);
+    else if (rc == 1 && H5Aread(a, mtype, out) < 0)
         rc = cg_h5_fail(e, "%s: cannot read attribute '%s'", fname, name);
     cg_h5_close(t);
     cg_h5_close(a);
@@ -467,7 +570,11 @@ int cg_h5_attr_get_str(hid_t obj, const char *name, char **out, const char *fnam
     int rc = attr_open(obj, name, H5T_STRING, &a, &t, fname, e);
     if (rc <= 0)
         return rc;
-    if (!(*out = read_str(a, t)))
+    /* A fixed-length string is read into a buffer of its declared size: sized first. */
+    if (H5Tis_variable_str(t) <= 0 && H5Tget_size(t) > CG_H5_STR_MAX)
+        rc = cg_fail(e, "%s: attribute '%s' is a %zu-byte string (at most %zu bytes are read)",
+                     fname, name, H5Tget_size(t), (size_t)CG_H5_STR_MAX);
+    else if (!(*out = read_str(a, t)))
         rc = cg_h5_fail(e, "%s: cannot read attribute '%s'", fname, name);
     cg_h5_close(t);
     cg_h5_close(a);
@@ -525,7 +632,7 @@ int cg_h5_check_format(hid_t f, const char *fname, const char *want, int32_t ver
                        int32_t *ver, cg_error *e)
 {
     const char *kind = kind_of(want);
-    char *fmt = NULL;
+    char *fmt = NULL, shown[101];
     if (cg_h5_attr_get_str(f, "format", &fmt, fname, e) < 0)
         return -1;
     if (!fmt)
@@ -535,7 +642,8 @@ int cg_h5_check_format(hid_t f, const char *fname, const char *want, int32_t ver
         if (other)
             cg_fail(e, "%s: this is a chargan %s, not a %s", fname, other, kind);
         else
-            cg_fail(e, "%s: not a chargan %s (format '%.100s')", fname, kind, fmt);
+            cg_fail(e, "%s: not a chargan %s (format '%s')", fname, kind,
+                    cg_h5_printable(fmt, shown, sizeof shown));
         free(fmt);
         return -1;
     }
@@ -566,25 +674,104 @@ hid_t cg_h5_group_new(hid_t loc, const char *name, int ordered, const char *fnam
     return g;
 }
 
-hid_t cg_h5_group_open(hid_t f, const char *gpath, const char *fname, const char *what,
-                       cg_error *e)
+/* ---- objects: links and kinds ------------------------------------------------------- */
+
+/* PATH (relative to a location whose path is gpath, or absolute) as messages name it. */
+static void show(char *buf, size_t n, const char *gpath, const char *path)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", gpath);
-    for (char *p = buf + 1;; p++) {
+    const int k = path[0] == '/' ? snprintf(buf, n, "%s", path)
+                                 : snprintf(buf, n, "%s/%s", gpath, path);
+    if (k >= 0 && (size_t)k >= n && n > 4)
+        memcpy(buf + n - 4, "...", 4);
+}
+
+/* The refusal of a link that is not a hard link, naming where it points. Only hard links are
+ * followed: a soft link names another object of the file under a name that is not its own
+ * (a /generator that is the EMA, or a loop), and an external link opens another file, one
+ * the file's author chose: a FIFO that blocks the open forever, a device, data chargan never
+ * wrote. chargan writes hard links only, so the other kinds are refused, not resolved. */
+static int refuse_link(hid_t loc, const char *path, const H5L_info_t *li, const char *where,
+                       const char *fname, cg_error *e)
+{
+    char val[1024] = "", shown[512] = "?", target[512];
+    const char *file = NULL, *obj = NULL;
+    if (li->u.val_size < sizeof val && H5Lget_val(loc, path, val, sizeof val, H5P_DEFAULT) >= 0) {
+        val[sizeof val - 1] = 0;
+        if (li->type == H5L_TYPE_EXTERNAL &&
+            H5Lunpack_elink_val(val, li->u.val_size, NULL, &file, &obj) >= 0 && file && obj)
+            snprintf(shown, sizeof shown, "%.250s:%.250s", file, obj);
+        else if (li->type == H5L_TYPE_SOFT)
+            snprintf(shown, sizeof shown, "%.500s", val);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    cg_h5_printable(shown, target, sizeof target);
+    if (li->type == H5L_TYPE_SOFT)
+        return cg_fail(e, "%s: %s is a soft link (to %s); chargan follows only hard links",
+                       fname, where, target);
+    if (li->type == H5L_TYPE_EXTERNAL)
+        return cg_fail(e, "%s: %s is an external link (to %s); chargan does not open other "
+                          "files", fname, where, target);
+    return cg_fail(e, "%s: %s is a user-defined link (type %d); chargan follows only hard links",
+                   fname, where, (int)li->type);
+}
+
+/* One step of walk: link PATH of loc (its parents checked) must be a hard link and, unless
+ * last, lead to a group. 1 so, 0 missing, -1 error. */
+static int walk_step(hid_t loc, const char *path, int last, const char *where,
+                     const char *fname, cg_error *e)
+{
+    htri_t ex = H5Lexists(loc, path, H5P_DEFAULT);
+    if (ex < 0)
+        return cg_h5_fail(e, "%s: cannot read %s", fname, where);
+    if (ex == 0)
+        return 0;
+    H5L_info_t li;
+    if (H5Lget_info(loc, path, &li, H5P_DEFAULT) < 0)
+        return cg_h5_fail(e, "%s: cannot read %s", fname, where);
+    if (li.type != H5L_TYPE_HARD)
+        return refuse_link(loc, path, &li, where, fname, e);
+    if (last)
+        return 1;
+    hid_t o = H5Oopen(loc, path, H5P_DEFAULT);
+    if (o < 0)
+        return cg_h5_fail(e, "%s: cannot open %s", fname, where);
+    const int group = H5Iget_type(o) == H5I_GROUP;
+    H5Oclose(o);
+    return group ? 1 : cg_fail(e, "%s: %s is not a group", fname, where);
+}
+
+/* Checks the way to PATH (relative to loc, whose path is gpath, or absolute) before anything
+ * opens it: every link a hard link (see refuse_link), every object before the last a group.
+ * H5Lexists, H5Oopen and friends follow soft and external links on the way, so each link is
+ * looked at before its target is used. Returns 1 when PATH exists so (where: its name for
+ * messages), 0 when a part is missing (where: that part), -1 with e set. */
+static int walk(hid_t loc, const char *path, char *where, size_t wlen, const char *fname,
+                const char *gpath, cg_error *e)
+{
+    char buf[CG_PATH_CAP];
+    show(where, wlen, gpath, path);
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return cg_fail(e, "%s: %.200s...: name too long", fname, where);
+    for (char *p = buf + (buf[0] == '/');; p++) {
         const int end = *p == 0;
         if (!end && *p != '/')
             continue;
         *p = 0;
-        htri_t ex = H5Lexists(f, buf, H5P_DEFAULT);
-        if (ex < 0)
-            return cg_h5_fail(e, "%s: cannot read %s", fname, buf);
-        if (ex == 0)
-            return cg_fail(e, "%s: not a valid %s: %s is missing", fname, what, buf);
-        if (end)
-            break;
+        show(where, wlen, gpath, buf);
+        const int r = walk_step(loc, buf, end, where, fname, e);
+        if (r <= 0 || end)
+            return r;
         *p = '/';
     }
+}
+
+hid_t cg_h5_group_open(hid_t f, const char *gpath, const char *fname, const char *what,
+                       cg_error *e)
+{
+    char where[CG_PATH_CAP];
+    const int r = walk(f, gpath, where, sizeof where, fname, "", e);
+    if (r <= 0)
+        return r < 0 ? -1 : cg_fail(e, "%s: not a valid %s: %s is missing", fname, what, where);
     hid_t o = H5Oopen(f, gpath, H5P_DEFAULT);
     if (o < 0)
         return cg_h5_fail(e, "%s: cannot open %s", fname, gpath);
@@ -616,7 +803,8 @@ int cg_h5_dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int nd
     return rc;
 }
 
-/* Type and shape of an open dataset into d. */
+/* Type and shape of an open dataset into d; the element count saturates at HSIZE_UNDEF - 1 (a
+ * shape whose product overflows is refused by every reader as too large). */
 static int describe(hid_t o, cg_h5_dinfo *d)
 {
     hid_t t = H5Dget_type(o), sp = H5Dget_space(o);
@@ -626,9 +814,17 @@ static int describe(hid_t o, cg_h5_dinfo *d)
         hsize_t all[H5S_MAX_RANK];
         d->cls = H5Tget_class(t);
         d->size = H5Tget_size(t);
+        d->sign = d->cls == H5T_INTEGER ? H5Tget_sign(t) : H5T_SGN_ERROR;
+        d->space = H5Sget_simple_extent_type(sp);
         if (H5Sget_simple_extent_dims(sp, all, NULL) >= 0) {
-            for (int i = 0; i < d->ndim && i < CG_H5_MAX_DIMS; i++)
-                d->dims[i] = all[i];
+            d->npoints = d->space == H5S_NULL ? 0 : 1;
+            for (int i = 0; i < d->ndim; i++) {
+                if (i < CG_H5_MAX_DIMS)
+                    d->dims[i] = all[i];
+                d->npoints = all[i] && d->npoints > (HSIZE_UNDEF - 1) / all[i]
+                                 ? HSIZE_UNDEF - 1
+                                 : d->npoints * all[i];
+            }
             rc = 0;
         }
     }
@@ -637,32 +833,162 @@ static int describe(hid_t o, cg_h5_dinfo *d)
     return rc;
 }
 
+/* Chunks a chunked dataset of shape sp and chunk shape p must have (saturating). */
+static hsize_t chunks_needed(hid_t sp, hid_t p)
+{
+    hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK];
+    const int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd < 0 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0 ||
+        H5Pget_chunk(p, H5S_MAX_RANK, chunk) != nd)
+        return 1;
+    hsize_t n = 1;
+    for (int i = 0; i < nd; i++) {
+        const hsize_t c = chunk[i] ? dims[i] / chunk[i] + (dims[i] % chunk[i] != 0) : 1;
+        n = c && n > (HSIZE_UNDEF - 1) / c ? HSIZE_UNDEF - 1 : n * c;
+    }
+    return n;
+}
+
+/* Every value of a dataset must be stored in the file (checked right before it is read): a
+ * chunk or a contiguous block that was never written reads as fill values, numbers nobody
+ * wrote; and a dataset of 2^62 elements that occupies no space would have its reader
+ * allocate (or overflow) for all of them. */
+static int check_written(hid_t o, const char *where, const char *fname, cg_error *e)
+{
+    hid_t sp = H5Dget_space(o), p = H5Dget_create_plist(o);
+    const hssize_t npoints = sp < 0 || p < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    hsize_t need = npoints > 0, have = H5Dget_storage_size(o) > 0;
+#if H5_VERSION_GE(1, 10, 5)
+    if (npoints > 0 && H5Pget_layout(p) == H5D_CHUNKED) {
+        need = chunks_needed(sp, p);
+        if (H5Dget_num_chunks(o, sp, &have) < 0)
+            have = 0;
+    }
+#endif
+    cg_h5_close(p);
+    cg_h5_close(sp);
+    H5Eclear2(H5E_DEFAULT);
+    if (npoints < 0)
+        return cg_h5_fail(e, "%s: cannot read %s", fname, where);
+    if (have >= need)
+        return 0;
+    if (have == 0)
+        return cg_fail(e, "%s: %s holds no data (its values were never written)", fname, where);
+    return cg_fail(e, "%s: %s is incomplete: %llu of its %llu chunks were never written", fname,
+                   where, (unsigned long long)(need - have), (unsigned long long)need);
+}
+
+/* The data of a dataset must live in this file: a virtual dataset maps other files, and
+ * external storage reads raw bytes from any file the author named (possibly a FIFO or a
+ * device). */
+static int check_layout(hid_t p, const char *where, const char *fname, cg_error *e)
+{
+    const H5D_layout_t layout = H5Pget_layout(p);
+    if (layout < 0)
+        return cg_h5_fail(e, "%s: cannot read %s", fname, where);
+#if H5_VERSION_GE(1, 10, 0)
+    if (layout == H5D_VIRTUAL)
+        return cg_fail(e, "%s: %s is a virtual dataset (its values are in other files, which "
+                          "chargan does not open)", fname, where);
+#endif
+    const int n_ext = H5Pget_external_count(p);
+    if (n_ext != 0) {
+        char name[256] = "?", shown[256];
+        off_t off;
+        hsize_t size;
+        if (n_ext > 0)
+            H5Pget_external(p, 0, sizeof name, name, &off, &size);
+        name[sizeof name - 1] = 0;
+        H5Eclear2(H5E_DEFAULT);
+        return cg_fail(e, "%s: %s keeps its values in external file '%s'; chargan reads only "
+                          "data stored in the file itself", fname, where,
+                       cg_h5_printable(name, shown, sizeof shown));
+    }
+    return 0;
+}
+
+/* Every filter in a dataset's pipeline must be one this HDF5 can decode; a missing one (a
+ * compressor from a plugin this installation lacks) is named here rather than surfacing as
+ * HDF5's reason from deep inside the read. */
+static int check_filters(hid_t p, const char *where, const char *fname, cg_error *e)
+{
+    const int n = H5Pget_nfilters(p);
+    if (n < 0)
+        return cg_h5_fail(e, "%s: cannot read %s", fname, where);
+    for (int i = 0; i < n; i++) {
+        unsigned flags = 0, config = 0;
+        size_t n_cd = 0;
+        char name[80] = "", shown[80];
+        const H5Z_filter_t id =
+            H5Pget_filter2(p, (unsigned)i, &flags, &n_cd, NULL, sizeof name, name, NULL);
+        if (id < 0)
+            return cg_h5_fail(e, "%s: cannot read %s", fname, where);
+        name[sizeof name - 1] = 0;
+        if (H5Zfilter_avail(id) > 0 && H5Zget_filter_info(id, &config) >= 0 &&
+            (config & H5Z_FILTER_CONFIG_DECODE_ENABLED))
+            continue;
+        H5Eclear2(H5E_DEFAULT);
+        return cg_fail(e, "%s: %s is stored with HDF5 filter %d ('%s'), which this HDF5 "
+                          "library cannot decode (a filter plugin would add it)", fname, where,
+                       (int)id, cg_h5_printable(name, shown, sizeof shown));
+    }
+    return 0;
+}
+
+/* Opens dataset NAME of loc (gpath: loc's path) once walk, check_layout and check_filters
+ * pass: 1 with *o open, 0 missing (where: the missing part), -1 with e set. where: the name
+ * for messages. */
+static int open_dset(hid_t loc, const char *name, hid_t *o, char *where, size_t wlen,
+                     const char *fname, const char *gpath, cg_error *e)
+{
+    *o = -1;
+    const int r = walk(loc, name, where, wlen, fname, gpath, e);
+    if (r <= 0)
+        return r;
+    hid_t d = H5Oopen(loc, name, H5P_DEFAULT);
+    if (d < 0)
+        return cg_h5_fail(e, "%s: cannot open %s", fname, where);
+    if (H5Iget_type(d) != H5I_DATASET) {
+        H5Oclose(d);
+        return cg_fail(e, "%s: %s is not a dataset", fname, where);
+    }
+    hid_t p = H5Dget_create_plist(d);
+    int rc = p < 0 ? cg_h5_fail(e, "%s: cannot read %s", fname, where)
+                   : check_layout(p, where, fname, e) || check_filters(p, where, fname, e);
+    cg_h5_close(p);
+    if (rc) {
+        H5Oclose(d);
+        return -1;
+    }
+    *o = d;
+    return 1;
+}
+
 int cg_h5_dset_info(hid_t loc, const char *name, cg_h5_dinfo *d, const char *fname,
                     const char *gpath, cg_error *e)
 {
     memset(d, 0, sizeof *d);
-    htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
-    if (ex < 0)
-        return cg_h5_fail(e, "%s: cannot read %s/%s", fname, gpath, name);
-    if (ex == 0)
-        return cg_fail(e, "%s: %s/%s is missing", fname, gpath, name);
-    hid_t o = H5Oopen(loc, name, H5P_DEFAULT);
-    if (o < 0)
-        return cg_h5_fail(e, "%s: cannot open %s/%s", fname, gpath, name);
+    char where[CG_PATH_CAP];
+    hid_t o;
+    const int r = open_dset(loc, name, &o, where, sizeof where, fname, gpath, e);
+    if (r <= 0)
+        return r < 0 ? -1 : cg_fail(e, "%s: %s is missing", fname, where);
     int rc = 0;
-    if (H5Iget_type(o) != H5I_DATASET)
-        rc = cg_fail(e, "%s: %s/%s is not a dataset", fname, gpath, name);
-    else if (describe(o, d))
-        rc = cg_h5_fail(e, "%s: cannot read %s/%s", fname, gpath, name);
+    if (describe(o, d))
+        rc = cg_h5_fail(e, "%s: cannot read %s", fname, where);
     H5Oclose(o);
     return rc;
 }
 
-/* "float32", "int64", ... */
-static void type_name(H5T_class_t cls, size_t size, char *buf, size_t n)
+/* "float32", "int64", "uint64", ... */
+static void type_name(H5T_class_t cls, size_t size, H5T_sign_t sign, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s%zu", cls == H5T_FLOAT ? "float" : cls == H5T_INTEGER ? "int" : "?",
-             8 * size);
+    const char *kind = "?";
+    if (cls == H5T_FLOAT)
+        kind = "float";
+    else if (cls == H5T_INTEGER)
+        kind = sign == H5T_SGN_NONE ? "uint" : "int";
+    snprintf(buf, n, "%s%zu", kind, 8 * size);
 }
 
 int cg_h5_dset_check_type(const cg_h5_dinfo *d, hid_t mtype, const char *name,
@@ -670,59 +996,120 @@ int cg_h5_dset_check_type(const cg_h5_dinfo *d, hid_t mtype, const char *name,
 {
     const H5T_class_t cls = H5Tget_class(mtype);
     const size_t size = H5Tget_size(mtype);
-    if (d->cls == cls && d->size == size)
+    const H5T_sign_t sign = cls == H5T_INTEGER ? H5Tget_sign(mtype) : H5T_SGN_ERROR;
+    if (d->cls == cls && d->size == size && (cls != H5T_INTEGER || d->sign == sign))
         return 0;
-    char want[32];
-    type_name(cls, size, want, sizeof want);
-    return cg_fail(e, "%s: %s/%s is not %s (%zu-byte %s)", fname, gpath, name, want, d->size,
-                   d->cls == H5T_FLOAT     ? "float"
-                   : d->cls == H5T_INTEGER ? "integer"
-                                           : "non-numeric");
+    char want[32], where[CG_PATH_CAP];
+    type_name(cls, size, sign, want, sizeof want);
+    show(where, sizeof where, gpath, name);
+    const char *have = "non-numeric";
+    if (d->cls == H5T_FLOAT)
+        have = "float";
+    else if (d->cls == H5T_INTEGER)
+        have = d->sign == H5T_SGN_NONE ? "unsigned integer" : "integer";
+    return cg_fail(e, "%s: %s is not %s (%zu-byte %s)", fname, where, want, d->size, have);
 }
 
 int cg_h5_dset_load(hid_t loc, const char *name, hid_t mtype, void *out, const char *fname,
                     const char *gpath, cg_error *e)
 {
-    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-    int rc = 0;
-    if (d < 0 || H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-        rc = cg_h5_fail(e, "%s: cannot read %s/%s (corrupt data?)", fname, gpath, name);
-    cg_h5_close(d);
+    char where[CG_PATH_CAP];
+    hid_t d;
+    const int r = open_dset(loc, name, &d, where, sizeof where, fname, gpath, e);
+    if (r <= 0)
+        return r < 0 ? -1 : cg_fail(e, "%s: %s is missing", fname, where);
+    int rc = check_written(d, where, fname, e);
+    if (rc == 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        rc = cg_h5_fail(e, "%s: cannot read %s (corrupt data?)", fname, where);
+    H5Oclose(d);
     return rc;
+}
+
+/* d's shape as a phrase: "has shape [2, 3]", "is a scalar", ... */
+static void shape_phrase(const cg_h5_dinfo *d, char *buf, size_t n)
+{
+    char dims[96];
+    if (d->space == H5S_NULL) {
+        snprintf(buf, n, "has no elements (a null dataspace)");
+    } else if (d->space == H5S_SCALAR) {
+        snprintf(buf, n, "is a scalar");
+    } else if (d->ndim > CG_H5_MAX_DIMS) {
+        snprintf(buf, n, "has %d dimensions", d->ndim);
+    } else {
+        cg_shape_str(dims, sizeof dims, d->ndim, d->dims);
+        snprintf(buf, n, "has shape %s", dims);
+    }
 }
 
 /* 0 when d has shape dims[0..ndim), else -1 with the message naming both shapes. */
 static int check_shape(const cg_h5_dinfo *d, int ndim, const hsize_t *dims, const char *name,
                        const char *fname, const char *gpath, const char *owner, cg_error *e)
 {
-    int same = d->ndim == ndim && ndim <= CG_H5_MAX_DIMS;
+    int same = d->space == H5S_SIMPLE && d->ndim == ndim && ndim <= CG_H5_MAX_DIMS;
     for (int i = 0; same && i < ndim; i++)
         same = d->dims[i] == dims[i];
     if (same)
         return 0;
-    char have[96], want[96];
-    if (d->ndim <= CG_H5_MAX_DIMS)
-        cg_shape_str(have, sizeof have, d->ndim, d->dims);
-    else
-        snprintf(have, sizeof have, "%d dimensions", d->ndim);
+    char have[128], want[96], where[CG_PATH_CAP];
+    shape_phrase(d, have, sizeof have);
     cg_shape_str(want, sizeof want, ndim, dims);
-    return cg_fail(e, "%s: %s/%s has shape %s, but %s needs %s", fname, gpath, name, have,
-                   owner, want);
+    show(where, sizeof where, gpath, name);
+    return cg_fail(e, "%s: %s %s, but %s needs %s", fname, where, have, owner, want);
+}
+
+/* Flat index i of shape dims as "[a, b, c]". */
+static void index_str(char *buf, size_t n, size_t i, int ndim, const hsize_t *dims)
+{
+    hsize_t at[CG_H5_MAX_DIMS];
+    for (int k = ndim - 1; k >= 0; k--) {
+        at[k] = dims[k] ? i % dims[k] : 0;
+        i = dims[k] ? i / dims[k] : 0;
+    }
+    cg_shape_str(buf, n, ndim, at);
+}
+
+/* Values read as float or double must be finite. Nothing chargan writes holds a NaN or an
+ * Inf: training stops before an update that would make one (train.c), and the classifier's
+ * statistics are finite fits. So a non-finite parameter, EMA, Adam moment, batch-norm running
+ * statistic or classifier value is damage or a foreign file, and loading it would spread it
+ * through every later step, sample and score: the load is refused, naming the first bad
+ * element. */
+static int check_finite(const void *x, hid_t mtype, int ndim, const hsize_t *dims,
+                        const char *where, const char *fname, const char *owner, cg_error *e)
+{
+    if (H5Tget_class(mtype) != H5T_FLOAT)
+        return 0;
+    const int dbl = H5Tget_size(mtype) == sizeof(double);
+    size_t n = 1;
+    for (int k = 0; k < ndim; k++)
+        n *= (size_t)dims[k];
+    for (size_t i = 0; i < n; i++) {
+        const double v = dbl ? ((const double *)x)[i] : ((const float *)x)[i];
+        if (isfinite(v))
+            continue;
+        char at[128];
+        index_str(at, sizeof at, i, ndim, dims);
+        return cg_fail(e, "%s: %s%s is %s, but %s needs finite values", fname, where, at,
+                       isnan(v) ? "nan" : v > 0 ? "inf" : "-inf", owner);
+    }
+    return 0;
 }
 
 int cg_h5_dset_read(hid_t loc, const char *name, hid_t mtype, int ndim, const hsize_t *dims,
                     void *out, const char *fname, const char *gpath, const char *owner,
                     cg_error *e)
 {
-    htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
-    if (ex == 0)
-        return cg_fail(e, "%s: %s/%s is missing (%s needs it)", fname, gpath, name, owner);
+    char where[CG_PATH_CAP];
+    const int r = walk(loc, name, where, sizeof where, fname, gpath, e);
+    if (r <= 0)
+        return r < 0 ? -1 : cg_fail(e, "%s: %s is missing (%s needs it)", fname, where, owner);
     cg_h5_dinfo d;
     if (cg_h5_dset_info(loc, name, &d, fname, gpath, e) ||
         cg_h5_dset_check_type(&d, mtype, name, fname, gpath, e) ||
-        check_shape(&d, ndim, dims, name, fname, gpath, owner, e))
+        check_shape(&d, ndim, dims, name, fname, gpath, owner, e) ||
+        cg_h5_dset_load(loc, name, mtype, out, fname, gpath, e))
         return -1;
-    return cg_h5_dset_load(loc, name, mtype, out, fname, gpath, e);
+    return check_finite(out, mtype, ndim, dims, where, fname, owner, e);
 }
 
 void cg_shape_str(char *buf, size_t n, int ndim, const hsize_t *dims)

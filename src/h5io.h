@@ -21,7 +21,19 @@
  *
  * Errors: every function that can fail returns -1 (or a negative id) with e->msg a one-line
  * message that starts with the file name; HDF5's own error printing is off (cg_h5_quiet),
- * and the innermost reason on HDF5's error stack ends the message where there is one. */
+ * and the innermost reason on HDF5's error stack ends the message where there is one.
+ *
+ * Reading files from elsewhere: a file may hold anything, so the readers validate before
+ * reading and never hand HDF5 a read they have not sized. Objects are reached through hard
+ * links only (a soft, external or user-defined link anywhere on the way is refused, not
+ * followed: see cg_h5_group_open), and must be of the kind asked for (group or dataset). A
+ * dataset's type class, size and sign and its dataspace are checked before a buffer is
+ * sized for it; its values must be stored in the file itself (no virtual dataset, no external
+ * storage), all of them (no unwritten chunks), through filters this HDF5 can decode; values
+ * read as float must be finite (cg_h5_dset_read). An attribute must be one element of the
+ * class asked for; integers must fit the type they are read into; fixed-length strings are
+ * at most CG_H5_STR_MAX bytes. Names and strings from the file that messages quote go
+ * through cg_h5_printable, so a message stays one line. */
 #ifndef CHARGAN_H5IO_H
 #define CHARGAN_H5IO_H
 #include <hdf5.h>
@@ -33,6 +45,8 @@
 
 #define CG_H5_MAX_DIMS 8
 #define CG_PATH_CAP 4096
+/* The longest fixed-length string attribute read (a configuration is a few KB). */
+#define CG_H5_STR_MAX ((size_t)1 << 20)
 
 /* ---- errors, handles, opening ------------------------------------------------------- */
 
@@ -45,6 +59,9 @@ void cg_h5_quiet(void);
  * Call it right after the failing HDF5 call: every API call clears the stack. Returns -1. */
 int cg_h5_fail(cg_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* s for a one-line message: control characters as '?', cut to n - 1 bytes. Returns buf. */
+const char *cg_h5_printable(const char *s, char *buf, size_t n);
+
 /* Closes an HDF5 id of any kind; ids < 0 are ignored. */
 void cg_h5_close(hid_t id);
 
@@ -55,8 +72,9 @@ void cg_h5_close(hid_t id);
 hid_t cg_h5_fapl(void);
 
 /* Opens an existing HDF5 file read-only with cg_h5_fapl(), with a message for every way it
- * can fail: missing ("PATH: No such file or directory"), a directory, unreadable, empty, "not
- * an HDF5 file" (no signature), "truncated or damaged HDF5 file". */
+ * can fail: missing ("PATH: No such file or directory"), a directory, not a regular file (a
+ * FIFO would block the open), unreadable, empty, "not an HDF5 file" (no signature),
+ * "truncated or damaged HDF5 file". */
 hid_t cg_h5_open_ro(const char *path, cg_error *e);
 
 /* ---- crash-safe writing ------------------------------------------------------------- */
@@ -108,11 +126,13 @@ int cg_h5_attr_put_created(hid_t obj, const char *fname, cg_error *e);
 int cg_h5_attr_put_stack(hid_t obj, const char *fname, cg_error *e);
 
 /* Readers: 1 read, 0 absent, -1 error (unreadable, or not one element of the class of mtype:
- * "FNAME: attribute 'NAME' is not an integer / a number"). HDF5 converts the value to mtype. */
+ * "FNAME: attribute 'NAME' is not an integer (it is a string)", "... holds 2 values, not
+ * one"). HDF5 converts the value to mtype; an integer must fit mtype ("attribute 'seed' is
+ * -5, outside the range of uint64"); an integer serves where a number is asked for. */
 int cg_h5_attr_get(hid_t obj, const char *name, hid_t mtype, void *out, const char *fname,
                    cg_error *e);
-/* The same for a string attribute (variable or fixed length): *out malloc'd (free()), NULL
- * when absent. */
+/* The same for a string attribute (variable or fixed length, at most CG_H5_STR_MAX bytes):
+ * *out malloc'd (free()), NULL when absent. */
 int cg_h5_attr_get_str(hid_t obj, const char *name, char **out, const char *fname,
                        cg_error *e);
 /* ...into buf (truncated to len; "" when absent). */
@@ -140,7 +160,10 @@ int cg_h5_check_format(hid_t f, const char *fname, const char *want, int32_t ver
 hid_t cg_h5_group_new(hid_t loc, const char *name, int ordered, const char *fname,
                       cg_error *e);
 /* Opens group gpath ("/a/b/c") of f, checking every level first: a missing one reads
- * "FNAME: not a valid WHAT: /a/b is missing". Close with H5Oclose (or cg_h5_close). */
+ * "FNAME: not a valid WHAT: /a/b is missing"; each must be a hard link ("/a is a soft link
+ * (to /x); chargan follows only hard links", "/a is an external link (to other.h5:/x);
+ * chargan does not open other files") and a group ("/a is not a group"). Close with H5Oclose
+ * (or cg_h5_close). */
 hid_t cg_h5_group_open(hid_t f, const char *gpath, const char *fname, const char *what,
                        cg_error *e);
 
@@ -153,30 +176,43 @@ int cg_h5_dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int nd
                    const hsize_t *dims, const hsize_t *chunk, const void *data,
                    const char *fname, const char *gpath, cg_error *e);
 
-/* What a dataset holds: type class, bytes per element, rank and (the first CG_H5_MAX_DIMS)
- * dimensions. */
+/* What a dataset holds: type class, bytes per element, sign (integers), dataspace class
+ * (H5S_SIMPLE, H5S_SCALAR: ndim 0, one element; H5S_NULL: ndim 0, none), rank, (the first
+ * CG_H5_MAX_DIMS) dimensions, and the element count (saturating at HSIZE_UNDEF - 1). */
 typedef struct {
     H5T_class_t cls;
     size_t size;
+    H5T_sign_t sign;
+    H5S_class_t space;
     int ndim;
     hsize_t dims[CG_H5_MAX_DIMS];
+    hsize_t npoints;
 } cg_h5_dinfo;
 
-/* Describes dataset NAME of loc: 0, or -1 with e set ("FNAME: GPATH/NAME is missing", "... is
- * not a dataset", "cannot read ..."). */
+/* Describes dataset NAME of loc (a name or a path below loc): 0, or -1 with e set ("FNAME:
+ * GPATH/NAME is missing", "... is not a dataset", "... is a soft link (to ...)", "... is an
+ * external link (to ...)", "... is a virtual dataset ...", "... keeps its values in external
+ * file ...", "... is stored with HDF5 filter 32001 ('blosc'), which this HDF5 library cannot
+ * decode ...", "cannot read ..."). */
 int cg_h5_dset_info(hid_t loc, const char *name, cg_h5_dinfo *d, const char *fname,
                     const char *gpath, cg_error *e);
-/* 0 when d holds elements of mtype's class and size, else -1 with e = "FNAME: GPATH/NAME is not
- * float32 (8-byte float)". */
+/* 0 when d holds elements of mtype's class, size and (integers) sign, else -1 with e =
+ * "FNAME: GPATH/NAME is not float32 (8-byte float)", "... is not int32 (4-byte unsigned
+ * integer)". */
 int cg_h5_dset_check_type(const cg_h5_dinfo *d, hid_t mtype, const char *name,
                           const char *fname, const char *gpath, cg_error *e);
-/* Reads all of dataset NAME as mtype (HDF5 converts; checksums verified): 0, or -1 with e =
- * "FNAME: cannot read GPATH/NAME (corrupt data?): reason". */
+/* Reads all of dataset NAME as mtype (HDF5 converts; checksums verified) into out, which the
+ * caller sized from cg_h5_dset_info: 0, or -1 with e = "FNAME: cannot read GPATH/NAME (corrupt
+ * data?): reason", one of cg_h5_dset_info's refusals, or, when not every value was written
+ * (they would read as fill values), "... holds no data (its values were never written)",
+ * "... is incomplete: 3 of its 10 chunks were never written". */
 int cg_h5_dset_load(hid_t loc, const char *name, hid_t mtype, void *out, const char *fname,
                     const char *gpath, cg_error *e);
-/* Validated read: NAME must be a dataset of mtype's class and size with shape dims[0..ndim).
- * owner names what needs it, for the messages: "FNAME: GPATH/NAME is missing (OWNER needs
- * it)", "FNAME: GPATH/NAME has shape [10, 10], but OWNER needs [150, 12544]". */
+/* Validated read: NAME must be a dataset of mtype's class, size and sign with shape
+ * dims[0..ndim), and float values must all be finite (nothing chargan writes holds a NaN or
+ * an Inf). owner names what needs it, for the messages: "FNAME: GPATH/NAME is missing (OWNER
+ * needs it)", "FNAME: GPATH/NAME has shape [10, 10], but OWNER needs [150, 12544]", "... is a
+ * scalar, but ...", "FNAME: GPATH/NAME[0, 7] is nan, but OWNER needs finite values". */
 int cg_h5_dset_read(hid_t loc, const char *name, hid_t mtype, int ndim, const hsize_t *dims,
                     void *out, const char *fname, const char *gpath, const char *owner,
                     cg_error *e);

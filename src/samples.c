@@ -101,41 +101,52 @@ static int samples_attrs(hid_t f, const char *path, int strict, cg_samples_meta 
     return 0;
 }
 
-/* Dataset /NAME: elements of mtype, rank ndim; 0 with dims filled, 1 for another rank. */
-static int dset_shape(hid_t f, const char *path, const char *name, hid_t mtype, int ndim,
-                      hsize_t *dims, cg_error *e)
+/* Dataset /NAME: elements of mtype (class, size and sign checked); 0 with d filled. */
+static int dset_of(hid_t f, const char *path, const char *name, hid_t mtype, cg_h5_dinfo *d,
+                   cg_error *e)
 {
-    cg_h5_dinfo d;
-    if (cg_h5_dset_info(f, name, &d, path, "", e) ||
-        cg_h5_dset_check_type(&d, mtype, name, path, "", e))
-        return -1;
-    if (d.ndim != ndim)
-        return 1;
-    memcpy(dims, d.dims, sizeof(hsize_t) * (size_t)ndim);
-    return 0;
+    return cg_h5_dset_info(f, name, d, path, "", e) ||
+                   cg_h5_dset_check_type(d, mtype, name, path, "", e)
+               ? -1
+               : 0;
+}
+
+/* d's shape for a message: "[9, 784]", "a scalar", "no elements". */
+static const char *shape_of(const cg_h5_dinfo *d, char *buf, size_t n)
+{
+    if (d->space == H5S_NULL)
+        snprintf(buf, n, "no elements");
+    else if (d->space == H5S_SCALAR)
+        snprintf(buf, n, "a scalar");
+    else if (d->ndim > CG_H5_MAX_DIMS)
+        snprintf(buf, n, "%d dimensions", d->ndim);
+    else
+        cg_shape_str(buf, n, d->ndim, d->dims);
+    return buf;
 }
 
 /* /samples [N, 28, 28] and the optional /labels [N] into m. */
 static int samples_shapes(hid_t f, const char *path, cg_samples_meta *m, cg_error *e)
 {
-    hsize_t dims[3] = {0, 0, 0};
-    int r = dset_shape(f, path, "samples", H5T_NATIVE_FLOAT, 3, dims, e);
-    if (r < 0)
+    cg_h5_dinfo d, l;
+    char have[96];
+    if (dset_of(f, path, "samples", H5T_NATIVE_FLOAT, &d, e))
         return -1;
-    if (r || dims[1] != SIDE || dims[2] != SIDE || dims[0] < 1 || dims[0] > INT_MAX)
-        return cg_fail(e, "%s: /samples must have shape [N, 28, 28] with N >= 1", path);
-    m->n = (int)dims[0];
+    if (d.space != H5S_SIMPLE || d.ndim != 3 || d.dims[1] != SIDE || d.dims[2] != SIDE ||
+        d.dims[0] < 1 || d.dims[0] > INT_MAX)
+        return cg_fail(e, "%s: /samples must have shape [N, 28, 28] with N >= 1 (it has %s)",
+                       path, shape_of(&d, have, sizeof have));
+    m->n = (int)d.dims[0];
     htri_t ex = H5Lexists(f, "labels", H5P_DEFAULT);
     if (ex < 0)
         return cg_h5_fail(e, "%s: cannot read /labels", path);
     if (ex == 0)
         return 0;
-    hsize_t ln = 0;
-    r = dset_shape(f, path, "labels", H5T_NATIVE_INT32, 1, &ln, e);
-    if (r < 0)
+    if (dset_of(f, path, "labels", H5T_NATIVE_INT32, &l, e))
         return -1;
-    if (r || ln != dims[0])
-        return cg_fail(e, "%s: /labels must have shape [%d] like /samples", path, m->n);
+    if (l.space != H5S_SIMPLE || l.ndim != 1 || l.dims[0] != d.dims[0])
+        return cg_fail(e, "%s: /labels must have shape [%d] like /samples (it has %s)", path,
+                       m->n, shape_of(&l, have, sizeof have));
     m->has_labels = 1;
     return 0;
 }

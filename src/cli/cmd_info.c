@@ -48,38 +48,45 @@ static void stats_of(const float *x, size_t n, stats *s)
     s->nonfinite = bad;
 }
 
-/* Elements of a dataset. */
-static size_t count_of(const cg_h5_dinfo *d)
-{
-    size_t n = 1;
-    for (int k = 0; k < d->ndim; k++)
-        n *= (size_t)d->dims[k];
-    return n;
-}
+/* The most elements of one tensor that info reads (1 GiB as float, far above any preset's
+ * largest tensor): a file may declare any shape, and one compressed to almost nothing would
+ * otherwise be read whole. */
+#define INFO_MAX_ELEMENTS ((hsize_t)1 << 28)
 
-/* Reads dataset gpath/name as float: 0 with *x malloc'd and d filled, -1 when absent, not
- * numeric or unreadable (type then says what it is, when it is a dataset). */
+/* A message of the h5io functions called with an empty file name, without its ": ". */
+static const char *reason(const char *msg) { return strncmp(msg, ": ", 2) ? msg : msg + 2; }
+
+/* Reads dataset gpath/name as float: 0 with *x malloc'd, d filled and note its type
+ * ("float32"), or -1 with note saying why it is not shown: what cg_h5_dset_info refuses
+ * (links, kind, storage), a type that is not numeric, too many elements, or what
+ * cg_h5_dset_load refuses (values never written, checksums). */
 static int read_floats(hid_t f, const char *gpath, const char *name, float **x, cg_h5_dinfo *d,
-                       char *type, size_t tlen)
+                       char *note, size_t nlen)
 {
     *x = NULL;
-    char full[256];
+    char full[CG_PATH_CAP];
     snprintf(full, sizeof full, "%s/%s", gpath, name);
-    cg_error ignored = {{0}};
-    if (H5Lexists(f, gpath, H5P_DEFAULT) <= 0 ||
-        cg_h5_dset_info(f, full, d, "", "", &ignored) || d->ndim > CG_H5_MAX_DIMS)
+    cg_error e = {{0}};
+    if (cg_h5_dset_info(f, full, d, "", "", &e)) {
+        snprintf(note, nlen, "%s", reason(e.msg));
         return -1;
-    snprintf(type, tlen, "%s%zu",
+    }
+    const int numeric = d->cls == H5T_FLOAT || d->cls == H5T_INTEGER;
+    snprintf(note, nlen, "%s%s%zu", numeric ? "" : "not a numeric dataset: ",
              d->cls == H5T_FLOAT ? "float" : d->cls == H5T_INTEGER ? "int" : "?", 8 * d->size);
-    if (d->cls != H5T_FLOAT && d->cls != H5T_INTEGER)
+    if (!numeric)
         return -1;
-    const size_t n = count_of(d);
-    *x = malloc(sizeof(float) * (n ? n : 1));
-    if (*x && cg_h5_dset_load(f, full, H5T_NATIVE_FLOAT, *x, "", "", &ignored) == 0)
+    if (d->npoints > INFO_MAX_ELEMENTS) {
+        snprintf(note, nlen, "%llu elements, too many to show",
+                 (unsigned long long)d->npoints);
+        return -1;
+    }
+    *x = malloc(sizeof(float) * (d->npoints ? (size_t)d->npoints : 1));
+    if (*x && cg_h5_dset_load(f, full, H5T_NATIVE_FLOAT, *x, "", "", &e) == 0)
         return 0;
     free(*x);
     *x = NULL;
-    snprintf(type + strlen(type), tlen - strlen(type), ", unreadable");
+    snprintf(note, nlen, "unreadable: %s", *e.msg ? reason(e.msg) : "out of memory");
     return -1;
 }
 
@@ -92,11 +99,11 @@ static void moment_norms(hid_t f, const char *who, const char *name, double mv[2
         snprintf(op, sizeof op, "/optimizer/%s/%c", who, w ? 'v' : 'm');
         float *y = NULL;
         cg_h5_dinfo d;
-        char type[48] = "";
+        char note[CG_PATH_CAP + 256];
         mv[w] = NAN;
-        if (read_floats(f, op, name, &y, &d, type, sizeof type) == 0) {
+        if (read_floats(f, op, name, &y, &d, note, sizeof note) == 0) {
             stats s;
-            stats_of(y, count_of(&d), &s);
+            stats_of(y, (size_t)d.npoints, &s);
             mv[w] = s.l2;
             free(y);
         }
@@ -108,18 +115,22 @@ static long long print_tensor(hid_t f, const char *who, const char *gpath, const
 {
     float *x = NULL;
     cg_h5_dinfo d;
-    char type[48] = "", shape[96];
+    char type[CG_PATH_CAP + 256], shape[96], shown[256];
+    cg_h5_printable(name, shown, sizeof shown);
     if (read_floats(f, gpath, name, &x, &d, type, sizeof type)) {
-        printf("  %-16s (not a numeric dataset%s%s)\n", name, type[0] ? ": " : "", type);
+        printf("  %-16s (%s)\n", shown, type);
         return 0;
     }
-    cg_shape_str(shape, sizeof shape, d.ndim, d.dims);
+    if (d.ndim <= CG_H5_MAX_DIMS)
+        cg_shape_str(shape, sizeof shape, d.ndim, d.dims);
+    else
+        snprintf(shape, sizeof shape, "(%d dimensions)", d.ndim);
     stats s;
-    stats_of(x, count_of(&d), &s);
+    stats_of(x, (size_t)d.npoints, &s);
     free(x);
     double mv[2];
     moment_norms(f, who, name, mv);
-    printf("  %-16s %-20s %10lld %11.5g %11.4g %11.4g", name, shape, s.count, s.l2, s.min,
+    printf("  %-16s %-20s %10lld %11.5g %11.4g %11.4g", shown, shape, s.count, s.l2, s.min,
            s.max);
     for (int w = 0; w < 2; w++) {
         if (isnan(mv[w]))
@@ -135,21 +146,18 @@ static long long print_tensor(hid_t f, const char *who, const char *gpath, const
     return s.count;
 }
 
-/* The tensors of one network as the file holds them, in creation (= model) order. */
+/* The tensors of one network as the file holds them, in creation (= model) order. The group
+ * is opened as the loaders open it (hard links only: see cg_h5_group_open). */
 static void print_net(hid_t f, const char *who)
 {
     char gpath[64];
     snprintf(gpath, sizeof gpath, "/%s", who);
-    if (H5Lexists(f, gpath, H5P_DEFAULT) <= 0) {
-        printf("%s: (missing)\n", who);
-        return;
-    }
-    hid_t g = H5Gopen2(f, gpath, H5P_DEFAULT);
+    cg_error e = {{0}};
+    hid_t g = cg_h5_group_open(f, gpath, "", "checkpoint", &e);
     H5G_info_t info;
     if (g < 0 || H5Gget_info(g, &info) < 0) {
-        printf("%s: (unreadable)\n", who);
-        if (g >= 0)
-            H5Gclose(g);
+        printf("%s: (%s)\n", who, g < 0 ? reason(e.msg) : "unreadable");
+        cg_h5_close(g);
         return;
     }
     printf("%s:\n  %-16s %-20s %10s %11s %11s %11s %11s %11s\n", who, "tensor", "shape",
@@ -165,7 +173,7 @@ static void print_net(hid_t f, const char *who)
         total += print_tensor(f, who, gpath, name);
     }
     printf("  %lld parameters in %llu tensors\n", total, (unsigned long long)info.nlinks);
-    H5Gclose(g);
+    H5Oclose(g);
 }
 
 static void print_stack(const cg_stack *s)
