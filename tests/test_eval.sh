@@ -174,13 +174,17 @@ EOF2
     fail "sample --temperature 1.3 draws the same samples"
 "$BIN" write --checkpoint "$CKC" --text "Ab 1" --out "$TMP/w-t13.png" --temperature 1.3 >/dev/null 2>&1 &&
     ! cmp -s "$TMP/w-ema.png" "$TMP/w-t13.png" || fail "write --temperature 1.3 draws the same line"
+# nan is refused by the option parser itself (no float option takes a non-finite value).
 for t in 0 -1 nan 11; do
+    why="not in (0, 10]"
+    [ $t = nan ] && why="not a finite number"
     "$BIN" sample --checkpoint "$CKC" --out "$TMP/bad-t.h5" --temperature $t >/dev/null 2>"$TMP/err"
     echo $? >"$TMP/rc"
-    expect_error "$TMP/rc" "$TMP/err" "sample --temperature $t" "--temperature" "not in (0, 10]"
+    expect_error "$TMP/rc" "$TMP/err" "sample --temperature $t" "--temperature" "$why"
     "$BIN" write --checkpoint "$CKC" --text x --out "$TMP/bad-t.png" --temperature $t >/dev/null 2>"$TMP/err"
     echo $? >"$TMP/rc"
-    expect_error "$TMP/rc" "$TMP/err" "write --temperature $t" "--temperature" "not in (0, 10]"
+    expect_error "$TMP/rc" "$TMP/err" "write --temperature $t" "--temperature" "$why"
+    [ ! -e "$TMP/bad-t.h5" ] && [ ! -e "$TMP/bad-t.png" ] || fail "--temperature $t left a file"
 done
 [ ! -e "$TMP/bad-t.png" ] && [ ! -e "$TMP/bad-t.h5" ] || fail "a bad --temperature still wrote a file"
 ok "--temperature in eval, sample and write; eval --reference train"
