@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "chargan/ckpt.h"
 #include "chargan/json.h"
@@ -17,6 +18,8 @@
 #define SAVED CG_SET_SAVED
 #define SAME (CG_SET_SAVED | CG_SET_SAME)
 #define FACT (CG_SET_SAVED | CG_SET_FACT)
+/* The 1 MiB cap that checkpoints apply to their stored strings, config included. */
+#define CONFIG_JSON_MAX (1 << 20)
 
 /* In the order of the saved configuration (older checkpoints have the same keys in the same
  * order, up to lr_decay_start), then the options that are not saved. */
@@ -260,6 +263,16 @@ int cg_settings_from_json(cg_train_opts *o, const json_t *cfg, const char *what,
 /* The configuration saved in a checkpoint, or a JSON file. */
 static json_t *load_config(const char *path, cg_error *e)
 {
+    /* A FIFO or device would block the read or never end; a JSON file of settings is small. */
+    struct stat st;
+    if (stat(path, &st)) {
+        cg_fail(e, "--config %s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        cg_fail(e, "--config %s: not a regular file", path);
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         cg_fail(e, "--config %s: cannot open: %s", path, strerror(errno));
@@ -276,6 +289,10 @@ static json_t *load_config(const char *path, cg_error *e)
             return NULL;
         cfg = json_loads(m.config_json, 0, &je);
         cg_ckpt_meta_free(&m);
+    } else if (st.st_size > CONFIG_JSON_MAX) {
+        cg_fail(e, "--config %s: %lld bytes, more than a settings file can hold (%d)", path,
+                (long long)st.st_size, CONFIG_JSON_MAX);
+        return NULL;
     } else {
         cfg = json_load_file(path, 0, &je);
     }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "chargan/json.h"
@@ -154,10 +155,44 @@ static void test_values_are_not_options(void)
     json_decref(keep);
 }
 
+/* --config names a file of settings: a FIFO (which would block the read), a directory and a file
+ * far larger than any settings are refused by name, before anything is read. */
+static void test_config_not_a_settings_file(void)
+{
+    cg_train_opts o;
+    json_t *keep = NULL;
+    cg_error e = {0};
+    char dir[] = "/tmp/chargan-test-config-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char fifo[256], big[256];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(big, sizeof big, "%s/big.json", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    alarm(60); /* a blocked read turns into a failure, not a stuck test */
+    const char *a[] = {"--config", fifo, NULL};
+    CHECK(parse(&o, &keep, a, &e) < 0 && strstr(e.msg, "fifo: not a regular file"));
+    const char *b[] = {"--config", dir, NULL};
+    CHECK(parse(&o, &keep, b, &e) < 0 && strstr(e.msg, "not a regular file"));
+    FILE *f = fopen(big, "w");
+    fputs("{\"seed\": 1", f);
+    for (int i = 0; i < (1 << 20); i++)
+        fputc(' ', f);
+    fputs("}", f);
+    fclose(f);
+    const char *c[] = {"--config", big, NULL};
+    CHECK(parse(&o, &keep, c, &e) < 0 && strstr(e.msg, "more than a settings file can hold"));
+    alarm(0);
+    unlink(fifo);
+    unlink(big);
+    rmdir(dir);
+    json_decref(keep);
+}
+
 int main(void)
 {
     test_older_configuration();
     test_values_are_not_options();
+    test_config_not_a_settings_file();
     test_defaults_are_the_recipe();
     test_preset_rows();
     test_round_trip();
