@@ -52,8 +52,10 @@ void cg_gan_ema_update(cg_gan *gan)
      * 10,000 samples): averaged 7.48, copied 7.50, recomputed with the EMA weights 7.39
      * (decay 0.999); 7.43 / 7.42 / 7.37 (decay 0.99): all within the evaluation's noise
      * (~0.1-0.2), so the simplest, one elementwise pass, it is. */
+    const cg_prof_mark m = cg_prof_begin(gan->prof);
     cg_ema_update(gan->ema_g, gan->g.param, gan->g.n_params,
                   cg_ema_decay_at(gan->ema_decay, gan->adam_g.t));
+    cg_prof_end(gan->prof, CG_PROF_EMA, m);
 }
 
 void cg_gan_ema_swap(cg_gan *gan)

@@ -107,8 +107,10 @@ static void gan_forward(cg_gan *gan, const float *real, long step, long first_sa
 {
     const cg_gan_config *cfg = &gan->cfg;
     const int B = cfg->local_batch, nz = gan->preset.noise_dim;
+    const cg_prof_mark m = cg_prof_begin(gan->prof);
     cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
                        (uint64_t)first_sample * (uint64_t)nz);
+    cg_prof_end(gan->prof, CG_PROF_NOISE, m);
     cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, gan->labels};
     const float *fake = cg_net_forward(&gan->g, &gan->tape_g, gan->z, B, &o);
     *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
@@ -202,10 +204,17 @@ void cg_gan_apply(cg_gan *gan)
     const double f = cg_lr_scale(gan->adam_g.t, gan->cfg.lr_decay_start, gan->cfg.lr_decay_end);
     gan->adam_g.lr = (float)(gan->cfg.lr_g * f);
     gan->adam_d.lr = (float)(gan->cfg.lr_d * f);
+    const cg_prof_mark m = cg_prof_begin(gan->prof);
     cg_adam_step(&gan->adam_g, gan->g.param, gan->g.grad, gan->g.adam_m, gan->g.adam_v,
                  gan->g.n_params);
     cg_adam_step(&gan->adam_d, gan->d.param, gan->d.grad, gan->d.adam_m, gan->d.adam_v,
                  gan->d.n_params);
+    cg_prof_end(gan->prof, CG_PROF_ADAM, m);
+}
+
+void cg_gan_set_prof(cg_gan *gan, cg_prof *prof)
+{
+    gan->prof = gan->g.work.prof = gan->d.work.prof = prof;
 }
 
 void cg_gan_generate(cg_gan *gan, const float *z, const int32_t *labels, int n, float *out)
@@ -226,9 +235,26 @@ void cg_gan_generate(cg_gan *gan, const float *z, const int32_t *labels, int n, 
         memcpy(out, y, sizeof(float) * count);
 }
 
+void cg_gan_layer_flops(const cg_gan *gan, const cg_net *net, int i, int B, double *fwd,
+                        double *bwd)
+{
+    /* G: one forward pass, one backward pass for its parameters. D: forward on the reals and
+     * on the fakes, a backward pass of each for D's parameters, and one through the fakes for
+     * G's input gradient. */
+    const int is_g = net == &gan->g;
+    *fwd = (is_g ? 1.0 : 2.0) * B * net->layers[i].fwd_flops;
+    *bwd = is_g ? B * cg_layer_bwd_flops(net, i, 1, 0)
+                : 2.0 * B * cg_layer_bwd_flops(net, i, 1, 0) + B * cg_layer_bwd_flops(net, i, 0, 1);
+}
+
 double cg_gan_step_flops(const cg_gan *gan, int B)
 {
-    return B * cg_net_fwd_flops(&gan->g) + 2.0 * B * cg_net_fwd_flops(&gan->d) +
-           2.0 * B * cg_net_bwd_flops(&gan->d, 1, 0) + B * cg_net_bwd_flops(&gan->d, 0, 1) +
-           B * cg_net_bwd_flops(&gan->g, 1, 0);
+    double total = 0.0, f, b;
+    const cg_net *nets[2] = {&gan->g, &gan->d};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < nets[k]->n_layers; i++) {
+            cg_gan_layer_flops(gan, nets[k], i, B, &f, &b);
+            total += f + b;
+        }
+    return total;
 }

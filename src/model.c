@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chargan/prof.h"
 #include "chargan/rng.h"
 
 /* ---- building ------------------------------------------------------------------------ */
@@ -282,8 +283,8 @@ static void alloc_buffers(cg_net *net, const build_state *st, size_t col_cap_flo
         cap = max_col;
     if (cap > max_col * B)
         cap = max_col * B;
-    net->col_cap = cap;
-    net->col = cg_alloc(sizeof(float) * (cap ? cap : 1));
+    net->work.cap = cap;
+    net->work.col = cg_alloc(sizeof(float) * (cap ? cap : 1));
     net->max_act = max_act;
     net->dbuf[0] = cg_alloc(sizeof(float) * max_act * B);
     net->dbuf[1] = cg_alloc(sizeof(float) * max_act * B);
@@ -387,8 +388,10 @@ static void fold_tensor(cg_net *net, int t)
     if (t < 0)
         return;
     const cg_tensor *T = &net->tensors[t];
+    const cg_prof_mark m = cg_prof_begin(net->work.prof);
     net->gsum[net->n_params] +=
         fold_span(net->grad + T->offset, net->gsum + T->offset, (long)T->count, 1);
+    cg_prof_end(net->work.prof, CG_PROF_FOLD, m);
 }
 
 /* Exact mode, a dense kernel's gradient: the sum over groups of X_g^T dY_g. Computing one full
@@ -408,18 +411,30 @@ static void dense_kernel_grad_exact(cg_net *net, const cg_layer *L, const float 
     rows = rows < 1 ? 1 : (rows > in ? in : rows);
     const int ntiles = (in + rows - 1) / rows;
     long bad = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : bad)
+    cg_prof *prof = net->work.prof;
+    const cg_prof_mark m = cg_prof_begin(prof);
+    double t_gemm = 0.0, t_fold = 0.0; /* thread time, to split the wall time between them */
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : bad, t_gemm, t_fold)
     for (int t = 0; t < ntiles; t++) {
         const int r0 = t * rows, nr = in - r0 < rows ? in - r0 : rows;
         float *tile = net->grad + T->offset + (size_t)r0 * out;
         int64_t *acc = net->gsum + T->offset + (size_t)r0 * out;
         for (int b0 = 0; b0 < B; b0 += gs) {
+            const double t0 = prof ? cg_now() : 0.0;
             cg_sgemm(1, 0, nr, out, gs, 1.0f, x + (size_t)b0 * in + r0, in,
                      dy + (size_t)b0 * out, out, 0.0f, tile, out);
+            const double t1 = prof ? cg_now() : 0.0;
             bad += fold_span(tile, acc, (long)nr * out, 0);
+            t_gemm += t1 - t0;
+            t_fold += (prof ? cg_now() : 0.0) - t1;
         }
     }
     net->gsum[net->n_params] += bad;
+    if (prof) {
+        const double wall = cg_now() - m.t0, share = t_gemm / (t_gemm + t_fold + 1e-30);
+        prof->seconds[CG_PROF_GEMM] += wall * share;
+        prof->seconds[CG_PROF_FOLD] += wall * (1.0 - share);
+    }
 }
 
 long cg_net_exact_finish(cg_net *net)
@@ -427,15 +442,17 @@ long cg_net_exact_finish(cg_net *net)
     if (!net->gsum)
         return 0;
     const long n = (long)net->n_params;
+    const cg_prof_mark m = cg_prof_begin(net->work.prof);
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (long i = 0; i < n; i++)
         net->grad[i] = (float)((double)net->gsum[i] * (1.0 / EXACT_SCALE));
+    cg_prof_end(net->work.prof, CG_PROF_FOLD, m);
     return (long)net->gsum[n];
 }
 
 void cg_net_free(cg_net *net)
 {
-    cg_free(net->col);
+    cg_free(net->work.col);
     cg_free(net->dbuf[0]);
     cg_free(net->dbuf[1]);
     cg_free(net->param);
@@ -578,24 +595,31 @@ static void op_forward(const net_pass *p, const cg_fwd_opts *o, int i, const flo
     const float *b = tensor_ptr(net, net->param, L->b_tensor);
     const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
     switch (L->spec.op) {
-    case CG_OP_DENSE:
+    case CG_OP_DENSE: {
+        const cg_prof_mark m = cg_prof_begin(net->work.prof);
         for (int b0 = 0; b0 < B; b0 += gs)
             cg_dense_forward(gs, L->in_c, L->out_c, x + (size_t)b0 * L->in_c, w, b,
                              y + (size_t)b0 * L->out_c);
+        cg_prof_end(net->work.prof, CG_PROF_GEMM, m);
         break;
+    }
     case CG_OP_UNFLATTEN:
-        cg_flat_to_cbhw(B, L->out_c, L->out_h * L->out_w, x, y);
+    case CG_OP_FLATTEN: {
+        const cg_prof_mark m = cg_prof_begin(net->work.prof);
+        if (L->spec.op == CG_OP_UNFLATTEN)
+            cg_flat_to_cbhw(B, L->out_c, L->out_h * L->out_w, x, y);
+        else
+            cg_cbhw_to_flat(B, L->in_c, L->in_h * L->in_w, x, y);
+        cg_prof_end(net->work.prof, CG_PROF_COLS, m);
         break;
-    case CG_OP_FLATTEN:
-        cg_cbhw_to_flat(B, L->in_c, L->in_h * L->in_w, x, y);
-        break;
+    }
     case CG_OP_CONV:
         for (int b0 = 0; b0 < B; b0 += gs)
-            cg_conv2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
+            cg_conv2d_forward(&L->geom, B, b0, gs, x, w, b, y, &net->work);
         break;
     case CG_OP_CONVT:
         for (int b0 = 0; b0 < B; b0 += gs)
-            cg_convt2d_forward(&L->geom, B, b0, gs, x, w, b, y, net->col, net->col_cap);
+            cg_convt2d_forward(&L->geom, B, b0, gs, x, w, b, y, &net->work);
         break;
     case CG_OP_DROPOUT:
         memcpy(y, x, sizeof(float) * out_n);
@@ -625,6 +649,7 @@ static void bn_layer_forward(const net_pass *p, const cg_fwd_opts *o, int i, flo
     const int B = p->B;
     size_t cs, es, n;
     bn_view(L, B, &cs, &es, &n);
+    const cg_prof_mark m = cg_prof_begin(net->work.prof);
     float *par = net->param;
     cg_bn_forward(L->out_c, n, cs, es, y, t->xhat[i], t->invstd[i],
                   par + net->tensors[L->bn_gamma].offset, par + net->tensors[L->bn_beta].offset,
@@ -637,6 +662,7 @@ static void bn_layer_forward(const net_pass *p, const cg_fwd_opts *o, int i, flo
                                par + net->tensors[L->cbn_gamma].offset,
                                par + net->tensors[L->cbn_beta].offset, y);
     }
+    cg_prof_end(net->work.prof, CG_PROF_BN, m);
 }
 
 const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
@@ -656,8 +682,10 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
         op_forward(&p, o, i, x, y);
         if (L->spec.bn)
             bn_layer_forward(&p, o, i, y);
+        const cg_prof_mark m = cg_prof_begin(net->work.prof);
         cg_act_forward(L->spec.act, L->spec.alpha,
                        shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B, y);
+        cg_prof_end(net->work.prof, CG_PROF_ACT, m);
         x = y;
         net->fwd_seconds[i] += cg_now() - t0;
     }
@@ -679,10 +707,12 @@ static void fold_class_rows(cg_net *net, int t, const int32_t *labels, int n)
 {
     const cg_tensor *T = &net->tensors[t];
     const size_t len = (size_t)T->dims[1];
+    const cg_prof_mark m = cg_prof_begin(net->work.prof);
     for (int i = 0; i < n; i++) {
         const size_t at = T->offset + (size_t)labels[i] * len;
         net->gsum[net->n_params] += fold_span(net->grad + at, net->gsum + at, (long)len, 1);
     }
+    cg_prof_end(net->work.prof, CG_PROF_FOLD, m);
 }
 
 /* Exact mode: the group's part of the layer's batch-norm gradients, from the per-part sums
@@ -730,6 +760,7 @@ static void bn_layer_backward(const net_pass *p, int i, float *g)
     const cg_layer *L = &net->layers[i];
     size_t cs, es, n;
     bn_view(L, p->B, &cs, &es, &n);
+    const cg_prof_mark m = cg_prof_begin(net->work.prof);
     if (L->spec.cbn)
         cbn_backward(p, i, g, cs, es);
     /* Exact mode folds each group's sums from the part table; a pass that is not cut into
@@ -746,6 +777,7 @@ static void bn_layer_backward(const net_pass *p, int i, float *g)
         fold_tensor(net, L->bn_beta);
         fold_tensor(net, L->bn_gamma);
     }
+    cg_prof_end(net->work.prof, CG_PROF_BN, m);
 }
 
 /* Where tensor t's gradient accumulates in this pass; NULL when it is not wanted. */
@@ -767,15 +799,15 @@ static void group_backward(const net_pass *p, const cg_layer *L, int b0, const f
     const int B = p->B, gs = p->gs, F = L->in_c;
     const float *w = tensor_ptr(net, net->param, L->w_tensor);
     const float *e = tensor_ptr(net, net->param, L->e_tensor);
-    if (L->spec.op == CG_OP_DENSE)
+    if (L->spec.op == CG_OP_DENSE) {
+        const cg_prof_mark m = cg_prof_begin(net->work.prof);
         cg_dense_backward(gs, F, L->out_c, x + (size_t)b0 * F, w, g + (size_t)b0 * L->out_c,
                           d->dw, d->db, gx ? gx + (size_t)b0 * F : NULL);
-    else if (L->spec.op == CG_OP_CONV)
-        cg_conv2d_backward(&L->geom, B, b0, gs, x, w, g, d->dw, d->db, gx, net->col,
-                           net->col_cap);
+        cg_prof_end(net->work.prof, CG_PROF_GEMM, m);
+    } else if (L->spec.op == CG_OP_CONV)
+        cg_conv2d_backward(&L->geom, B, b0, gs, x, w, g, d->dw, d->db, gx, &net->work);
     else if (L->spec.op == CG_OP_CONVT)
-        cg_convt2d_backward(&L->geom, B, b0, gs, x, w, g, d->dw, d->db, gx, net->col,
-                            net->col_cap);
+        cg_convt2d_backward(&L->geom, B, b0, gs, x, w, g, d->dw, d->db, gx, &net->work);
     else
         cg_project_backward(gs, F, x + (size_t)b0 * F, w, e, p->t->labels + b0, g + b0, d->dw,
                             d->db, d->de, gx ? gx + (size_t)b0 * F : NULL);
@@ -852,7 +884,9 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         const double t0 = cg_now();
         const cg_layer *L = &net->layers[i];
         const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
+        const cg_prof_mark m = cg_prof_begin(net->work.prof);
         cg_act_backward(L->spec.act, L->spec.alpha, out_n, t->act[i], g);
+        cg_prof_end(net->work.prof, CG_PROF_ACT, m);
         if (L->spec.bn)
             bn_layer_backward(&p, i, g);
         /* The input gradient goes to the caller at layer 0, is skipped at the stop layer,
@@ -877,16 +911,19 @@ double cg_net_fwd_flops(const cg_net *net)
     return f;
 }
 
-double cg_net_bwd_flops(const cg_net *net, int param_grads, int input_grad)
+double cg_layer_bwd_flops(const cg_net *net, int i, int param_grads, int input_grad)
 {
     const int stop = input_grad ? 0 : (param_grads ? first_param_layer(net) : net->n_layers);
+    const cg_layer *L = &net->layers[i];
+    if (i < stop)
+        return 0.0;
+    return (param_grads ? L->bwd_w_flops : 0.0) + (i > stop || input_grad ? L->bwd_x_flops : 0.0);
+}
+
+double cg_net_bwd_flops(const cg_net *net, int param_grads, int input_grad)
+{
     double f = 0.0;
-    for (int i = net->n_layers - 1; i >= stop; i--) {
-        const cg_layer *L = &net->layers[i];
-        if (param_grads)
-            f += L->bwd_w_flops;
-        if (i > stop || input_grad)
-            f += L->bwd_x_flops;
-    }
+    for (int i = 0; i < net->n_layers; i++)
+        f += cg_layer_bwd_flops(net, i, param_grads, input_grad);
     return f;
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "chargan/prof.h"
 #include "chargan/rng.h"
 
 int cg_conv_out(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
@@ -134,94 +135,123 @@ static void clear_samples(int C, int B, int b0, int n, size_t hw, float *x)
 }
 
 void cg_conv2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
-                       const float *w, const float *b, float *y, float *col, size_t col_cap)
+                       const float *w, const float *b, float *y, const cg_work *wk)
 {
     const int rows = g->cin * g->k * g->k;
     const int hw = g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, n);
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, wk->cap, n);
     for (int s = b0; s < b0 + n; s += nb) {
         int m = b0 + n - s < nb ? b0 + n - s : nb;
+        cg_prof_mark t = cg_prof_begin(wk->prof);
         cg_im2col(x, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad, g->hout,
-                  g->wout, col);
-        cg_sgemm(0, 0, g->cout, m * hw, rows, 1.0f, w,
-                    rows, col, m * hw, 0.0f, y + (size_t)s * hw, B * hw);
+                  g->wout, wk->col);
+        cg_prof_end(wk->prof, CG_PROF_COLS, t);
+        t = cg_prof_begin(wk->prof);
+        cg_sgemm(0, 0, g->cout, m * hw, rows, 1.0f, w, rows, wk->col, m * hw, 0.0f,
+                 y + (size_t)s * hw, B * hw);
+        cg_prof_end(wk->prof, CG_PROF_GEMM, t);
     }
+    const cg_prof_mark t = cg_prof_begin(wk->prof);
     if (b)
         add_channel_bias(g->cout, (size_t)B * hw, (size_t)b0 * hw, (size_t)n * hw, b, y);
+    cg_prof_end(wk->prof, CG_PROF_COLS, t);
 }
 
 void cg_conv2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
                         const float *w, const float *dy, float *dw, float *db, float *dx,
-                        float *col, size_t col_cap)
+                        const cg_work *wk)
 {
     const int rows = g->cin * g->k * g->k;
     const int hw = g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, col_cap, n);
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw, wk->cap, n);
+    cg_prof_mark t = cg_prof_begin(wk->prof);
     if (db)
         channel_sum(g->cout, (size_t)B * hw, (size_t)b0 * hw, (size_t)n * hw, dy, db);
     if (dx)
         clear_samples(g->cin, B, b0, n, (size_t)g->hin * g->win, dx);
+    cg_prof_end(wk->prof, CG_PROF_COLS, t);
     for (int s = b0; s < b0 + n; s += nb) {
         int m = b0 + n - s < nb ? b0 + n - s : nb;
         const float *dyc = dy + (size_t)s * hw;
         if (dw) {
+            t = cg_prof_begin(wk->prof);
             cg_im2col(x, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad, g->hout,
-                      g->wout, col);
-            cg_sgemm(0, 1, g->cout, rows, m * hw, 1.0f,
-                        dyc, B * hw, col, m * hw, 1.0f, dw, rows);
+                      g->wout, wk->col);
+            cg_prof_end(wk->prof, CG_PROF_COLS, t);
+            t = cg_prof_begin(wk->prof);
+            cg_sgemm(0, 1, g->cout, rows, m * hw, 1.0f, dyc, B * hw, wk->col, m * hw, 1.0f, dw,
+                     rows);
+            cg_prof_end(wk->prof, CG_PROF_GEMM, t);
         }
         if (dx) {
-            cg_sgemm(1, 0, rows, m * hw, g->cout, 1.0f, w,
-                        rows, dyc, B * hw, 0.0f, col, m * hw);
-            cg_col2im(col, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad, g->hout,
-                      g->wout, dx);
+            t = cg_prof_begin(wk->prof);
+            cg_sgemm(1, 0, rows, m * hw, g->cout, 1.0f, w, rows, dyc, B * hw, 0.0f, wk->col,
+                     m * hw);
+            cg_prof_end(wk->prof, CG_PROF_GEMM, t);
+            t = cg_prof_begin(wk->prof);
+            cg_col2im(wk->col, g->cin, g->hin, g->win, B, s, m, g->k, g->stride, g->pad,
+                      g->hout, g->wout, dx);
+            cg_prof_end(wk->prof, CG_PROF_COLS, t);
         }
     }
 }
 
 void cg_convt2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
-                        const float *w, const float *b, float *y, float *col, size_t col_cap)
+                        const float *w, const float *b, float *y, const cg_work *wk)
 {
     /* The adjoint of a convolution (cout,hout,wout) -> (cin,hin,win): a GEMM into columns
      * followed by col2im, which scatters the columns onto the larger output. */
     const int rows = g->cout * g->k * g->k;
     const int hw_in = g->hin * g->win;
     const size_t hw_out = (size_t)g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, n);
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, wk->cap, n);
+    cg_prof_mark t = cg_prof_begin(wk->prof);
     clear_samples(g->cout, B, b0, n, hw_out, y);
+    cg_prof_end(wk->prof, CG_PROF_COLS, t);
     for (int s = b0; s < b0 + n; s += nb) {
         int m = b0 + n - s < nb ? b0 + n - s : nb;
-        cg_sgemm(1, 0, rows, m * hw_in, g->cin, 1.0f, w,
-                    rows, x + (size_t)s * hw_in, B * hw_in, 0.0f, col, m * hw_in);
-        cg_col2im(col, g->cout, g->hout, g->wout, B, s, m, g->k, g->stride, g->pad, g->hin,
+        t = cg_prof_begin(wk->prof);
+        cg_sgemm(1, 0, rows, m * hw_in, g->cin, 1.0f, w, rows, x + (size_t)s * hw_in,
+                 B * hw_in, 0.0f, wk->col, m * hw_in);
+        cg_prof_end(wk->prof, CG_PROF_GEMM, t);
+        t = cg_prof_begin(wk->prof);
+        cg_col2im(wk->col, g->cout, g->hout, g->wout, B, s, m, g->k, g->stride, g->pad, g->hin,
                   g->win, y);
+        cg_prof_end(wk->prof, CG_PROF_COLS, t);
     }
+    t = cg_prof_begin(wk->prof);
     if (b)
         add_channel_bias(g->cout, (size_t)B * hw_out, (size_t)b0 * hw_out, (size_t)n * hw_out, b,
                          y);
+    cg_prof_end(wk->prof, CG_PROF_COLS, t);
 }
 
 void cg_convt2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
                          const float *w, const float *dy, float *dw, float *db, float *dx,
-                         float *col, size_t col_cap)
+                         const cg_work *wk)
 {
     const int rows = g->cout * g->k * g->k;
     const int hw_in = g->hin * g->win;
     const size_t hw_out = (size_t)g->hout * g->wout;
-    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, col_cap, n);
+    const int nb = cg_chunk_samples((size_t)rows, (size_t)hw_in, wk->cap, n);
+    cg_prof_mark t = cg_prof_begin(wk->prof);
     if (db)
         channel_sum(g->cout, (size_t)B * hw_out, (size_t)b0 * hw_out, (size_t)n * hw_out, dy, db);
+    cg_prof_end(wk->prof, CG_PROF_COLS, t);
     for (int s = b0; s < b0 + n; s += nb) {
         int m = b0 + n - s < nb ? b0 + n - s : nb;
+        t = cg_prof_begin(wk->prof);
         cg_im2col(dy, g->cout, g->hout, g->wout, B, s, m, g->k, g->stride, g->pad, g->hin,
-                  g->win, col);
+                  g->win, wk->col);
+        cg_prof_end(wk->prof, CG_PROF_COLS, t);
+        t = cg_prof_begin(wk->prof);
         if (dw)
-            cg_sgemm(0, 1, g->cin, rows, m * hw_in, 1.0f,
-                        x + (size_t)s * hw_in, B * hw_in, col, m * hw_in, 1.0f, dw, rows);
+            cg_sgemm(0, 1, g->cin, rows, m * hw_in, 1.0f, x + (size_t)s * hw_in, B * hw_in,
+                     wk->col, m * hw_in, 1.0f, dw, rows);
         if (dx)
-            cg_sgemm(0, 0, g->cin, m * hw_in, rows,
-                        1.0f, w, rows, col, m * hw_in, 0.0f, dx + (size_t)s * hw_in,
-                        B * hw_in);
+            cg_sgemm(0, 0, g->cin, m * hw_in, rows, 1.0f, w, rows, wk->col, m * hw_in, 0.0f,
+                     dx + (size_t)s * hw_in, B * hw_in);
+        cg_prof_end(wk->prof, CG_PROF_GEMM, t);
     }
 }
 

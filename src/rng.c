@@ -1,6 +1,7 @@
 #include "chargan/rng.h"
 
 #include <math.h>
+#include <string.h>
 
 float cg_rng_normal(uint64_t seed, uint64_t stream, uint64_t index)
 {
@@ -15,4 +16,15 @@ void cg_rng_normal_fill(float *out, long n, uint64_t seed, uint64_t stream, uint
 {
     for (long i = 0; i < n; i++)
         out[i] = cg_rng_normal(seed, stream, first + (uint64_t)i);
+}
+
+uint64_t cg_checksum_floats(const float *p, size_t n)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p[i], sizeof bits);
+        h += cg_mix64(((uint64_t)i << 32) ^ bits);
+    }
+    return h;
 }

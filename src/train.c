@@ -15,6 +15,7 @@
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
 #include "chargan/eval.h"
+#include "chargan/gan_ranks.h"
 #include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/json.h"
@@ -78,18 +79,6 @@ static const char *signal_name(int sig)
                                                                                  : "a signal";
 }
 
-static uint64_t checksum(const float *p, size_t n)
-{
-    /* Sum of bit patterns mixed per position: any single flipped bit changes it. */
-    uint64_t h = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits;
-        memcpy(&bits, &p[i], sizeof bits);
-        h += cg_mix64(((uint64_t)i << 32) ^ bits);
-    }
-    return h;
-}
-
 /* ---- output directory and metrics ---------------------------------------------------- */
 
 /* Creates OUT and proves it writable by creating and removing a probe file. */
@@ -144,19 +133,6 @@ static void poke_d_reduction(void *user)
         MPI_Test(&r->req_d, &done, MPI_STATUS_IGNORE);
 }
 
-/* The flat gradient sum over ranks: int64 fixed point in exact mode (cg_net_set_groups), else
- * float. Non-blocking when req is given. */
-static void reduce_grads(cg_ctx *c, cg_net *net, MPI_Request *req)
-{
-    void *buf = net->gsum ? (void *)net->gsum : (void *)net->grad;
-    const int n = (int)net->n_params + (net->gsum ? 1 : 0);
-    const MPI_Datatype type = net->gsum ? MPI_INT64_T : MPI_FLOAT;
-    if (req)
-        MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world, req);
-    else
-        MPI_Allreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world);
-}
-
 static int all_finite(const float *p, size_t n)
 {
     float acc = 0.0f;
@@ -170,15 +146,7 @@ static void start_d_reduction(void *user, cg_gan *gan)
     reducer *r = user;
     r->req_d = MPI_REQUEST_NULL;
     if (r->c->size > 1)
-        reduce_grads(r->c, &gan->d, &r->req_d);
-}
-
-/* Batch-norm statistics are sums over the global batch. */
-static void sum_over_ranks(void *user, double *buf, int n)
-{
-    cg_ctx *c = user;
-    if (c->size > 1)
-        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->world);
+        cg_net_reduce_grads(r->c, &gan->d, &r->req_d);
 }
 
 /* ---- the run's state ------------------------------------------------------------------ */
@@ -412,17 +380,11 @@ static int open_model(run *R, cg_error *e)
     cfg.n_classes = o->conditional ? R->ds.n_classes : 0;
     if (cg_gan_init(&R->gan, &cfg, e))
         return -1;
-    const int P = R->c->size;
-    R->groups = o->float_sums ? 0 : cg_sum_groups(cfg.global_batch, P, o->sum_groups, e);
+    R->groups = cg_gan_join_ranks(&R->gan, R->c, o->sum_groups, o->float_sums, e);
     if (R->groups < 0)
-        return -1;
-    if (R->groups > 0 &&
-        cg_gan_set_groups(&R->gan, R->groups, R->c->rank * (R->groups / P), R->groups / P, e))
         return -1;
     if (o->ema > 0)
         cg_gan_ema_enable(&R->gan, o->ema);
-    R->gan.g.sync.sum = R->gan.d.sync.sum = sum_over_ranks;
-    R->gan.g.sync.user = R->gan.d.sync.user = R->c;
     return 0;
 }
 
@@ -587,7 +549,7 @@ static double reduce_step(run *R, step_stats *s)
     s->out_of_time = c->rank == 0 && R->set.time_limit > 0 &&
                      cg_now() - R->t_start >= R->set.time_limit;
     if (c->size > 1) {
-        reduce_grads(c, &R->gan.g, NULL);
+        cg_net_reduce_grads(c, &R->gan.g, NULL);
         MPI_Allreduce(MPI_IN_PLACE, (double *)s, N_STEP_STATS, MPI_DOUBLE, MPI_SUM, c->world);
         MPI_Wait(&R->red.req_d, MPI_STATUS_IGNORE);
     }
@@ -636,9 +598,9 @@ static int check_ranks(run *R)
 {
     cg_ctx *c = R->c;
     const cg_gan *gan = &R->gan;
-    uint64_t sum[3] = {checksum(gan->g.param, gan->g.n_params),
-                       checksum(gan->d.param, gan->d.n_params),
-                       gan->ema_g ? checksum(gan->ema_g, gan->g.n_params) : 0};
+    uint64_t sum[3] = {cg_checksum_floats(gan->g.param, gan->g.n_params),
+                       cg_checksum_floats(gan->d.param, gan->d.n_params),
+                       gan->ema_g ? cg_checksum_floats(gan->ema_g, gan->g.n_params) : 0};
     uint64_t lo[3], hi[3];
     MPI_Allreduce(sum, lo, 3, MPI_UINT64_T, MPI_MIN, c->world);
     MPI_Allreduce(sum, hi, 3, MPI_UINT64_T, MPI_MAX, c->world);

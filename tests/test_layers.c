@@ -4,7 +4,7 @@
  *    (input, weight and bias gradients) against the naive adjoint loop AND against central
  *    finite differences of L = sum(y * r) for EVERY element of x, w and b; odd sizes (5x7,
  *    9x9, 7x6, ...), cin 3 / cout 2, batch 3, strides 1 and 2, padding 0/1/2, output padding
- *    0/1, kernels 1, 3 and 4; each with col_cap forcing one sample per chunk, chunks of 2+1 and
+ *    0/1, kernels 1, 3 and 4; each with a scratch cap forcing one sample per chunk, chunks of 2+1 and
  *    one chunk of the whole batch (the three must agree); accumulation of dw/db (two backward
  *    calls add up, on top of what was there), overwrite of dx (pre-filled with NaN), NULL
  *    gradients skipped, dy left untouched.
@@ -79,25 +79,25 @@ typedef struct {
     int transposed;
     cg_conv_geom g;
     int B;
-    float *x, *w, *b, *y, *r, *col;
-    size_t col_cap;
+    float *x, *w, *b, *y, *r;
+    cg_work wk; /* im2col scratch of wk.cap floats, not profiled */
     size_t nx, nw, ny;
 } conv_ctx;
 
 static void conv_forward(conv_ctx *c)
 {
     if (c->transposed)
-        cg_convt2d_forward(&c->g, c->B, 0, c->B, c->x, c->w, c->b, c->y, c->col, c->col_cap);
+        cg_convt2d_forward(&c->g, c->B, 0, c->B, c->x, c->w, c->b, c->y, &c->wk);
     else
-        cg_conv2d_forward(&c->g, c->B, 0, c->B, c->x, c->w, c->b, c->y, c->col, c->col_cap);
+        cg_conv2d_forward(&c->g, c->B, 0, c->B, c->x, c->w, c->b, c->y, &c->wk);
 }
 
 static void conv_backward(conv_ctx *c, const float *dy, float *dw, float *db, float *dx)
 {
     if (c->transposed)
-        cg_convt2d_backward(&c->g, c->B, 0, c->B, c->x, c->w, dy, dw, db, dx, c->col, c->col_cap);
+        cg_convt2d_backward(&c->g, c->B, 0, c->B, c->x, c->w, dy, dw, db, dx, &c->wk);
     else
-        cg_conv2d_backward(&c->g, c->B, 0, c->B, c->x, c->w, dy, dw, db, dx, c->col, c->col_cap);
+        cg_conv2d_backward(&c->g, c->B, 0, c->B, c->x, c->w, dy, dw, db, dx, &c->wk);
 }
 
 static double conv_loss(void *p)
@@ -216,9 +216,9 @@ static void test_conv_case(const conv_case *cc, int case_no)
     double *worst_fd = cc->transposed ? &worst_convt_fd : &worst_conv_fd;
 
     for (int v = 0; v < 3; v++) {
-        c.col_cap = caps[v];
+        c.wk.cap = caps[v];
         CHECK(cg_chunk_samples(rows, per / rows, caps[v], B) == (v == 0 ? 3 : v == 1 ? 1 : 2));
-        c.col = tu_falloc(c.col_cap); /* exactly col_cap: ASan sees any overrun */
+        c.wk.col = tu_falloc(c.wk.cap); /* exactly cap: ASan sees any overrun */
         char what[160];
 
         /* forward vs naive */
@@ -292,8 +292,8 @@ static void test_conv_case(const conv_case *cc, int case_no)
                cap_name[v]);
 
         free(acc_w), free(acc_b), free(d0w), free(d0b), free(dx_only);
-        free(dx), free(dw), free(db), free(c.col);
-        c.col = NULL;
+        free(dx), free(dw), free(db), free(c.wk.col);
+        c.wk.col = NULL;
     }
     free(y0), free(dx0), free(dw0), free(db0);
     free(y_ref), free(dx_ref), free(dw_ref), free(db_ref);

@@ -23,6 +23,7 @@
 #include "chargan/model.h"
 #include "chargan/preset.h"
 #include "chargan/optim.h"
+#include "chargan/prof.h"
 
 typedef struct {
     char model[16];
@@ -70,7 +71,12 @@ struct cg_gan {
     float data_lo;  /* real images are scaled to [data_lo, 1]: 0 (sigmoid G), -1 (tanh G) */
     float *ema_g;      /* EMA of G's parameters, G's layout (chargan/ema.h); NULL: no EMA */
     double ema_decay;  /* its decay (0 without EMA) */
+    cg_prof *prof;     /* where the step's time goes by kind of work; NULL: not timed */
 };
+
+/* Times every step from now on into prof (NULL: no more): both networks' layers, the noise,
+ * Adam and the EMA. */
+void cg_gan_set_prof(cg_gan *gan, cg_prof *prof);
 
 /* Fills cfg with the settings shared by every preset (beta1 0.5, beta2 0.999, eps 1e-7, noise
  * 150, the preset's learning rates, unconditional) for model seed at batch 64; a run takes
@@ -111,6 +117,9 @@ void cg_gan_apply(cg_gan *gan);
  * real and fake (2B), D backward for the D loss (weights and inputs, no input gradient for D's
  * first layer), D input-gradient pass for the G loss (B), G backward (none into the noise). */
 double cg_gan_step_flops(const cg_gan *gan, int B);
+/* Layer i of net (gan's G or D): its forward and backward FLOPs in one step of batch B. */
+void cg_gan_layer_flops(const cg_gan *gan, const cg_net *net, int i, int B, double *fwd,
+                        double *bwd);
 
 /* Generates n images (n <= local_batch) from the noise vectors z (n x noise_dim) into out
  * [n][28][28], in [0,1] whatever G's output range, inference mode (batch norm uses its

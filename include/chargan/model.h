@@ -76,8 +76,7 @@ typedef struct {
     size_t n_params;
     float *param, *grad, *adam_m, *adam_v; /* each n_params floats, one allocation each */
     int max_batch;
-    size_t col_cap; /* floats of im2col scratch */
-    float *col;
+    cg_work work;   /* im2col scratch, and where the step's time is profiled (NULL: not) */
     size_t max_act;        /* largest activation of one layer at max_batch, in floats */
     float *dbuf[2];        /* ping-pong buffers for activation gradients */
     double *fwd_seconds, *bwd_seconds; /* per layer, accumulated (for bench) */
@@ -173,6 +172,8 @@ long cg_net_exact_finish(cg_net *net);
 /* FLOPs (2 per multiply-add) of forward and backward parts, per sample. */
 double cg_net_fwd_flops(const cg_net *net);
 double cg_net_bwd_flops(const cg_net *net, int param_grads, int input_grad);
+/* Layer i's part of cg_net_bwd_flops. */
+double cg_layer_bwd_flops(const cg_net *net, int i, int param_grads, int input_grad);
 
 /* Find a tensor by name; -1 when absent. */
 int cg_net_find_tensor(const cg_net *net, const char *name);

@@ -41,23 +41,31 @@ void cg_col2im(const float *col, int C, int H, int W, int B, int b0, int nb, int
 /* Samples per chunk so that a [rows][nb*cols] scratch fits in col_cap floats (at least 1). */
 int cg_chunk_samples(size_t rows, size_t cols, size_t col_cap, int B);
 
+/* The convolutions' scratch: cap floats of im2col columns at col. When prof is not NULL the
+ * convolutions add their GEMM time and their column/copy time to it (chargan/prof.h). */
+typedef struct cg_prof cg_prof;
+typedef struct {
+    float *col;
+    size_t cap;
+    cg_prof *prof;
+} cg_work;
+
 /* Convolution: y[cout][B][hout][wout] = conv(x) + b, for the samples [b0, b0+n) of a batch of
  * B (the other samples are not touched; activations keep the stride of the whole batch, so a
- * batch can be processed in groups whose GEMM shapes do not depend on B). col is scratch of
- * col_cap floats. */
+ * batch can be processed in groups whose GEMM shapes do not depend on B). */
 void cg_conv2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
-                       const float *w, const float *b, float *y, float *col, size_t col_cap);
+                       const float *w, const float *b, float *y, const cg_work *wk);
 void cg_conv2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
                         const float *w, const float *dy, float *dw, float *db, float *dx,
-                        float *col, size_t col_cap);
+                        const cg_work *wk);
 
 /* Transposed convolution (the adjoint of a convolution with the same k/stride/pad),
  * hout = (hin-1)*stride - 2*pad + k + out_pad; samples [b0, b0+n) of a batch of B. */
 void cg_convt2d_forward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
-                        const float *w, const float *b, float *y, float *col, size_t col_cap);
+                        const float *w, const float *b, float *y, const cg_work *wk);
 void cg_convt2d_backward(const cg_conv_geom *g, int B, int b0, int n, const float *x,
                          const float *w, const float *dy, float *dw, float *db, float *dx,
-                         float *col, size_t col_cap);
+                         const cg_work *wk);
 
 /* Dense: y[B][out] = x[B][in] w[in][out] + b. */
 void cg_dense_forward(int B, int in, int out, const float *x, const float *w, const float *b,

@@ -7,6 +7,7 @@
  * It is simple enough to be reproduced bit-exactly in numpy (tests/reference/). */
 #ifndef CHARGAN_RNG_H
 #define CHARGAN_RNG_H
+#include <stddef.h>
 #include <stdint.h>
 
 /* What a stream of random numbers is for; part of the stream key so purposes never collide. */
@@ -49,5 +50,9 @@ float cg_rng_normal(uint64_t seed, uint64_t stream, uint64_t index);
 
 /* Fills out[i] = normal(seed, stream, first + i) for i < n. */
 void cg_rng_normal_fill(float *out, long n, uint64_t seed, uint64_t stream, uint64_t first);
+
+/* A checksum of n floats' bit patterns, each mixed with its position: any single flipped bit
+ * changes it (ranks compare their parameters with it). */
+uint64_t cg_checksum_floats(const float *p, size_t n);
 
 #endif
