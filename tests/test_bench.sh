@@ -42,7 +42,7 @@ for f in p1 p2b; do
     ok "$f: kinds add up to the step ($kinds of $step ms), layers $layers ms, allreduce $ar ms"
 done
 
-# each layer's FLOPs (its GFLOP/s times its time) add up to the step's
+# each layer's FLOPs (its GFLOP/s times its time) add up to the step's (1 rank: all of it)
 flops=$(tail -1 "$TMP/p1.out" | grep -o '"fwd_ms": [0-9.e+-]*, "bwd_ms": [0-9.e+-]*, "gflops": [0-9.e+-]*' |
     awk -F'[:,]' '{ s += ($2 + $4) * $6 * 1e-3 } END { printf "%.4f\n", s }')
 want=$(num gflop_per_step "$TMP/p1.out")

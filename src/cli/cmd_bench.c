@@ -251,7 +251,9 @@ static double mean(const double *v, int n)
 static void bench_report(const cg_ctx *c, const bench_opts *o, const cg_gan *gan, int groups,
                          const double *ms, double loss_d, const cg_prof *prof)
 {
-    const double flops = cg_gan_step_flops(gan, o->cfg.local_batch);
+    /* The whole step's FLOPs over all ranks, as `train` reports them; the layers' rates are
+     * rank 0's. */
+    const double flops = cg_gan_step_flops(gan, o->cfg.local_batch) * c->size;
     const double med = cg_median((double *)ms, o->steps), avg = mean(ms, o->steps);
     json_t *layers = json_array();
     layers_json(layers, gan, &gan->g, o->steps, avg);
