@@ -33,3 +33,33 @@ void cg_net_reduce_grads(cg_ctx *c, cg_net *net, MPI_Request *req)
     else
         MPI_Allreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world);
 }
+
+static void poke_d_reduction(void *user)
+{
+    cg_reducer *r = user;
+    int done = 0;
+    if (r->req_d != MPI_REQUEST_NULL)
+        MPI_Test(&r->req_d, &done, MPI_STATUS_IGNORE);
+}
+
+static void start_d_reduction(void *user, cg_gan *gan)
+{
+    cg_reducer *r = user;
+    r->req_d = MPI_REQUEST_NULL;
+    if (r->c->size > 1)
+        cg_net_reduce_grads(r->c, &gan->d, &r->req_d);
+}
+
+void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan)
+{
+    *r = (cg_reducer){c, MPI_REQUEST_NULL};
+    gan->g.progress = (cg_progress){poke_d_reduction, r};
+}
+
+cg_gan_hooks cg_reducer_hooks(cg_reducer *r) { return (cg_gan_hooks){start_d_reduction, r}; }
+
+void cg_reducer_wait_d(cg_reducer *r)
+{
+    if (r->req_d != MPI_REQUEST_NULL)
+        MPI_Wait(&r->req_d, MPI_STATUS_IGNORE);
+}

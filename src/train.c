@@ -115,24 +115,6 @@ static void start_line(int fd, const cg_ctx *c, long first_step, double check_ms
                "(%.1f ms)\n", c->threads, check_ms);
 }
 
-/* ---- gradient reduction -------------------------------------------------------------- */
-
-typedef struct {
-    cg_ctx *c;
-    MPI_Request req_d;
-    double wait_s;
-} reducer;
-
-/* Called between layers of G's backward pass: lets MPI progress D's reduction while G
- * computes (Open MPI's shared-memory and TCP transports advance only inside MPI calls). */
-static void poke_d_reduction(void *user)
-{
-    reducer *r = user;
-    int done = 0;
-    if (r->req_d != MPI_REQUEST_NULL)
-        MPI_Test(&r->req_d, &done, MPI_STATUS_IGNORE);
-}
-
 static int all_finite(const float *p, size_t n)
 {
     float acc = 0.0f;
@@ -141,13 +123,6 @@ static int all_finite(const float *p, size_t n)
     return acc == 0.0f;
 }
 
-static void start_d_reduction(void *user, cg_gan *gan)
-{
-    reducer *r = user;
-    r->req_d = MPI_REQUEST_NULL;
-    if (r->c->size > 1)
-        cg_net_reduce_grads(r->c, &gan->d, &r->req_d);
-}
 
 /* ---- the run's state ------------------------------------------------------------------ */
 
@@ -174,7 +149,7 @@ typedef struct {
     int groups;         /* exact-sum groups; 0: float sums */
     long total, first_step, done, epoch;
     double check_ms, t_load, t_start, wait_total, eval_seconds;
-    reducer red;
+    cg_reducer red;
     char ckpt_path[4200];
 } run;
 
@@ -521,8 +496,7 @@ static int run_open(run *R)
         R->pic_z = cg_alloc(sizeof(float) * SAMPLE_GRID * (size_t)R->gan.cfg.noise_dim);
         R->pic_img = cg_alloc(sizeof(float) * SAMPLE_GRID * CG_IMG_PIXELS);
     }
-    R->red = (reducer){c, MPI_REQUEST_NULL, 0.0};
-    R->gan.g.progress = (cg_progress){poke_d_reduction, &R->red};
+    cg_reducer_attach(&R->red, c, &R->gan);
     return 0;
 }
 
@@ -551,8 +525,8 @@ static double reduce_step(run *R, step_stats *s)
     if (c->size > 1) {
         cg_net_reduce_grads(c, &R->gan.g, NULL);
         MPI_Allreduce(MPI_IN_PLACE, (double *)s, N_STEP_STATS, MPI_DOUBLE, MPI_SUM, c->world);
-        MPI_Wait(&R->red.req_d, MPI_STATUS_IGNORE);
     }
+    cg_reducer_wait_d(&R->red);
     return cg_now() - w0;
 }
 
@@ -568,7 +542,7 @@ static int train_step(run *R, long step, step_stats *s, double *wait)
     R->epoch = cg_sampler_batch(&R->sampler, step, R->c->rank, R->c->size, R->idx);
     cg_data_batch(&R->ds, R->idx, lb, gan->data_lo, 1.0f, R->real, gan->labels);
     cg_gan_stats gs;
-    cg_gan_hooks hooks = {start_d_reduction, &R->red};
+    const cg_gan_hooks hooks = cg_reducer_hooks(&R->red);
     cg_gan_grads(gan, R->real, step, (long)R->c->rank * lb, &hooks, &gs);
     *s = (step_stats){gs.loss_d, gs.loss_g, gs.d_real, gs.d_fake, 0.0, 0.0};
     *wait = reduce_step(R, s);

@@ -15,4 +15,20 @@ int cg_gan_join_ranks(cg_gan *gan, cg_ctx *c, int requested, int float_sums, cg_
  * float. Non-blocking when req is given. */
 void cg_net_reduce_grads(cg_ctx *c, cg_net *net, MPI_Request *req);
 
+/* D's gradient is summed over the ranks while G's backward pass runs: cg_gan_grads starts the
+ * non-blocking reduction through the hooks, G's backward pass lets it progress between layers
+ * (Open MPI's shared-memory and TCP transports advance only inside MPI calls), and
+ * cg_reducer_wait_d completes it. */
+typedef struct {
+    cg_ctx *c;
+    MPI_Request req_d;
+} cg_reducer;
+
+/* Sets r up for gan and makes G's backward pass poke D's reduction. */
+void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan);
+/* The hooks to pass to cg_gan_grads. */
+cg_gan_hooks cg_reducer_hooks(cg_reducer *r);
+/* Waits for D's reduction (nothing to wait for on one rank). */
+void cg_reducer_wait_d(cg_reducer *r);
+
 #endif

@@ -166,17 +166,18 @@ static void reset_times(cg_gan *gan, cg_prof *prof)
     memset(prof, 0, sizeof *prof);
 }
 
-/* One training step as `train` takes it, without the data: gradients, their sum over the
- * ranks, Adam, the EMA. */
-static void bench_step(cg_ctx *c, cg_gan *gan, const float *real, long s, cg_gan_stats *st)
+/* One training step as `train` takes it, without the data: gradients, D's sum over the ranks
+ * overlapping G's backward pass, G's sum, Adam, the EMA. */
+static void bench_step(cg_ctx *c, cg_gan *gan, cg_reducer *red, const float *real, long s,
+                       cg_gan_stats *st)
 {
-    cg_gan_grads(gan, real, s, (long)c->rank * gan->cfg.local_batch, NULL, st);
-    if (c->size > 1) {
-        const cg_prof_mark m = cg_prof_begin(gan->prof);
-        cg_net_reduce_grads(c, &gan->d, NULL);
+    const cg_gan_hooks hooks = cg_reducer_hooks(red);
+    cg_gan_grads(gan, real, s, (long)c->rank * gan->cfg.local_batch, &hooks, st);
+    const cg_prof_mark m = cg_prof_begin(gan->prof);
+    if (c->size > 1)
         cg_net_reduce_grads(c, &gan->g, NULL);
-        cg_prof_end(gan->prof, CG_PROF_REDUCE, m);
-    }
+    cg_reducer_wait_d(red);
+    cg_prof_end(gan->prof, CG_PROF_REDUCE, m);
     cg_gan_finish_grads(gan);
     cg_gan_apply(gan);
     cg_gan_ema_update(gan);
@@ -187,11 +188,13 @@ static void bench_step(cg_ctx *c, cg_gan *gan, const float *real, long s, cg_gan
 static void bench_steps(cg_ctx *c, cg_gan *gan, const float *real, int warmup, int steps,
                         double *ms, cg_gan_stats *st, cg_prof *prof)
 {
+    cg_reducer red;
+    cg_reducer_attach(&red, c, gan);
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup)
             reset_times(gan, prof);
         const double t0 = cg_now();
-        bench_step(c, gan, real, s, st);
+        bench_step(c, gan, &red, real, s, st);
         if (s >= warmup)
             ms[s - warmup] = 1e3 * (cg_now() - t0);
     }
