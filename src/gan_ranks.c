@@ -23,43 +23,84 @@ int cg_gan_join_ranks(cg_gan *gan, cg_ctx *c, int requested, int float_sums, cg_
     return groups;
 }
 
-void cg_net_reduce_grads(cg_ctx *c, cg_net *net, MPI_Request *req)
+/* The gradient to sum: int64 fixed point in exact mode, else float. */
+static cg_reduction gradient_of(const cg_net *net)
 {
-    void *buf = net->gsum ? (void *)net->gsum : (void *)net->grad;
-    const int n = (int)net->n_params + (net->gsum ? 1 : 0);
-    const MPI_Datatype type = net->gsum ? MPI_INT64_T : MPI_FLOAT;
-    if (req)
-        MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world, req);
-    else
-        MPI_Allreduce(MPI_IN_PLACE, buf, n, type, MPI_SUM, c->world);
+    if (net->gsum)
+        return (cg_reduction){(char *)net->gsum, net->n_params + 1, 0, sizeof(int64_t),
+                              MPI_INT64_T};
+    return (cg_reduction){(char *)net->grad, net->n_params, 0, sizeof(float), MPI_FLOAT};
 }
 
+/* The length of the next chunk of x, in elements. */
+static int next_chunk(const cg_reduction *x)
+{
+    const size_t per = CG_REDUCE_CHUNK / x->elem, left = x->n - x->next;
+    return (int)(left < per ? left : per);
+}
+
+/* Posts D's next chunk, if any. */
+static void post_d_chunk(cg_reducer *r)
+{
+    cg_reduction *x = &r->d;
+    if (x->next == x->n)
+        return;
+    const int len = next_chunk(x);
+    MPI_Iallreduce(MPI_IN_PLACE, x->buf + x->next * x->elem, len, x->type, MPI_SUM, r->comm,
+                   &r->req);
+    x->next += (size_t)len;
+}
+
+/* Between G's layers: if D's chunk in flight is summed, posts the next. */
 static void poke_d_reduction(void *user)
 {
     cg_reducer *r = user;
     int done = 0;
-    if (r->req_d != MPI_REQUEST_NULL)
-        MPI_Test(&r->req_d, &done, MPI_STATUS_IGNORE);
+    if (r->req == MPI_REQUEST_NULL)
+        return;
+    MPI_Test(&r->req, &done, MPI_STATUS_IGNORE);
+    if (done)
+        post_d_chunk(r);
 }
 
 static void start_d_reduction(void *user, cg_gan *gan)
 {
     cg_reducer *r = user;
-    r->req_d = MPI_REQUEST_NULL;
-    if (r->c->size > 1)
-        cg_net_reduce_grads(r->c, &gan->d, &r->req_d);
+    if (r->comm == MPI_COMM_NULL)
+        return;
+    r->d = gradient_of(&gan->d);
+    post_d_chunk(r);
 }
 
 void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan)
 {
-    *r = (cg_reducer){c, MPI_REQUEST_NULL};
+    *r = (cg_reducer){.gan = gan, .comm = MPI_COMM_NULL, .req = MPI_REQUEST_NULL};
+    if (c->size > 1)
+        MPI_Comm_dup(c->world, &r->comm);
     gan->g.progress = (cg_progress){poke_d_reduction, r};
+}
+
+void cg_reducer_free(cg_reducer *r)
+{
+    if (r->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&r->comm);
+    r->gan->g.progress = (cg_progress){NULL, NULL};
 }
 
 cg_gan_hooks cg_reducer_hooks(cg_reducer *r) { return (cg_gan_hooks){start_d_reduction, r}; }
 
-void cg_reducer_wait_d(cg_reducer *r)
+void cg_reducer_finish(cg_reducer *r)
 {
-    if (r->req_d != MPI_REQUEST_NULL)
-        MPI_Wait(&r->req_d, MPI_STATUS_IGNORE);
+    if (r->comm == MPI_COMM_NULL)
+        return;
+    while (r->req != MPI_REQUEST_NULL) {
+        MPI_Wait(&r->req, MPI_STATUS_IGNORE);
+        post_d_chunk(r);
+    }
+    cg_reduction g = gradient_of(&r->gan->g);
+    while (g.next < g.n) {
+        const int len = next_chunk(&g);
+        MPI_Allreduce(MPI_IN_PLACE, g.buf + g.next * g.elem, len, g.type, MPI_SUM, r->comm);
+        g.next += (size_t)len;
+    }
 }

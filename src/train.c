@@ -522,11 +522,9 @@ static double reduce_step(run *R, step_stats *s)
     /* Rank 0's clock decides the time limit, so all ranks stop after the same step. */
     s->out_of_time = c->rank == 0 && R->set.time_limit > 0 &&
                      cg_now() - R->t_start >= R->set.time_limit;
-    if (c->size > 1) {
-        cg_net_reduce_grads(c, &R->gan.g, NULL);
+    cg_reducer_finish(&R->red);
+    if (c->size > 1)
         MPI_Allreduce(MPI_IN_PLACE, (double *)s, N_STEP_STATS, MPI_DOUBLE, MPI_SUM, c->world);
-    }
-    cg_reducer_wait_d(&R->red);
     return cg_now() - w0;
 }
 
@@ -732,6 +730,8 @@ static void run_free(run *R)
     cg_free(R->real);
     cg_free(R->idx);
     cg_free(R->step_ms);
+    if (R->red.gan)
+        cg_reducer_free(&R->red);
     cg_gan_free(&R->gan);
     cg_sampler_free(&R->sampler);
     cg_data_free(&R->ds);

@@ -174,9 +174,7 @@ static void bench_step(cg_ctx *c, cg_gan *gan, cg_reducer *red, const float *rea
     const cg_gan_hooks hooks = cg_reducer_hooks(red);
     cg_gan_grads(gan, real, s, (long)c->rank * gan->cfg.local_batch, &hooks, st);
     const cg_prof_mark m = cg_prof_begin(gan->prof);
-    if (c->size > 1)
-        cg_net_reduce_grads(c, &gan->g, NULL);
-    cg_reducer_wait_d(red);
+    cg_reducer_finish(red);
     cg_prof_end(gan->prof, CG_PROF_REDUCE, m);
     cg_gan_finish_grads(gan);
     cg_gan_apply(gan);
@@ -198,6 +196,7 @@ static void bench_steps(cg_ctx *c, cg_gan *gan, const float *real, int warmup, i
         if (s >= warmup)
             ms[s - warmup] = 1e3 * (cg_now() - t0);
     }
+    cg_reducer_free(&red);
 }
 
 /* The time of each kind of work per step, and what is left of the mean step ("other": the
