@@ -48,6 +48,7 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
     if (cg_net_out_size(&gan->g) != CG_IMG_PIXELS || cg_net_out_size(&gan->d) != 1)
         return cg_fail(e, "model '%s': generator must make 28x28 images and the "
                           "discriminator one logit", cfg->model);
+    cg_net_share_scratch(&gan->g, &gan->d);
     cg_tape_alloc(&gan->g, &gan->tape_g);
     cg_tape_alloc(&gan->d, &gan->tape_real);
     cg_tape_alloc(&gan->d, &gan->tape_fake);

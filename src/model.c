@@ -450,11 +450,30 @@ long cg_net_exact_finish(cg_net *net)
     return (long)net->gsum[n];
 }
 
+void cg_net_share_scratch(cg_net *a, cg_net *b)
+{
+    cg_net *col_owner = a->work.cap >= b->work.cap ? a : b, *col_user = col_owner == a ? b : a;
+    cg_free(col_user->work.col);
+    col_user->work.col = col_owner->work.col;
+    col_user->borrowed_col = 1;
+    const size_t act_a = a->max_act * (size_t)a->max_batch;
+    const size_t act_b = b->max_act * (size_t)b->max_batch;
+    cg_net *d_owner = act_a >= act_b ? a : b, *d_user = d_owner == a ? b : a;
+    for (int k = 0; k < 2; k++) {
+        cg_free(d_user->dbuf[k]);
+        d_user->dbuf[k] = d_owner->dbuf[k];
+    }
+    d_user->borrowed_dbuf = 1;
+}
+
 void cg_net_free(cg_net *net)
 {
-    cg_free(net->work.col);
-    cg_free(net->dbuf[0]);
-    cg_free(net->dbuf[1]);
+    if (!net->borrowed_col)
+        cg_free(net->work.col);
+    if (!net->borrowed_dbuf) {
+        cg_free(net->dbuf[0]);
+        cg_free(net->dbuf[1]);
+    }
     cg_free(net->param);
     cg_free(net->grad);
     cg_free(net->adam_m);
@@ -516,8 +535,6 @@ int cg_tape_alloc(const cg_net *net, cg_tape *t)
             t->xhat[i] = cg_alloc(sizeof(float) * n);
             t->invstd[i] = cg_alloc(sizeof(float) * (size_t)L->out_c);
         }
-        if (L->spec.cbn)
-            t->cbn_in[i] = cg_alloc(sizeof(float) * n);
     }
     return 0;
 }
@@ -529,7 +546,6 @@ void cg_tape_free(cg_tape *t)
         cg_free(t->mask[i]);
         cg_free(t->xhat[i]);
         cg_free(t->invstd[i]);
-        cg_free(t->cbn_in[i]);
     }
     memset(t, 0, sizeof *t);
 }
@@ -655,13 +671,10 @@ static void bn_layer_forward(const net_pass *p, const cg_fwd_opts *o, int i, flo
                   par + net->tensors[L->bn_gamma].offset, par + net->tensors[L->bn_beta].offset,
                   par + net->tensors[L->bn_mean].offset, par + net->tensors[L->bn_var].offset,
                   0.1f, 1e-5f, o && o->training, &p->sync, net->bn_scratch);
-    if (L->spec.cbn) { /* its input is kept for the gradient of its scale */
-        const size_t out_n = shape_size(L->out_c, L->out_h, L->out_w) * (size_t)B;
-        memcpy(t->cbn_in[i], y, sizeof(float) * out_n);
-        cg_cond_affine_forward(L->out_c, B, sample_size(L), cs, es, t->labels, t->cbn_in[i],
+    if (L->spec.cbn) /* its input is recomputed from xhat for the backward pass */
+        cg_cond_affine_forward(L->out_c, B, sample_size(L), cs, es, t->labels, y,
                                par + net->tensors[L->cbn_gamma].offset,
                                par + net->tensors[L->cbn_beta].offset, y);
-    }
     cg_prof_end(net->work.prof, CG_PROF_BN, m);
 }
 
@@ -740,11 +753,13 @@ static void cbn_backward(const net_pass *p, int i, float *g, size_t cs, size_t e
     const int hw = sample_size(L);
     float *dcg = p->param_grads ? net->grad + net->tensors[L->cbn_gamma].offset : NULL;
     float *dcb = p->param_grads ? net->grad + net->tensors[L->cbn_beta].offset : NULL;
+    const float *par = net->param;
     for (int b0 = 0; b0 < p->B; b0 += p->gs) {
         const size_t at = (size_t)b0 * hw * es;
-        cg_cond_affine_backward(L->out_c, p->gs, hw, cs, es, t->labels + b0, t->cbn_in[i] + at,
-                                net->param + net->tensors[L->cbn_gamma].offset, g + at, dcg,
-                                dcb);
+        const cg_bn_output x = {t->xhat[i] + at, par + net->tensors[L->bn_gamma].offset,
+                                par + net->tensors[L->bn_beta].offset};
+        cg_cond_affine_backward(L->out_c, p->gs, hw, cs, es, t->labels + b0, &x,
+                                par + net->tensors[L->cbn_gamma].offset, g + at, dcg, dcb);
         if (p->exact) {
             fold_class_rows(net, L->cbn_gamma, t->labels + b0, p->gs);
             fold_class_rows(net, L->cbn_beta, t->labels + b0, p->gs);

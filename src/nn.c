@@ -140,6 +140,27 @@ static void sum_pairs(const float *u, const float *v, size_t n, size_t es, doubl
         *b = (pb[0] + pb[1]) + (pb[2] + pb[3]);
 }
 
+/* sum_pairs of u and v' = scale * v + shift (v' in float, as the batch norm made it). */
+static void sum_pairs_affine(const float *u, const float *v, float scale, float shift, size_t n,
+                             size_t es, double *a, double *b)
+{
+    double pa[4] = {0.0, 0.0, 0.0, 0.0}, pb[4] = {0.0, 0.0, 0.0, 0.0};
+    const size_t n4 = n & ~(size_t)3;
+    for (size_t j = 0; j < n4; j += 4)
+        for (int k = 0; k < 4; k++) {
+            const double x = u[(j + k) * es];
+            pa[k] += x;
+            pb[k] += x * (scale * v[(j + k) * es] + shift);
+        }
+    for (size_t j = n4; j < n; j++) {
+        const double x = u[j * es];
+        pa[0] += x;
+        pb[0] += x * (scale * v[j * es] + shift);
+    }
+    *a = (pa[0] + pa[1]) + (pa[2] + pa[3]);
+    *b = (pb[0] + pb[1]) + (pb[2] + pb[3]);
+}
+
 /* db[c] += sum of elements [off, off+n) of channel c. */
 static void channel_sum(int C, size_t stride, size_t off, size_t n, const float *dy, float *db)
 {
@@ -617,8 +638,8 @@ void cg_cond_affine_forward(int C, int B, int HW, size_t cs, size_t es, const in
 }
 
 void cg_cond_affine_backward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
-                             const float *x, const float *gamma, float *g, float *dgamma,
-                             float *dbeta)
+                             const cg_bn_output *x, const float *gamma, float *g,
+                             float *dgamma, float *dbeta)
 {
     for (int b = 0; b < B; b++) {
         const size_t row = (size_t)labels[b] * C;
@@ -626,7 +647,8 @@ void cg_cond_affine_backward(int C, int B, int HW, size_t cs, size_t es, const i
             const float s = 1.0f + gamma[row + c];
             const size_t at = (size_t)c * cs + (size_t)b * HW * es;
             double sg, sgx;
-            sum_pairs(g + at, x + at, (size_t)HW, es, &sg, &sgx);
+            sum_pairs_affine(g + at, x->xhat + at, x->scale[c], x->shift[c], (size_t)HW, es,
+                             &sg, &sgx);
             for (int p = 0; p < HW; p++)
                 g[at + p * es] *= s;
             if (dbeta)

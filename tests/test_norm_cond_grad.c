@@ -877,12 +877,17 @@ static void test_cond_affine_case(const bn_layout *L, int B, const int32_t *labe
         free(yy), free(z);
     }
 
-    /* backward: dx written, dgamma/dbeta accumulate on D0 */
+    /* backward, x given as a batch norm's output with unit scale and zero shift: dx written,
+     * dgamma/dbeta accumulate on D0 */
+    float *one = tu_falloc((size_t)C), *zero = tu_falloc((size_t)C);
+    for (int ch = 0; ch < C; ch++)
+        one[ch] = 1.0f;
+    const cg_bn_output xin = {c.x, one, zero};
     float *dx = tu_fdup(c.r, T), *dg = tu_falloc(P), *db = tu_falloc(P);
     tu_fill_uniform(dg, P, -1.0f, 1.0f, stream + 7);
     tu_fill_uniform(db, P, -1.0f, 1.0f, stream + 8);
     float *dg0 = tu_fdup(dg, P), *db0 = tu_fdup(db, P);
-    cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, c.x, c.gamma, dx, dg, db);
+    cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, &xin, c.gamma, dx, dg, db);
     CHECKF((e = err_vs_ref(dx, dx_ref, T)) <= EXACT_TOL, "%s: dx vs naive loop %.3g", tag, e);
     float *dgi = tu_falloc(P), *dbi = tu_falloc(P);
     for (size_t i = 0; i < P; i++)
@@ -893,7 +898,7 @@ static void test_cond_affine_case(const bn_layout *L, int B, const int32_t *labe
                memcmp(db + absent * C, db0 + absent * C, sizeof(float) * C) == 0,
            "%s: the rows of absent class %d changed", tag, absent);
     float *dx2 = tu_fdup(c.r, T);
-    cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, c.x, c.gamma, dx2, NULL, NULL);
+    cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, &xin, c.gamma, dx2, NULL, NULL);
     CHECKF(memcmp(dx2, dx, sizeof(float) * T) == 0, "%s: dx without dgamma/dbeta differs", tag);
 
     /* in two groups of samples, offset as cg_net_backward does: element (c, b0 + b, p) at
@@ -904,13 +909,40 @@ static void test_cond_affine_case(const bn_layout *L, int B, const int32_t *labe
         for (int part = 0; part < 2; part++) {
             const int b0 = part ? split : 0, nb = part ? B - split : split;
             const size_t at = (size_t)b0 * HW * c.es;
-            cg_cond_affine_backward(C, nb, HW, c.cs, c.es, labels + b0, c.x + at, c.gamma,
-                                    dxg + at, dgg, dbg);
+            const cg_bn_output xg = {c.x + at, one, zero};
+            cg_cond_affine_backward(C, nb, HW, c.cs, c.es, labels + b0, &xg, c.gamma, dxg + at,
+                                    dgg, dbg);
         }
         CHECKF(memcmp(dxg, dx, sizeof(float) * T) == 0, "%s: dx in groups differs", tag);
         CHECKF((e = fmax(err_vs_ref(dgg, dg_ref, P), err_vs_ref(dbg, db_ref, P))) <= EXACT_TOL,
                "%s: dgamma/dbeta of the groups do not add up to the batch's (%.3g)", tag, e);
         free(dxg), free(dgg), free(dbg);
+    }
+
+    /* x recomputed from xhat with a real scale and shift gives what the same x stored does,
+     * bit for bit */
+    {
+        float *sc = tu_falloc((size_t)C), *sh = tu_falloc((size_t)C), *xs = tu_falloc(T);
+        tu_fill_uniform(sc, (size_t)C, 0.5f, 1.5f, stream + 9);
+        tu_fill_uniform(sh, (size_t)C, -0.5f, 0.5f, stream + 10);
+        for (int ch = 0; ch < C; ch++)
+            for (int b = 0; b < B; b++)
+                for (int q = 0; q < HW; q++) {
+                    const size_t i = bn_index(L, B, ch, b, q);
+                    xs[i] = sc[ch] * c.x[i] + sh[ch];
+                }
+        const cg_bn_output stored = {xs, one, zero}, recomputed = {c.x, sc, sh};
+        float *dxs = tu_fdup(c.r, T), *dgs = tu_falloc(P), *dbs = tu_falloc(P);
+        float *dxr = tu_fdup(c.r, T), *dgr = tu_falloc(P), *dbr = tu_falloc(P);
+        cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, &stored, c.gamma, dxs, dgs, dbs);
+        cg_cond_affine_backward(C, B, HW, c.cs, c.es, labels, &recomputed, c.gamma, dxr, dgr,
+                                dbr);
+        CHECKF(memcmp(dxs, dxr, sizeof(float) * T) == 0 &&
+                   memcmp(dgs, dgr, sizeof(float) * P) == 0 &&
+                   memcmp(dbs, dbr, sizeof(float) * P) == 0,
+               "%s: x recomputed from xhat, scale and shift differs from x stored", tag);
+        free(sc), free(sh), free(xs), free(dxs), free(dgs), free(dbs), free(dxr), free(dgr);
+        free(dbr);
     }
 
     char what[128];
@@ -924,7 +956,7 @@ static void test_cond_affine_case(const bn_layout *L, int B, const int32_t *labe
          tu_fd_check(what, c.beta, dbi, P, NULL, 0, cond_loss, &c, &FD_LINEAR).worst);
     free(c.x), free(c.y), free(c.r), free(c.gamma), free(c.beta), free(y_ref), free(dx_ref);
     free(dg_ref), free(db_ref), free(dx), free(dg), free(db), free(dg0), free(db0), free(dgi);
-    free(dbi), free(dx2);
+    free(dbi), free(dx2), free(one), free(zero);
 }
 
 static void test_cond_affine(void)

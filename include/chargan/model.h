@@ -79,6 +79,7 @@ typedef struct {
     cg_work work;   /* im2col scratch, and where the step's time is profiled (NULL: not) */
     size_t max_act;        /* largest activation of one layer at max_batch, in floats */
     float *dbuf[2];        /* ping-pong buffers for activation gradients */
+    int borrowed_col, borrowed_dbuf; /* work.col / dbuf belong to another net */
     double *fwd_seconds, *bwd_seconds; /* per layer, accumulated (for bench) */
     cg_sync sync;          /* sums batch-norm statistics over ranks; {NULL} alone */
     cg_progress progress;  /* called after each layer of a backward pass; {NULL}: none */
@@ -102,7 +103,6 @@ typedef struct {
     uint8_t *mask[CG_MAX_LAYERS];
     float *xhat[CG_MAX_LAYERS];   /* batch-norm: normalized pre-activation */
     float *invstd[CG_MAX_LAYERS]; /* batch-norm: per channel */
-    float *cbn_in[CG_MAX_LAYERS]; /* conditional batch norm: the batch norm's output */
     const int32_t *labels;        /* of the pass, for the layers that use classes */
 } cg_tape;
 
@@ -134,6 +134,10 @@ int cg_net_build(cg_net *net, const char *name, const cg_layer_spec *layers, int
                  int in_c, int in_h, int in_w, int max_batch, size_t col_cap_floats,
                  cg_error *e);
 void cg_net_free(cg_net *net);
+/* For two nets that never run at the same time (a GAN's G and D): each of the im2col and the
+ * activation-gradient scratch is kept in the net whose is larger and lent to the other, which
+ * frees its own (about 4.6 MB for `deep`). Sizes, and so every GEMM's shape, stay as built. */
+void cg_net_share_scratch(cg_net *a, cg_net *b);
 
 /* Glorot-uniform kernels and zero biases, from (seed, CG_RNG_INIT, stream_base + tensor). */
 void cg_net_init(cg_net *net, uint64_t seed, uint64_t stream_base);

@@ -160,11 +160,18 @@ void cg_bn_backward(int C, size_t n, size_t cs, size_t es, float *g, const float
  * with gamma, beta [K][C] and labels in [0, K). y may be x. Zero gamma and beta give y = x. */
 void cg_cond_affine_forward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
                             const float *x, const float *gamma, const float *beta, float *y);
+/* The forward input x of a conditional affine that follows a batch norm, recomputed from
+ * what the batch norm keeps instead of stored: x = scale[c] * xhat + shift[c] in float, as
+ * cg_bn_forward computes it (bit for bit). */
+typedef struct {
+    const float *xhat, *scale, *shift;
+} cg_bn_output;
+
 /* g holds dL/dy and receives dL/dx (same layout); x is the forward input. dgamma, dbeta
  * accumulate (may be NULL) into the rows of the labels present. */
 void cg_cond_affine_backward(int C, int B, int HW, size_t cs, size_t es, const int32_t *labels,
-                             const float *x, const float *gamma, float *g, float *dgamma,
-                             float *dbeta);
+                             const cg_bn_output *x, const float *gamma, float *g,
+                             float *dgamma, float *dbeta);
 
 /* Copies between [B][C*HW] (flat, NCHW order per sample) and [C][B][HW]. */
 void cg_flat_to_cbhw(int B, int C, int HW, const float *flat, float *cbhw);
