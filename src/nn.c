@@ -115,50 +115,45 @@ static void add_channel_bias(int C, size_t stride, size_t off, size_t n, const f
     }
 }
 
-/* Sums in double of the n elements u[j*es] and, when b is not NULL, of u[j*es] * v[j*es]
- * (v NULL: u * u). Four partial sums per quantity, added in a fixed order at the end: the
- * result depends on the data alone, and the adds pipeline instead of waiting on each other
- * (one chain is bound by the add latency, 4 cycles per element). */
-static void sum_pairs(const float *u, const float *v, size_t n, size_t es, double *a, double *b)
+/* The loop of sum_pairs and sum_pairs_affine; `affine` is a constant at each call, so its
+ * branch folds away. */
+static inline void sum_pairs_core(const float *u, const float *v, float scale, float shift,
+                                  int affine, size_t n, size_t es, double *a, double *b)
 {
     double pa[4] = {0.0, 0.0, 0.0, 0.0}, pb[4] = {0.0, 0.0, 0.0, 0.0};
-    v = v ? v : u;
     const size_t n4 = n & ~(size_t)3;
     for (size_t j = 0; j < n4; j += 4)
         for (int k = 0; k < 4; k++) {
             const double x = u[(j + k) * es];
+            const float y = v[(j + k) * es];
             pa[k] += x;
-            pb[k] += x * v[(j + k) * es];
+            pb[k] += x * (affine ? scale * y + shift : y);
         }
     for (size_t j = n4; j < n; j++) {
         const double x = u[j * es];
+        const float y = v[j * es];
         pa[0] += x;
-        pb[0] += x * v[j * es];
+        pb[0] += x * (affine ? scale * y + shift : y);
     }
     *a = (pa[0] + pa[1]) + (pa[2] + pa[3]);
     if (b)
         *b = (pb[0] + pb[1]) + (pb[2] + pb[3]);
 }
 
+/* Sums in double of the n elements u[j*es] and, when b is not NULL, of u[j*es] * v[j*es]
+ * (v NULL: u * u). Four partial sums per quantity, added in a fixed order at the end: the
+ * result depends on the data alone, and the adds pipeline instead of waiting on each other
+ * (one chain is bound by the add latency, 4 cycles per element). */
+static void sum_pairs(const float *u, const float *v, size_t n, size_t es, double *a, double *b)
+{
+    sum_pairs_core(u, v ? v : u, 1.0f, 0.0f, 0, n, es, a, b);
+}
+
 /* sum_pairs of u and v' = scale * v + shift (v' in float, as the batch norm made it). */
 static void sum_pairs_affine(const float *u, const float *v, float scale, float shift, size_t n,
                              size_t es, double *a, double *b)
 {
-    double pa[4] = {0.0, 0.0, 0.0, 0.0}, pb[4] = {0.0, 0.0, 0.0, 0.0};
-    const size_t n4 = n & ~(size_t)3;
-    for (size_t j = 0; j < n4; j += 4)
-        for (int k = 0; k < 4; k++) {
-            const double x = u[(j + k) * es];
-            pa[k] += x;
-            pb[k] += x * (scale * v[(j + k) * es] + shift);
-        }
-    for (size_t j = n4; j < n; j++) {
-        const double x = u[j * es];
-        pa[0] += x;
-        pb[0] += x * (scale * v[j * es] + shift);
-    }
-    *a = (pa[0] + pa[1]) + (pa[2] + pa[3]);
-    *b = (pb[0] + pb[1]) + (pb[2] + pb[3]);
+    sum_pairs_core(u, v, scale, shift, 1, n, es, a, b);
 }
 
 /* db[c] += sum of elements [off, off+n) of channel c. */

@@ -123,7 +123,6 @@ static int all_finite(const float *p, size_t n)
     return acc == 0.0f;
 }
 
-
 /* ---- the run's state ------------------------------------------------------------------ */
 
 #define SAMPLE_GRID 81 /* 9 x 9, like the notebook's figure */
