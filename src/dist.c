@@ -1,5 +1,6 @@
 #include "chargan/dist.h"
 
+#include "chargan/affinity.h"
 #include "chargan/blas.h"
 
 #include <omp.h>
@@ -10,7 +11,12 @@
 void cg_ctx_set_threads(cg_ctx *c, int threads)
 {
     if (threads <= 0) {
+        /* A fair share of the node, and no more CPUs than the rank may run on (a binding or
+         * a Slurm cpuset can allow fewer than the node's online cores). */
+        const int allowed = cg_affinity_count();
         threads = c->cores / c->node_size;
+        if (allowed > 0 && allowed < threads)
+            threads = allowed;
         if (threads < 1)
             threads = 1;
     }

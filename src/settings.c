@@ -89,7 +89,7 @@ static const cg_setting table[] = {
     {"keep", NULL, CG_OPT_INT, AT(keep), 0, "keep the newest K checkpoints (3; 0 = all)"},
     {"time-limit", NULL, CG_OPT_DOUBLE, AT(time_limit), 0,
      "stop after this many seconds of training: checkpoint, exit 0 (0 = none)"},
-    {"threads", NULL, CG_OPT_INT, AT(threads), 0, "BLAS threads per rank (cores / ranks per node)"},
+    {"threads", NULL, CG_OPT_INT, AT(threads), 0, "BLAS threads per rank (cores / ranks per node, at most the CPUs the rank is bound to)"},
     {"log-every", NULL, CG_OPT_INT, AT(log_every), 0, "progress line every N steps (50; 0 = quiet)"},
     {"check-every", NULL, CG_OPT_INT, AT(check_every), 0,
      "debug: verify every N steps that all ranks hold bit-identical parameters"},

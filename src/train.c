@@ -12,6 +12,7 @@
 #include <signal.h>
 
 #include "chargan/blas.h"
+#include "chargan/affinity.h"
 #include "chargan/ckpt.h"
 #include "chargan/classifier.h"
 #include "chargan/eval.h"
@@ -469,6 +470,7 @@ static int run_open(run *R)
         st = open_model(R, &e);
     if (cg_agree(c, st, &e))
         return -1;
+    cg_affinity_report(c, stdout);
     if (open_schedule(R, &e)) {
         if (c->rank == 0)
             fprintf(stderr, "chargan: error: %s\n", e.msg);

@@ -15,8 +15,8 @@ typedef struct cg_ctx {
     int threads;    /* BLAS threads this rank uses */
 } cg_ctx;
 
-/* MPI_Init plus the communicators above. Sets BLAS threads to max(1, cores / node_size)
- * unless threads > 0. */
+/* MPI_Init plus the communicators above. Sets BLAS threads to max(1, min(cores / node_size,
+ * the CPUs the rank may run on)) unless threads > 0. */
 void cg_ctx_init(cg_ctx *c, int *argc, char ***argv);
 void cg_ctx_set_threads(cg_ctx *c, int threads);
 void cg_ctx_finalize(cg_ctx *c);
