@@ -5,6 +5,7 @@
 
 #include "chargan/data.h"
 #include "chargan/rng.h"
+#include "chargan/trace.h"
 
 void cg_gan_default_config(cg_gan_config *cfg)
 {
@@ -108,16 +109,20 @@ static void gan_forward(cg_gan *gan, const float *real, long step, long first_sa
 {
     const cg_gan_config *cfg = &gan->cfg;
     const int B = cfg->local_batch, nz = gan->preset.noise_dim;
+    const double t0 = cg_trace_start(gan->trace);
     const cg_prof_mark m = cg_prof_begin(gan->prof);
     cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
                        (uint64_t)first_sample * (uint64_t)nz);
     cg_prof_end(gan->prof, CG_PROF_NOISE, m);
     cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, gan->labels};
     const float *fake = cg_net_forward(&gan->g, &gan->tape_g, gan->z, B, &o);
+    cg_trace_add(gan->trace, CG_SPAN_G_FWD, t0, 0);
+    const double t1 = cg_trace_start(gan->trace);
     *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
     /* Fakes follow the reals in the concatenated batch of the D loss. */
     o.first_sample = (uint64_t)cfg->global_batch + (uint64_t)first_sample;
     *lf = cg_net_forward(&gan->d, &gan->tape_fake, fake, B, &o);
+    cg_trace_add(gan->trace, CG_SPAN_D_FWD, t1, 0);
 }
 
 /* D's loss and its parameter gradients. BCE: the mean over the 2B samples of the global
@@ -164,10 +169,14 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
     cg_net_zero_grads(&gan->d);
     const float *lr, *lf;
     gan_forward(gan, real, step, first_sample, &lr, &lf);
+    double t0 = cg_trace_start(gan->trace);
     const double loss_d = d_backward(gan, lr, lf);
+    cg_trace_add(gan->trace, CG_SPAN_D_BWD, t0, 0);
     if (hooks && hooks->d_grads_ready)
         hooks->d_grads_ready(hooks->user, gan);
+    t0 = cg_trace_start(gan->trace);
     const double loss_g = g_backward(gan, lf);
+    cg_trace_add(gan->trace, CG_SPAN_G_BWD, t0, 0);
     if (stats) {
         const int B = gan->cfg.local_batch;
         const float Bg = (float)gan->cfg.global_batch;

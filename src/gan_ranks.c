@@ -1,5 +1,6 @@
 #include "chargan/gan_ranks.h"
 
+#include "chargan/trace.h"
 #include "chargan/train.h"
 
 /* Batch-norm statistics are sums over the global batch. */
@@ -46,6 +47,8 @@ static void post_d_chunk(cg_reducer *r)
     if (x->next == x->n)
         return;
     const int len = next_chunk(x);
+    r->posted = cg_trace_start(r->trace);
+    r->chunk = x->next ? r->chunk + 1 : 0;
     MPI_Iallreduce(MPI_IN_PLACE, x->buf + x->next * x->elem, len, x->type, MPI_SUM, r->comm,
                    &r->req);
     x->next += (size_t)len;
@@ -59,8 +62,10 @@ static void poke_d_reduction(void *user)
     if (r->req == MPI_REQUEST_NULL)
         return;
     MPI_Test(&r->req, &done, MPI_STATUS_IGNORE);
-    if (done)
+    if (done) {
+        cg_trace_add(r->trace, CG_SPAN_REDUCE_D, r->posted, r->chunk);
         post_d_chunk(r);
+    }
 }
 
 static void start_d_reduction(void *user, cg_gan *gan)
@@ -93,14 +98,19 @@ void cg_reducer_finish(cg_reducer *r)
 {
     if (r->comm == MPI_COMM_NULL)
         return;
+    const double t0 = cg_trace_start(r->trace);
     while (r->req != MPI_REQUEST_NULL) {
         MPI_Wait(&r->req, MPI_STATUS_IGNORE);
+        cg_trace_add(r->trace, CG_SPAN_REDUCE_D, r->posted, r->chunk);
         post_d_chunk(r);
     }
+    cg_trace_add(r->trace, CG_SPAN_WAIT, t0, 0);
     cg_reduction g = gradient_of(&r->gan->g);
-    while (g.next < g.n) {
+    for (int k = 0; g.next < g.n; k++) {
         const int len = next_chunk(&g);
+        const double t1 = cg_trace_start(r->trace);
         MPI_Allreduce(MPI_IN_PLACE, g.buf + g.next * g.elem, len, g.type, MPI_SUM, r->comm);
+        cg_trace_add(r->trace, CG_SPAN_REDUCE_G, t1, k);
         g.next += (size_t)len;
     }
 }

@@ -90,6 +90,11 @@ static const cg_setting table[] = {
     {"time-limit", NULL, CG_OPT_DOUBLE, AT(time_limit), 0,
      "stop after this many seconds of training: checkpoint, exit 0 (0 = none)"},
     {"threads", NULL, CG_OPT_INT, AT(threads), 0, "BLAS threads per rank (cores / ranks per node, at most the CPUs the rank is bound to)"},
+    {"trace", NULL, CG_OPT_STR, AT(trace), 0,
+     "write a per-rank timeline of --trace-steps to this file (Chrome trace JSON: Perfetto, "
+     "chrome://tracing; jobs/trace_plot draws it)"},
+    {"trace-steps", NULL, CG_OPT_STR, AT(trace_steps), 0,
+     "steps A:B (from 1, inclusive) that --trace records (" CG_TRACE_STEPS ")"},
     {"log-every", NULL, CG_OPT_INT, AT(log_every), 0, "progress line every N steps (50; 0 = quiet)"},
     {"check-every", NULL, CG_OPT_INT, AT(check_every), 0,
      "debug: verify every N steps that all ranks hold bit-identical parameters"},

@@ -14,6 +14,7 @@
 #include "chargan/blas.h"
 #include "chargan/affinity.h"
 #include "chargan/ckpt.h"
+#include "chargan/trace.h"
 #include "chargan/classifier.h"
 #include "chargan/eval.h"
 #include "chargan/gan_ranks.h"
@@ -150,6 +151,7 @@ typedef struct {
     long total, first_step, done, epoch;
     double check_ms, t_load, t_start, wait_total, eval_seconds;
     cg_reducer red;
+    cg_trace trace;     /* --trace: the chosen steps' spans; cap 0 when off */
     char ckpt_path[4200];
 } run;
 
@@ -169,6 +171,7 @@ static int write_checkpoint(run *R)
     cg_error e = {{0}};
     int st = 0;
     const cg_train_opts *o = &R->set;
+    const double t_span = cg_trace_start(&R->trace);
     if (R->c->rank == 0) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/checkpoints", o->out);
@@ -182,6 +185,7 @@ static int write_checkpoint(run *R)
             fflush(stdout);
         }
     }
+    cg_trace_add(&R->trace, CG_SPAN_CKPT, t_span, 0);
     if (cg_bcast_status(R->c, 0, st, &e)) {
         if (R->c->rank == 0)
             fprintf(stderr, "chargan: error: %s\n", e.msg);
@@ -196,6 +200,7 @@ static void write_samples(run *R)
 {
     cg_gan *gan = &R->gan;
     const int K = gan->preset.n_classes;
+    const double t0 = cg_trace_start(&R->trace);
     int32_t labels[SAMPLE_GRID];
     char captions[SAMPLE_GRID + 1] = {0};
     for (int i = 0; i < SAMPLE_GRID; i++) {
@@ -215,6 +220,7 @@ static void write_samples(run *R)
     snprintf(path, sizeof path, "%s/samples/step-%08ld.png", R->set.out, R->done);
     if (cg_png_grid(path, R->pic_img, SAMPLE_GRID, 9, 3, K ? captions : NULL, &e))
         fprintf(stderr, "chargan: warning: %s\n", e.msg);
+    cg_trace_add(&R->trace, CG_SPAN_SAMPLES, t0, 0);
 }
 
 /* ---- resume -------------------------------------------------------------------------- */
@@ -452,6 +458,53 @@ static int open_eval(run *R)
 
 /* Opens the run: 0 to train, 1 when there is nothing left to do, -1 on an error (printed on
  * one rank, every rank returns it). */
+/* Spans of one step at most: the passes and phases, plus every chunk of both sums. */
+static size_t spans_per_step(const run *R)
+{
+    const size_t elem = R->set.float_sums ? sizeof(float) : sizeof(int64_t);
+    const size_t bytes = (R->gan.g.n_params + R->gan.d.n_params + 2) * elem;
+    return 16 + 2 + bytes / CG_REDUCE_CHUNK;
+}
+
+/* --trace: the window of steps (clipped at the run's end) and the clocks' offsets. */
+static int open_trace(run *R)
+{
+    long first, last;
+    if (!R->set.trace)
+        return 0;
+    cg_trace_parse_steps(R->set.trace_steps ? R->set.trace_steps : CG_TRACE_STEPS, &first,
+                         &last);
+    const size_t per = spans_per_step(R);
+    const long end = last < R->total ? last : R->total;
+    if (first > R->total || (size_t)(end - first + 1) * per > CG_TRACE_MAX_SPANS) {
+        if (R->c->rank == 0 && first > R->total)
+            fprintf(stderr, "chargan: error: train: --trace-steps %ld:%ld: the run ends at "
+                            "step %ld\n", first, last, R->total);
+        else if (R->c->rank == 0)
+            fprintf(stderr, "chargan: error: train: --trace-steps %ld:%ld: too many steps "
+                            "(%zu spans a step, at most %zu in all)\n", first, last, per,
+                    CG_TRACE_MAX_SPANS);
+        return -1;
+    }
+    last = end;
+    /* Rank 0 learns now, not after the run, that it cannot write the file. */
+    cg_error e = {{0}};
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", R->set.trace);
+    FILE *f = R->c->rank == 0 ? fopen(tmp, "w") : NULL;
+    const int st = R->c->rank == 0 && !f ? cg_fail(&e, "%s: %s", R->set.trace, strerror(errno)) : 0;
+    if (f)
+        fclose(f), remove(tmp);
+    if (cg_bcast_status(R->c, 0, st, &e)) {
+        if (R->c->rank == 0)
+            fprintf(stderr, "chargan: error: --trace: %s\n", e.msg);
+        return -1;
+    }
+    cg_trace_open(&R->trace, R->c, first, last, per);
+    R->gan.trace = R->red.trace = &R->trace;
+    return 0;
+}
+
 static int run_open(run *R)
 {
     cg_ctx *c = R->c;
@@ -498,7 +551,7 @@ static int run_open(run *R)
         R->pic_img = cg_alloc(sizeof(float) * SAMPLE_GRID * CG_IMG_PIXELS);
     }
     cg_reducer_attach(&R->red, c, &R->gan);
-    return 0;
+    return open_trace(R);
 }
 
 /* ---- one step ------------------------------------------------------------------------ */
@@ -524,8 +577,10 @@ static double reduce_step(run *R, step_stats *s)
     s->out_of_time = c->rank == 0 && R->set.time_limit > 0 &&
                      cg_now() - R->t_start >= R->set.time_limit;
     cg_reducer_finish(&R->red);
+    const double t0 = cg_trace_start(&R->trace);
     if (c->size > 1)
         MPI_Allreduce(MPI_IN_PLACE, (double *)s, N_STEP_STATS, MPI_DOUBLE, MPI_SUM, c->world);
+    cg_trace_add(&R->trace, CG_SPAN_STATS, t0, 0);
     return cg_now() - w0;
 }
 
@@ -538,16 +593,20 @@ static int train_step(run *R, long step, step_stats *s, double *wait)
     cg_gan *gan = &R->gan;
     const int lb = gan->cfg.local_batch;
     env_failure_injection(R->c, step);
+    double t0 = cg_trace_start(&R->trace);
     R->epoch = cg_sampler_batch(&R->sampler, step, R->c->rank, R->c->size, R->idx);
     cg_data_batch(&R->ds, R->idx, lb, gan->data_lo, 1.0f, R->real, gan->labels);
+    cg_trace_add(&R->trace, CG_SPAN_LOAD, t0, 0);
     cg_gan_stats gs;
     const cg_gan_hooks hooks = cg_reducer_hooks(&R->red);
     cg_gan_grads(gan, R->real, step, (long)R->c->rank * lb, &hooks, &gs);
     *s = (step_stats){gs.loss_d, gs.loss_g, gs.d_real, gs.d_fake, 0.0, 0.0};
     *wait = reduce_step(R, s);
+    t0 = cg_trace_start(&R->trace);
     const long bad = R->set.float_sums ? !all_finite(gan->g.grad, gan->g.n_params) +
                                              !all_finite(gan->d.grad, gan->d.n_params)
                                        : cg_gan_finish_grads(gan);
+    cg_trace_add(&R->trace, CG_SPAN_UNFOLD, t0, 0);
     if (!isfinite(s->loss_d) || !isfinite(s->loss_g) || bad) {
         if (R->c->rank == 0)
             fprintf(stderr, "chargan: error: step %ld: %s (loss_D %g, loss_G %g); stopping "
@@ -559,8 +618,12 @@ static int train_step(run *R, long step, step_stats *s, double *wait)
                     s->loss_d, s->loss_g);
         return -1;
     }
+    t0 = cg_trace_start(&R->trace);
     cg_gan_apply(gan);
+    cg_trace_add(&R->trace, CG_SPAN_ADAM, t0, 0);
+    t0 = cg_trace_start(&R->trace);
     cg_gan_ema_update(gan);
+    cg_trace_add(&R->trace, CG_SPAN_EMA, t0, 0);
     return 0;
 }
 
@@ -619,10 +682,12 @@ static void eval_step(run *R)
     cg_gan *gan = &R->gan;
     cg_eval_result r;
     cg_error e;
+    const double t0 = cg_trace_start(&R->trace);
     cg_gan_ema_swap(gan);
     const int bad = cg_eval_gan(&R->ev, gan, gan->cfg.n_classes ? R->ds.chars : NULL,
                                 R->set.eval_n, &r, &e);
     cg_gan_ema_swap(gan);
+    cg_trace_add(&R->trace, CG_SPAN_EVAL, t0, 0);
     if (bad) {
         fprintf(stderr, "chargan: warning: evaluation failed: %s\n", e.msg);
         return;
@@ -691,6 +756,23 @@ static void summary(run *R)
     cg_json_append(R->metrics_fd, line);
 }
 
+/* Collective: rank 0 writes the --trace file. Returns 0, or 1 (printed). */
+static int finish_trace(run *R)
+{
+    cg_error e;
+    const long ran = R->done - R->first_step;
+    const double med = ran ? cg_median(R->step_ms, (int)ran) : 0.0;
+    if (cg_trace_write(&R->trace, R->c, R->set.trace, med, &e)) {
+        if (R->c->rank == 0)
+            fprintf(stderr, "chargan: error: --trace: %s\n", e.msg);
+        return 1;
+    }
+    if (R->c->rank == 0 && R->set.log_every > 0)
+        printf("trace: %s (steps %ld..%ld, %zu spans on rank 0, %.2f us each)\n", R->set.trace,
+               R->trace.first, R->trace.last, R->trace.n, 1e6 * R->trace.event_cost);
+    return 0;
+}
+
 /* The final checkpoint (at the end, or when a signal or the time limit stopped the run),
  * what to do next, the summary. Returns the exit code. */
 static int run_finish(run *R, int rc, int stopped_by)
@@ -714,6 +796,8 @@ static int run_finish(run *R, int rc, int stopped_by)
     }
     if (rank0 && rc == 0)
         summary(R);
+    if (rc == 0 && R->trace.cap)
+        rc = finish_trace(R);
     return rc;
 }
 
@@ -733,6 +817,7 @@ static void run_free(run *R)
     cg_free(R->step_ms);
     if (R->red.gan)
         cg_reducer_free(&R->red);
+    cg_trace_free(&R->trace);
     cg_gan_free(&R->gan);
     cg_sampler_free(&R->sampler);
     cg_data_free(&R->ds);
@@ -761,6 +846,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
     R->t_start = cg_now();
     R->done = R->first_step;
     for (long step = R->first_step; step < R->total && !rc && !stopped_by; step++) {
+        cg_trace_step(&R->trace, step);
         const double t0 = cg_now();
         step_stats s;
         double wait;
@@ -772,6 +858,7 @@ int cg_train(cg_ctx *c, const cg_train_opts *o)
         R->wait_total += wait;
         R->step_ms[step - R->first_step] = 1e3 * (cg_now() - t0);
         const int next = after_step(R, &s, wait);
+        cg_trace_add(&R->trace, CG_SPAN_STEP, t0, 0);
         rc = next < 0;
         if (next > 0)
             stopped_by = s.out_of_time > 0 ? 2 : 1;

@@ -72,6 +72,7 @@ struct cg_gan {
     float *ema_g;      /* EMA of G's parameters, G's layout (chargan/ema.h); NULL: no EMA */
     double ema_decay;  /* its decay (0 without EMA) */
     cg_prof *prof;     /* where the step's time goes by kind of work; NULL: not timed */
+    struct cg_trace *trace; /* the step's passes as timeline spans (chargan/trace.h); NULL */
 };
 
 /* Times every step from now on into prof (NULL: no more): both networks' layers, the noise,

@@ -36,6 +36,9 @@ typedef struct {
     MPI_Comm comm;   /* a duplicate of the world's; MPI_COMM_NULL on one rank */
     cg_reduction d;  /* D's gradient */
     MPI_Request req; /* D's chunk in flight */
+    struct cg_trace *trace; /* each chunk a span on the MPI track; NULL: none */
+    double posted;   /* when the chunk in flight was posted (while tracing) */
+    int chunk;       /* its index */
 } cg_reducer;
 
 /* Sets r up for gan's ranks (collective over c->world) and makes G's backward pass advance

@@ -40,6 +40,8 @@ typedef struct {
     int keep;               /* keep the newest K checkpoints (0: all) */
     const char *resume;     /* NULL, "auto" (newest valid in OUT/checkpoints) or a file */
     double time_limit;      /* stop (checkpoint, exit 0) after this many seconds; 0: none */
+    const char *trace;      /* Chrome trace file of steps trace_steps (chargan/trace.h) */
+    const char *trace_steps; /* "A:B", 1-based inclusive; NULL: CG_TRACE_STEPS */
     /* Facts of the run, recorded in the saved configuration (cg_train fills them): */
     int n_classes;
     const char *classes;              /* the character of each class */
@@ -48,6 +50,8 @@ typedef struct {
 } cg_train_opts;
 
 #define CG_DECAY_PRESET (-2L)
+/* The steps --trace records by default: ten, after the first (which warms caches up). */
+#define CG_TRACE_STEPS "2:11"
 
 /* The number of groups the global batch B is cut into for exact gradient sums on P ranks:
  * `requested` when positive, else the largest multiple of P that divides B and is at most

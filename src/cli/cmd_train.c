@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "chargan/settings.h"
+#include "chargan/trace.h"
 #include "chargan/train.h"
 
 /* A launcher that could not wire the tasks together (srun without PMI, or the mpiexec of
@@ -29,6 +30,19 @@ static int check_launcher(const cg_ctx *c, cg_error *e)
             return cg_fail(e, "this is a single MPI rank but %s=%s: %s", launchers[i].var, n,
                            launchers[i].who);
     }
+    return 0;
+}
+
+/* --trace FILE needs a file name, --trace-steps A:B with 1 <= A <= B and a --trace. */
+static int validate_trace(const cg_train_opts *o, cg_error *e)
+{
+    long a, b;
+    if (o->trace && !*o->trace)
+        return cg_fail(e, "--trace needs a file name");
+    if (o->trace_steps && !o->trace)
+        return cg_fail(e, "--trace-steps needs --trace FILE");
+    if (o->trace_steps && cg_trace_parse_steps(o->trace_steps, &a, &b))
+        return cg_fail(e, "--trace-steps '%s': expected A:B with 1 <= A <= B", o->trace_steps);
     return 0;
 }
 
@@ -83,6 +97,8 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, cg_error *e)
         return cg_fail(e, "--resume needs 'auto' or a checkpoint file");
     if (!o->out || !*o->out)
         return cg_fail(e, "--out must name a directory");
+    if (validate_trace(o, e))
+        return -1;
     return check_launcher(c, e);
 }
 
