@@ -1,5 +1,8 @@
 #include "chargan/gan_ranks.h"
 
+#include <stdint.h>
+#include <string.h>
+
 #include "chargan/trace.h"
 #include "chargan/train.h"
 
@@ -28,53 +31,103 @@ int cg_gan_join_ranks(cg_gan *gan, cg_ctx *c, int requested, int float_sums, cg_
 static cg_reduction gradient_of(const cg_net *net)
 {
     if (net->gsum)
-        return (cg_reduction){(char *)net->gsum, net->n_params + 1, 0, sizeof(int64_t),
+        return (cg_reduction){(char *)net->gsum, net->n_params + 1, 0, sizeof(int64_t), 0, 0,
                               MPI_INT64_T};
-    return (cg_reduction){(char *)net->grad, net->n_params, 0, sizeof(float), MPI_FLOAT};
+    return (cg_reduction){(char *)net->grad, net->n_params, 0, sizeof(float), 0, 0, MPI_FLOAT};
 }
 
-/* The length of the next chunk of x, in elements. */
-static int next_chunk(const cg_reduction *x)
+/* Where G's conditional batch-norm tensors start (they come last): the end of the part that
+ * the backward pass finishes layer by layer. */
+static size_t layered_end(const cg_net *net)
 {
-    const size_t per = CG_REDUCE_CHUNK / x->elem, left = x->n - x->next;
-    return (int)(left < per ? left : per);
+    for (int t = 0; t < net->n_tensors; t++)
+        if (!strncmp(net->tensors[t].name, "cbn", 3))
+            return net->tensors[t].offset;
+    return net->n_params;
 }
 
-/* Posts D's next chunk, if any. */
-static void post_d_chunk(cg_reducer *r)
+/* The first element of layer i's own tensors (SIZE_MAX: it has none). */
+static size_t layer_start(const cg_net *net, int i)
 {
-    cg_reduction *x = &r->d;
-    if (x->next == x->n)
-        return;
-    const int len = next_chunk(x);
+    const cg_layer *L = &net->layers[i];
+    const int ts[] = {L->w_tensor, L->b_tensor, L->bn_gamma, L->bn_beta, L->bn_mean, L->bn_var,
+                      L->e_tensor};
+    size_t at = SIZE_MAX;
+    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+        if (ts[k] >= 0 && net->tensors[ts[k]].offset < at)
+            at = net->tensors[ts[k]].offset;
+    return at;
+}
+
+static size_t chunk_elems(const cg_reduction *x) { return CG_REDUCE_CHUNK / x->elem; }
+
+static void post(cg_reducer *r, cg_reduction *x, size_t at, size_t len, int span)
+{
     r->posted = cg_trace_start(r->trace);
-    r->chunk = x->next ? r->chunk + 1 : 0;
-    MPI_Iallreduce(MPI_IN_PLACE, x->buf + x->next * x->elem, len, x->type, MPI_SUM, r->comm,
+    r->span = span;
+    r->chunk = span == CG_SPAN_REDUCE_D ? r->chunks_d++ : r->chunks_g++;
+    MPI_Iallreduce(MPI_IN_PLACE, x->buf + at * x->elem, (int)len, x->type, MPI_SUM, r->comm,
                    &r->req);
-    x->next += (size_t)len;
 }
 
-/* Between G's layers: if D's chunk in flight is summed, posts the next. */
-static void poke_d_reduction(void *user)
+/* Posts the next chunk: D's, front to back, then G's final part from the back; a partial
+ * chunk of G only once the whole layered part is final. Returns 0 when nothing is ready. */
+static int post_next(cg_reducer *r)
+{
+    cg_reduction *d = &r->d, *g = &r->g;
+    if (d->next < d->n) {
+        const size_t len = d->n - d->next < chunk_elems(d) ? d->n - d->next : chunk_elems(d);
+        post(r, d, d->next, len, CG_SPAN_REDUCE_D);
+        d->next += len;
+        return 1;
+    }
+    const size_t per = chunk_elems(g);
+    if (g->next > g->ready && (g->next - g->ready >= per || g->ready == 0)) {
+        const size_t len = g->next - g->ready < per ? g->next - g->ready : per;
+        g->next -= len;
+        post(r, g, g->next, len, CG_SPAN_REDUCE_G);
+        return 1;
+    }
+    return 0;
+}
+
+/* If the chunk in flight is summed (or none is), posts the next one that is ready. */
+static void advance(cg_reducer *r)
+{
+    int done = 1;
+    if (r->req != MPI_REQUEST_NULL)
+        MPI_Test(&r->req, &done, MPI_STATUS_IGNORE);
+    if (!done)
+        return;
+    if (r->chunk >= 0)
+        cg_trace_add(r->trace, (cg_span)r->span, r->posted, r->chunk);
+    r->chunk = -1;
+    post_next(r);
+}
+
+/* After each layer of G's backward pass: that layer's gradient is final. */
+static void poke(void *user, int layer)
 {
     cg_reducer *r = user;
-    int done = 0;
-    if (r->req == MPI_REQUEST_NULL)
+    if (!r->active)
         return;
-    MPI_Test(&r->req, &done, MPI_STATUS_IGNORE);
-    if (done) {
-        cg_trace_add(r->trace, CG_SPAN_REDUCE_D, r->posted, r->chunk);
-        post_d_chunk(r);
-    }
+    const size_t at = layer < 0 ? SIZE_MAX : layer_start(&r->gan->g, layer);
+    if (at < r->g.ready)
+        r->g.ready = at;
+    advance(r);
 }
 
-static void start_d_reduction(void *user, cg_gan *gan)
+static void start_reduction(void *user, cg_gan *gan)
 {
     cg_reducer *r = user;
     if (r->comm == MPI_COMM_NULL)
         return;
     r->d = gradient_of(&gan->d);
-    post_d_chunk(r);
+    r->g = gradient_of(&gan->g);
+    r->g.end = r->g.next = r->g.ready = layered_end(&gan->g);
+    r->chunk = -1, r->chunks_d = r->chunks_g = 0;
+    r->active = 1;
+    advance(r);
 }
 
 void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan)
@@ -82,7 +135,7 @@ void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan)
     *r = (cg_reducer){.gan = gan, .comm = MPI_COMM_NULL, .req = MPI_REQUEST_NULL};
     if (c->size > 1)
         MPI_Comm_dup(c->world, &r->comm);
-    gan->g.progress = (cg_progress){poke_d_reduction, r};
+    gan->g.progress = (cg_progress){poke, r};
 }
 
 void cg_reducer_free(cg_reducer *r)
@@ -92,25 +145,36 @@ void cg_reducer_free(cg_reducer *r)
     r->gan->g.progress = (cg_progress){NULL, NULL};
 }
 
-cg_gan_hooks cg_reducer_hooks(cg_reducer *r) { return (cg_gan_hooks){start_d_reduction, r}; }
+cg_gan_hooks cg_reducer_hooks(cg_reducer *r) { return (cg_gan_hooks){start_reduction, r}; }
+
+/* Sums elements [from, to) of x in blocking chunks. */
+static void blocking(cg_reducer *r, cg_reduction *x, size_t from, size_t to)
+{
+    for (size_t at = from; at < to; at += chunk_elems(x)) {
+        const size_t len = to - at < chunk_elems(x) ? to - at : chunk_elems(x);
+        const double t0 = cg_trace_start(r->trace);
+        MPI_Allreduce(MPI_IN_PLACE, x->buf + at * x->elem, (int)len, x->type, MPI_SUM, r->comm);
+        cg_trace_add(r->trace, CG_SPAN_REDUCE_G, t0, r->chunks_g++);
+    }
+}
 
 void cg_reducer_finish(cg_reducer *r)
 {
     if (r->comm == MPI_COMM_NULL)
         return;
+    /* Every rank posts the same chunks in the same order whatever its timing: D's, then G's
+     * layered part in whole chunks from its back and one partial chunk last (MPI matches
+     * collectives by order, and a non-blocking one never matches a blocking one). */
     const double t0 = cg_trace_start(r->trace);
-    while (r->req != MPI_REQUEST_NULL) {
-        MPI_Wait(&r->req, MPI_STATUS_IGNORE);
-        cg_trace_add(r->trace, CG_SPAN_REDUCE_D, r->posted, r->chunk);
-        post_d_chunk(r);
-    }
+    r->g.ready = 0;
+    do {
+        if (r->req != MPI_REQUEST_NULL)
+            MPI_Wait(&r->req, MPI_STATUS_IGNORE);
+        if (r->chunk >= 0)
+            cg_trace_add(r->trace, (cg_span)r->span, r->posted, r->chunk);
+        r->chunk = -1;
+    } while (post_next(r));
     cg_trace_add(r->trace, CG_SPAN_WAIT, t0, 0);
-    cg_reduction g = gradient_of(&r->gan->g);
-    for (int k = 0; g.next < g.n; k++) {
-        const int len = next_chunk(&g);
-        const double t1 = cg_trace_start(r->trace);
-        MPI_Allreduce(MPI_IN_PLACE, g.buf + g.next * g.elem, len, g.type, MPI_SUM, r->comm);
-        cg_trace_add(r->trace, CG_SPAN_REDUCE_G, t1, k);
-        g.next += (size_t)len;
-    }
+    r->active = 0;
+    blocking(r, &r->g, r->g.end, r->g.n); /* the conditional tensors and the count */
 }

@@ -849,6 +849,8 @@ static void linear_backward(const net_pass *p, const cg_layer *L, const float *x
             fold_tensor(net, d.db ? L->b_tensor : -1);
             fold_tensor(net, d.de ? L->e_tensor : -1);
         }
+        if (net->progress.fn && b0 + p->gs < p->B) /* a layer's groups are long waits */
+            net->progress.fn(net->progress.user, -1);
     }
 }
 
@@ -910,7 +912,7 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
         op_backward(&p, i, i ? t->act[i - 1] : t->input, g, gx);
         net->bwd_seconds[i] += cg_now() - t0;
         if (net->progress.fn)
-            net->progress.fn(net->progress.user);
+            net->progress.fn(net->progress.user, i);
         if (i > 0 && gx) {
             cur ^= 1;
             g = gx;

@@ -22,7 +22,7 @@ static const struct {
     [CG_SPAN_D_FWD] = {"D forward", TRACK_COMPUTE},
     [CG_SPAN_D_BWD] = {"D backward", TRACK_COMPUTE},
     [CG_SPAN_G_BWD] = {"G backward", TRACK_COMPUTE},
-    [CG_SPAN_WAIT] = {"wait for D's sum", TRACK_COMPUTE},
+    [CG_SPAN_WAIT] = {"wait for the sums", TRACK_COMPUTE},
     [CG_SPAN_STATS] = {"step statistics", TRACK_COMPUTE},
     [CG_SPAN_UNFOLD] = {"gradients from sums", TRACK_COMPUTE},
     [CG_SPAN_ADAM] = {"Adam", TRACK_COMPUTE},

@@ -40,7 +40,7 @@ for e in spans:
     check(e["dur"] >= 0 and first <= e["args"]["step"] <= last, "span outside the steps: %s" % e)
     check(e["tid"] == (1 if e["cat"] == "mpi" else 0), "track of %s" % e["name"])
 once = ["step", "load batch", "G forward", "D forward", "D backward", "G backward",
-        "wait for D's sum", "step statistics", "gradients from sums", "Adam", "EMA"]
+        "wait for the sums", "step statistics", "gradients from sums", "Adam", "EMA"]
 for r in range(ranks):
     for s in range(first, last + 1):
         mine = [e for e in spans if e["pid"] == r and e["args"]["step"] == s]

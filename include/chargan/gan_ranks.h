@@ -18,16 +18,24 @@ int cg_gan_join_ranks(cg_gan *gan, cg_ctx *c, int requested, int float_sums, cg_
  * float sums element-wise, so the chunking changes no result.
  *
  * D's gradient is final before G's backward pass starts: cg_gan_grads starts its reduction
- * through the hooks, G's backward pass advances it between layers (Open MPI's shared-memory
- * and TCP transports progress only inside MPI calls), and cg_reducer_finish completes it and
- * then sums G's with blocking calls. One non-blocking chunk at a time: with two in flight,
- * Open MPI 4.1's libnbc made the step of `deep` twice as slow. */
+ * through the hooks, and G's backward pass advances it between layers (Open MPI's
+ * shared-memory and TCP transports progress only inside MPI calls). G's gradient follows in
+ * the order the backward pass finishes it: after layer i, the gradients of layers i and up
+ * are final, and so is the part of G's buffer from layer i's first tensor to the conditional
+ * batch norms' tensors (which come last in the buffer, cg_net_build, and are final only at
+ * the end); its chunks are posted from the back as they become final. cg_reducer_finish
+ * completes what is left, the conditional tensors and the count of unusable values. One
+ * non-blocking chunk at a time: with two in flight, Open MPI 4.1's libnbc made the step of
+ * `deep` twice as slow. */
 #define CG_REDUCE_CHUNK ((size_t)2 << 20)
 
-/* A gradient being summed: n elements of `elem` bytes, the first `next` of them posted. */
+/* A gradient being summed: n elements of `elem` bytes. D's are posted from the front (the
+ * first `next` posted), G's from the back (from `next` to `end` posted; `ready` and up
+ * final). */
 typedef struct {
     char *buf;
     size_t n, next, elem;
+    size_t end, ready; /* G: the part posted early is [ready.., end) */
     MPI_Datatype type;
 } cg_reduction;
 
@@ -35,10 +43,13 @@ typedef struct {
     cg_gan *gan;
     MPI_Comm comm;   /* a duplicate of the world's; MPI_COMM_NULL on one rank */
     cg_reduction d;  /* D's gradient */
-    MPI_Request req; /* D's chunk in flight */
+    cg_reduction g;  /* G's gradient */
+    int active;      /* between D's gradient being ready and cg_reducer_finish */
+    MPI_Request req; /* the chunk in flight */
+    int span;        /* its kind (cg_span: D's or G's) */
     struct cg_trace *trace; /* each chunk a span on the MPI track; NULL: none */
     double posted;   /* when the chunk in flight was posted (while tracing) */
-    int chunk;       /* its index */
+    int chunk, chunks_d, chunks_g; /* its index; chunks posted of D and of G this step */
 } cg_reducer;
 
 /* Sets r up for gan's ranks (collective over c->world) and makes G's backward pass advance
@@ -48,7 +59,7 @@ void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan);
 void cg_reducer_free(cg_reducer *r);
 /* The hooks to pass to cg_gan_grads. */
 cg_gan_hooks cg_reducer_hooks(cg_reducer *r);
-/* Completes D's sum, then sums G's gradient (blocking); nothing to do on one rank. */
+/* Completes both sums (blocking); nothing to do on one rank. */
 void cg_reducer_finish(cg_reducer *r);
 
 #endif

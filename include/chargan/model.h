@@ -48,9 +48,11 @@ typedef struct {
     int trainable;       /* 0: state kept with the parameters (BN running averages) */
 } cg_tensor;
 
-/* A callback between layers, e.g. to let a non-blocking MPI reduction progress. */
+/* A callback between layers, e.g. to let a non-blocking MPI reduction progress; `layer` is
+ * the layer just done (in a backward pass its parameters' gradients are then final), or -1
+ * between the groups of one layer. */
 typedef struct {
-    void (*fn)(void *user);
+    void (*fn)(void *user, int layer);
     void *user;
 } cg_progress;
 

@@ -23,7 +23,7 @@ typedef enum {
     CG_SPAN_D_FWD,    /* D on the reals and the fakes */
     CG_SPAN_D_BWD,    /* D's loss and parameter gradients */
     CG_SPAN_G_BWD,    /* G's loss through D, and G's gradients */
-    CG_SPAN_WAIT,     /* waiting for the rest of D's sum after G's backward pass */
+    CG_SPAN_WAIT,     /* waiting for what is left of the sums after G's backward pass */
     CG_SPAN_STATS,    /* the step's statistics summed over ranks */
     CG_SPAN_UNFOLD,   /* the summed int64 gradients back to float, and the finite check */
     CG_SPAN_ADAM,     /* both optimizers */
