@@ -166,7 +166,8 @@ static Onnx__TensorProto *ox_tensor(ox *b, const char *name, int dtype, size_t n
     t->name = ox_str(b, "%s", name);
     t->n_dims = ndim;
     t->dims = ox_new(b, sizeof(int64_t) * (ndim ? ndim : 1));
-    memcpy(t->dims, dims, sizeof(int64_t) * ndim);
+    if (ndim) /* a scalar has no dims (and may pass NULL) */
+        memcpy(t->dims, dims, sizeof(int64_t) * ndim);
     t->has_data_type = 1;
     t->data_type = dtype;
     if (b->n_inits < OX_MAX_INITS)
