@@ -185,24 +185,6 @@ static int tmp_path(const char *path, char *tmp, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* write(2) all of it, retrying short writes and EINTR. */
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = EIO;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Why the file is built in memory and written with write(2): every I/O error (ENOSPC, EFBIG,
  * EIO, quota) surfaces here with its errno, and HDF5 1.10 never sees a failing write (after a
  * write error inside H5Fclose, 1.10 keeps the half-closed file in its tables and crashes in
@@ -264,7 +246,7 @@ static int store_image(const unsigned char *image, size_t size, const char *tmp,
     if (fd < 0)
         return cg_fail(e, "cannot create %s: %s", tmp, strerror(errno));
     int rc = 0;
-    if (write_all(fd, image, size))
+    if (cg_write_all(fd, image, size))
         rc = cg_fail(e, "writing %s: %s", tmp, strerror(errno));
     else if (fsync(fd))
         rc = cg_fail(e, "fsync %s: %s", tmp, strerror(errno));

@@ -157,15 +157,18 @@ double cg_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* write(2) of all len bytes (retrying short writes and EINTR). 0, or -1 with errno. */
-static int write_all(int fd, const unsigned char *p, size_t len)
+int cg_write_all(int fd, const void *data, size_t len)
 {
+    const unsigned char *p = data;
     while (len > 0) {
         const ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
             return -1;
+        }
         p += n, len -= (size_t)n;
     }
     return 0;
@@ -179,7 +182,7 @@ int cg_write_file(const char *path, const void *data, size_t len, cg_error *e)
     const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0)
         return cg_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
-    int bad = write_all(fd, data, len) || fsync(fd);
+    int bad = cg_write_all(fd, data, len) || fsync(fd);
     const int err = errno;
     if (close(fd) != 0 && !bad)
         bad = 1;
