@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chargan/data.h"
 #include "chargan/ema.h"
 #include "chargan/json.h"
 #include "h5io.h"
@@ -71,6 +72,32 @@ static int put_root_attrs(hid_t f, const ckpt_ctx *c, const char *fname, cg_erro
     return cg_h5_attr_put_stack(f, fname, e);
 }
 
+/* /generator's attribute `layers`, for programs that rebuild the generator from a checkpoint
+ * alone (tools/chargan_torch.py): the layer table as built (cg_net_layers_json) and a last
+ * entry, op "image", saying how cg_gan_generate maps the last layer's output y to an image in
+ * [0, 1]. chargan itself builds its networks from the presets and never reads it. */
+static int put_layers(hid_t f, const cg_gan *gan, const char *fname, cg_error *e)
+{
+    json_t *a = cg_net_layers_json(&gan->g);
+    if (a && json_array_append_new(a, json_pack("{s:s, s:s, s:[iii]}", "op", "image", "map",
+                                                gan->preset.tanh_output ? "0.5 * (y + 1)" : "y",
+                                                "shape", 1, CG_IMG_SIDE, CG_IMG_SIDE))) {
+        json_decref(a);
+        a = NULL;
+    }
+    char *text = a ? cg_json_text(a) : NULL;
+    json_decref(a);
+    if (!text)
+        return cg_fail(e, "%s: out of memory describing the generator's layers", fname);
+    hid_t g = H5Gopen2(f, "/generator", H5P_DEFAULT);
+    int rc = g < 0 ? cg_h5_fail(e, "%s: cannot open /generator", fname)
+                   : cg_h5_attr_put_str(g, "layers", text, fname, e);
+    if (g >= 0)
+        H5Gclose(g);
+    free(text);
+    return rc;
+}
+
 /* /ema/generator with its decay attribute. */
 static int put_ema(hid_t f, const cg_gan *gan, const char *fname, cg_error *e)
 {
@@ -121,6 +148,7 @@ static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
     const cg_gan *gan = c->gan;
     if (put_root_attrs(f, c, fname, e) ||
         put_net(f, "/generator", &gan->g, gan->g.param, fname, e) ||
+        put_layers(f, gan, fname, e) ||
         put_net(f, "/discriminator", &gan->d, gan->d.param, fname, e) ||
         (gan->ema_g && put_ema(f, gan, fname, e)))
         return -1;

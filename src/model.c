@@ -43,18 +43,21 @@ typedef struct {
     size_t max_act, max_col;      /* largest activation and im2col matrix of one sample */
 } build_state;
 
+/* Ops by cg_op and activations by cg_act: layer names and the JSON description use them. */
+static const char *const op_names[] = {"dense", "unflatten", "flatten", "conv", "convt",
+                                       "dropout", "labels", "project"};
+static const char *const act_names[] = {"none", "relu", "leaky_relu", "sigmoid", "tanh"};
+
 /* Names the layer after its op and records its input shape; it has no tensors yet. */
 static void begin_layer(cg_layer *L, const cg_layer_spec *s, build_state *st)
 {
-    static const char *prefix[] = {"dense", "unflatten", "flatten", "conv", "convt",
-                                   "dropout", "labels", "project"};
     L->spec = *s;
     L->in_c = st->c, L->in_h = st->h, L->in_w = st->w;
     L->w_tensor = L->b_tensor = -1;
     L->bn_gamma = L->bn_beta = L->bn_mean = L->bn_var = -1;
     L->cbn_gamma = L->cbn_beta = -1;
     L->e_tensor = -1;
-    snprintf(L->name, sizeof L->name, "%s%d", prefix[s->op], st->counts[s->op]++);
+    snprintf(L->name, sizeof L->name, "%s%d", op_names[s->op], st->counts[s->op]++);
 }
 
 static int build_dense(cg_net *net, cg_layer *L, int i, build_state *st, cg_error *e)
@@ -943,4 +946,78 @@ double cg_net_bwd_flops(const cg_net *net, int param_grads, int input_grad)
     for (int i = 0; i < net->n_layers; i++)
         f += cg_layer_bwd_flops(net, i, param_grads, input_grad);
     return f;
+}
+
+/* ---- description --------------------------------------------------------------------- */
+
+static json_t *shape_json(int c, int h, int w)
+{
+    return h > 0 ? json_pack("[iii]", c, h, w) : json_pack("[i]", c);
+}
+
+/* The names of a layer's tensors by role; roles the layer lacks are left out. */
+static json_t *tensors_json(const cg_net *net, const cg_layer *L)
+{
+    const struct {
+        const char *role;
+        int t;
+    } r[] = {{"kernel", L->w_tensor},       {"bias", L->b_tensor},
+             {"bn_gamma", L->bn_gamma},     {"bn_beta", L->bn_beta},
+             {"bn_running_mean", L->bn_mean}, {"bn_running_var", L->bn_var},
+             {"cbn_gamma", L->cbn_gamma},   {"cbn_beta", L->cbn_beta},
+             {"embed", L->e_tensor}};
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < sizeof r / sizeof r[0]; i++)
+        if (r[i].t >= 0 &&
+            json_object_set_new(o, r[i].role, json_string(net->tensors[r[i].t].name))) {
+            json_decref(o);
+            o = NULL;
+        }
+    return o;
+}
+
+/* Batch norm as inference computes it (model.c's bn_layer_forward, nn.c's cg_bn_forward),
+ * then the conditional affine, both between the layer's op and its activation. */
+static int add_bn_json(json_t *o, const cg_layer_spec *s)
+{
+    int rc = json_object_set_new(o, "bn_eps", cg_json_float(CG_BN_EPS)) ||
+             json_object_set_new(o, "bn_momentum", cg_json_float(CG_BN_MOMENTUM)) ||
+             json_object_set_new(o, "bn_inference",
+                                 json_string("y = (x - running_mean) * invstd * gamma + beta, "
+                                             "invstd = 1 / sqrt(running_var + eps) per channel"));
+    if (!rc && s->cbn)
+        rc = json_object_set_new(o, "cbn_inference",
+                                 json_string("y = x * (1 + cbn_gamma[class]) + cbn_beta[class], "
+                                             "after the batch norm"));
+    return rc ? -1 : 0;
+}
+
+static json_t *layer_json(const cg_net *net, const cg_layer *L)
+{
+    const cg_layer_spec *s = &L->spec;
+    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:o, s:i, s:i, s:o, "
+                          "s:o, s:o}",
+                          "name", L->name, "op", op_names[s->op], "out", s->out, "k", s->k,
+                          "stride", s->stride, "pad", s->pad, "out_pad", s->out_pad, "act",
+                          act_names[s->act], "alpha", cg_json_float(s->alpha), "rate",
+                          cg_json_float(s->rate), "bn", s->bn, "cbn", s->cbn, "input",
+                          shape_json(L->in_c, L->in_h, L->in_w), "output",
+                          shape_json(L->out_c, L->out_h, L->out_w), "tensors",
+                          tensors_json(net, L));
+    if (o && s->bn && add_bn_json(o, s)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+json_t *cg_net_layers_json(const cg_net *net)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < net->n_layers; i++)
+        if (json_array_append_new(a, layer_json(net, &net->layers[i]))) {
+            json_decref(a);
+            a = NULL;
+        }
+    return a;
 }

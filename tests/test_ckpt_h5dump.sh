@@ -39,10 +39,13 @@ attr() { h5dump -a "$1" "$2" 2>/dev/null | sed -n 's/^ *(0): //p'; }
 attr /created "$CK" | grep -Eq '^"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"$' ||
     fail "created = $(attr /created "$CK")"
 h5dump -a /config "$CK" | grep -q '"model": "small"' || fail "config JSON not readable"
+h5dump -a /generator/layers "$CK" | grep -q '"op": "image", "map": "y"' ||
+    fail "/generator has no layer table"
 [ "$(attr /ema/generator/decay "$CK")" = 0.999 ] || fail "ema decay = $(attr /ema/generator/decay "$CK")"
 h5dump -H -p -d /ema/generator/dense0.kernel "$CK" | grep -q "CHECKSUM FLETCHER32" ||
     fail "/ema/generator/dense0.kernel has no Fletcher-32 checksum"
 ok "attribute values: format, version 1, model, step, seed, world_size, adam_t, created, config, ema decay"
+ok "/generator has its layer table (attribute layers)"
 
 # Every dataset of the model (parameters and both Adam moments): float32, natural shape.
 grep -q '^/generator/dense0.kernel 150, ' "$TMP/expected.txt" || fail "expected.txt lacks dense0.kernel"
@@ -82,7 +85,7 @@ for py in python3 /usr/bin/python3; do
 done
 if [ -n "$PY" ]; then
     "$PY" - "$CK" "$SM" "$TMP/expected.txt" <<'EOF' || fail "h5py check"
-import sys, h5py, numpy as np
+import json, sys, h5py, numpy as np
 ck, sm, exp = sys.argv[1:4]
 with h5py.File(ck, "r") as f:
     a = f.attrs
@@ -96,6 +99,11 @@ with h5py.File(ck, "r") as f:
         assert d.shape == tuple(int(x) for x in dims.split(",")), (path, d.shape, dims)
         assert np.all(np.isfinite(d[()]))
     assert int(f["optimizer/generator"].attrs["adam_t"]) == 117
+    # the layer table names every generator tensor, and nothing else
+    layers = json.loads(f["generator"].attrs["layers"])
+    assert layers[-1] == {"op": "image", "map": "y", "shape": [1, 28, 28]}, layers[-1]
+    named = [n for layer in layers[:-1] for n in layer["tensors"].values()]
+    assert sorted(named) == sorted(f["generator"].keys()), named
     # creation order = model order
     assert list(f["generator"].keys())[0] in ("dense0.bias", "dense0.kernel")
 with h5py.File(sm, "r") as f:

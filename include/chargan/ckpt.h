@@ -3,6 +3,16 @@
  * Checkpoint file DIR/step-NNNNNNNN.h5 (format "chargan-checkpoint", format_version 1):
  *   /generator/<tensor>, /discriminator/<tensor>       float32, natural shapes (tensor table
  *                                                       names, e.g. "dense0.kernel" [150,12544])
+ *   attribute layers on /generator                     string, JSON: the generator's layer
+ *                                                       table as built (cg_net_layers_json:
+ *                                                       each layer's op, sizes, activation,
+ *                                                       batch norm, shapes and tensor names;
+ *                                                       applied as op, bn, cbn, activation),
+ *                                                       then {"op": "image", "map": "y" or
+ *                                                       "0.5 * (y + 1)"}, the mapping to [0, 1].
+ *                                                       For other programs (tools/
+ *                                                       chargan_torch.py); chargan never reads
+ *                                                       it. Absent in older files.
  *   /optimizer/generator/m/<tensor>, .../v/<tensor>    Adam moments, same shapes
  *   /optimizer/discriminator/m/<tensor>, .../v/<tensor>
  *   attribute adam_t (int64) on /optimizer/generator and /optimizer/discriminator

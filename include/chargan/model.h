@@ -6,6 +6,7 @@
 #define CHARGAN_MODEL_H
 #include <stddef.h>
 #include <stdint.h>
+#include "chargan/json.h"
 #include "chargan/nn.h"
 #include "chargan/util.h"
 
@@ -33,8 +34,9 @@ typedef struct {
                     after the batch norm's own (cg_cond_affine_forward) */
 } cg_layer_spec;
 
-/* Batch norm's epsilon (var + eps under the square root) and running-average momentum; an
- * exported model (chargan/export.h) uses the same epsilon. */
+/* Batch normalization's epsilon (var + eps under the square root) and running-average
+ * momentum (running = (1 - m) running + m batch), PyTorch's defaults; exported models
+ * (chargan/export.h) and the checkpoint's layer table use the same. */
 #define CG_BN_EPS 1e-5f
 #define CG_BN_MOMENTUM 0.1f
 
@@ -185,6 +187,13 @@ double cg_net_fwd_flops(const cg_net *net);
 double cg_net_bwd_flops(const cg_net *net, int param_grads, int input_grad);
 /* Layer i's part of cg_net_bwd_flops. */
 double cg_layer_bwd_flops(const cg_net *net, int i, int param_grads, int input_grad);
+
+/* The built network as a JSON array, one object per layer, so that other programs can rebuild
+ * it from a checkpoint without a copy of the preset tables: the spec (op, out, k, stride, pad,
+ * out_pad, act, alpha, rate, bn, cbn), input and output shapes ([C] flat, [C, H, W] spatial),
+ * the names of the layer's tensors, and with batch norm its inference formula, eps and
+ * momentum (and the conditional affine's). A new reference; NULL when out of memory. */
+json_t *cg_net_layers_json(const cg_net *net);
 
 /* Find a tensor by name; -1 when absent. */
 int cg_net_find_tensor(const cg_net *net, const char *name);
