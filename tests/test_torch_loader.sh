@@ -24,7 +24,7 @@ TOL=1e-5
 train() { # NAME ARGS...: a 2-step checkpoint in $TMP/NAME
     local name=$1
     shift
-    "$BIN" train --data "$DATA" --split bymerge-test --limit 2000 --steps 2 --batch 8 \
+    "$BIN" train --data "$DATA" --split bymerge-test --limit 512 --steps 2 --batch 8 \
         --log-every 0 --out "$TMP/$name" "$@" >"$TMP/$name.log" 2>&1 ||
         { cat "$TMP/$name.log"; fail "training $name"; }
 }
