@@ -5,7 +5,9 @@
 # veth0 only. jobs/train.sbatch with --nodes=2 --ntasks-per-node=2:
 #   1. runs under both launchers (srun --mpi=pmix; mpirun inside the allocation): 4 ranks on 2
 #      nodes, one on each host, and its final checkpoint is bit-identical to 4 ranks on one host;
-#   2. is preempted: two partitions (low, high; preempt/partition_prio, PreemptMode=REQUEUE,
+#   2. survives a time limit: --time=1 --signal=B:USR1@50, mpirun forwards the warning to the
+#      ranks on both hosts, chargan checkpoints, the job requeues itself and resumes there;
+#   3. is preempted: two partitions (low, high; preempt/partition_prio, PreemptMode=REQUEUE,
 #      GraceTime=30 on low), a job in high takes the nodes, chargan checkpoints within the grace
 #      time on both nodes (SIGTERM), the requeued job resumes from that checkpoint on both nodes
 #      and ends bit-identical to the uninterrupted run.
@@ -185,7 +187,40 @@ for L in srun mpirun; do
     ok "$L launcher: job $id, 4 ranks on 2 nodes (hosta, hostb), TCP over veth0; step $STEPS bit-identical to 4 ranks on one host"
 done
 
-# ---- 2: preemption --------------------------------------------------------------------------
+# ---- 2: a time limit across the two nodes (mpirun launcher) ---------------------------------
+# The warning (--signal=B:USR1@50) reaches the batch shell on hosta, mpirun forwards it to its
+# ranks on both hosts (hostb's through the daemon Open MPI started there with srun), chargan
+# checkpoints, the script requeues the job, the restart resumes on both nodes.
+OUTT=$B/run-timelimit
+id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUTT CHARGAN_STEPS=100000 CHARGAN_LOG_EVERY=10 \
+    CHARGAN_MAX_RESTARTS=1 sl sbatch --parsable "${SB[@]}" --time=1 --signal=B:USR1@50 \
+    --job-name=timelimit "$SBATCH_SCRIPT") || fail "sbatch (time limit)"
+log=$B/jobs/timelimit-$id.out
+t0=$SECONDS
+until grep -q 'restart 1)' "$log" 2>/dev/null; do
+    # Slurm holds a requeued job for about 2 minutes (Reason=BeginTime); release it at once.
+    [ "$(job_field "$id" JobState)" = PENDING ] && [ "$(job_field "$id" Reason)" = BeginTime ] &&
+        sl scontrol update JobId="$id" StartTime=now >/dev/null 2>&1
+    [ $((SECONDS - t0)) -gt "$PATIENCE" ] && fail "time-limit job $id was not requeued and restarted"
+    sleep 0.5
+done
+grep -q 'received SIGUSR1' "$log" || fail "job $id: the time-limit warning did not reach the shell"
+n=$(grep -oE 'stopped by SIGUSR1 after step [0-9]+' "$log" | head -1 | grep -oE '[0-9]+$')
+[ -n "$n" ] && [ "$n" -gt 0 ] || fail "job $id: chargan did not stop on the warning"
+[ -f "$(ckpt "$OUTT" "$n")" ] || fail "job $id: no checkpoint of step $n"
+grep -q 'requeueing job' "$log" || fail "job $id: the script did not requeue"
+wait_log "$log" "^resume: .*\\(step $n, " "$PATIENCE" || fail "requeued job $id did not resume from step $n"
+# End the restart now rather than at its own warning (the script holds the signal back until
+# chargan is ready, and chargan stops after at least one more step).
+sl scancel --batch --signal=USR1 "$id"
+wait_job "$id" "$PATIENCE" || fail "requeued job $id did not end cleanly"
+n2=$(grep -oE 'stopped by SIGUSR1 after step [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
+[ "$n2" -gt "$n" ] || fail "job $id: the restart did not get past step $n"
+grep -q 'not requeueing: 1 restarts' "$log" || fail "job $id: CHARGAN_MAX_RESTARTS not honoured"
+[ "$(grep -c '4 ranks on 2 nodes' "$log")" = 2 ] || fail "job $id: not 4 ranks on 2 nodes in both starts"
+ok "mpirun: time limit of job $id: warning SIGUSR1 to the shell -> through mpirun to the ranks on both nodes -> checkpoint at step $n -> requeued -> resumed on 2 nodes from step $n, stopped at $n2"
+
+# ---- 3: preemption --------------------------------------------------------------------------
 OUTP=$B/run-preempt
 id=$(CHARGAN_LAUNCHER=srun CHARGAN_OUT=$OUTP sl sbatch --parsable "${SB[@]}" --partition=low \
     --job-name=low "$SBATCH_SCRIPT") || fail "sbatch (low)"
