@@ -47,67 +47,22 @@ done
 DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
 [ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
 DATA=$(cd "$DATA" && pwd)
-if ! unshare --net --uts --mount true 2>/dev/null; then
-    skip "cannot create network/UTS/mount namespaces here (no CAP_SYS_ADMIN?)"
-fi
+. "$HERE/hosts.sh"
+netns_usable || skip "cannot create network/UTS/mount namespaces here (no CAP_SYS_ADMIN?)"
 
 TMP=$(mktemp -d /tmp/chargan-netns.XXXXXX) || fail mktemp
 chmod 755 "$TMP"
-PA='' PB=''
-# A /24 and veth names unlikely to collide with another run of this test.
-NET=10.$((100 + RANDOM % 100)).$((RANDOM % 250))
-VA=cgva$$ VB=cgvb$$
 cleanup() {
     local rc=$?
     trap - EXIT TERM INT
-    # The holders keep the namespaces alive; when they end, the namespaces and the veth pair
-    # (whose ends live in them) go away.
-    for p in $PA $PB; do kill "$p" 2>/dev/null; done
-    for p in $PA $PB; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    done
-    ip link del "$VA" 2>/dev/null # only if it never moved into a namespace
+    netns_hosts_stop
     if [ "${CHARGAN_NETNS_KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'echo "FAIL: interrupted" >&2; exit 1' TERM INT
 
-printf '127.0.0.1 localhost\n%s.1 hosta\n%s.2 hostb\n' "$NET" "$NET" >"$TMP/hosts"
-
-# start_host NAME: a process that holds new network, UTS and mount namespaces with the
-# hostname NAME and a private /etc/hosts; it ends by itself after 10 minutes at the latest.
-start_host() {
-    unshare --net --uts --mount sh -c "mount --bind '$TMP/hosts' /etc/hosts && hostname $1 &&
-        ip link set lo up && exec sleep 600" </dev/null >/dev/null 2>&1 &
-    local pid=$! t
-    for t in $(seq 50); do
-        [ "$(nsenter -t "$pid" --uts hostname 2>/dev/null)" = "$1" ] &&
-            nsenter -t "$pid" --mount grep -q hostb /etc/hosts 2>/dev/null && break
-        sleep 0.1
-    done
-    [ "$(nsenter -t "$pid" --uts hostname 2>/dev/null)" = "$1" ] || return 1
-    echo "$pid"
-}
-PA=$(start_host hosta) || fail "cannot start host a"
-PB=$(start_host hostb) || fail "cannot start host b"
-on() { # on a|b CMD...: run a command on a host
-    local p=$PA
-    [ "$1" = b ] && p=$PB
-    shift
-    nsenter -t "$p" --mount --uts --net -- "$@"
-}
-
-ip link add "$VA" type veth peer name "$VB" || fail "cannot create a veth pair"
-ip link set "$VA" netns "$PA" && ip link set "$VB" netns "$PB" || fail "cannot move the veth ends"
-on a ip link set "$VA" name veth0 && on b ip link set "$VB" name veth0 || fail "rename"
-on a ip addr add "$NET.1/24" dev veth0 && on a ip link set veth0 up || fail "address a"
-on b ip addr add "$NET.2/24" dev veth0 && on b ip link set veth0 up || fail "address b"
-# Reachability without ping (not installed everywhere): a TCP connection to a closed port of
-# hostb is refused by hostb's kernel (and times out when there is no route).
-reach() { on a timeout 3 bash -c 'exec 3<>/dev/tcp/hostb/9' 2>&1 | grep -q refused; }
-for _ in $(seq 25); do reach && break; sleep 0.2; done
-reach || fail "hosta cannot reach hostb over the veth pair"
+netns_hosts_start "$TMP" || fail "cannot set up the two hosts"
 ok "two hosts: $(on a hostname) ($NET.1) and $(on b hostname) ($NET.2), veth pair up, hostb answers hosta"
 
 # The rsh agent: Open MPI calls it as 'agent HOST COMMAND...' the way it would call ssh, and
@@ -152,7 +107,7 @@ mpirun_on() {
 }
 
 # CHARGAN_NETNS_RUN=FILE: source FILE here instead of the checks (measurements on the two
-# hosts: it has mpirun_on, $TMP and $BIN; the hosts end after 10 minutes).
+# hosts: it has mpirun_on, $TMP and $BIN; the hosts end after 20 minutes).
 if [ -n "${CHARGAN_NETNS_RUN:-}" ]; then
     # shellcheck disable=SC1090
     . "$CHARGAN_NETNS_RUN"

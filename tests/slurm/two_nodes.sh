@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# A real two-node Slurm cluster on one machine: the two "hosts" of tests/netns/hosts.sh
+# (network + UTS + mount namespaces joined by a veth pair), slurmctld and a slurmd on hosta, a
+# second slurmd on hostb, one munged for both (its socket is a file). Open MPI talks TCP over
+# veth0 only. jobs/train.sbatch with --nodes=2 --ntasks-per-node=2:
+#   1. runs under both launchers (srun --mpi=pmix; mpirun inside the allocation): 4 ranks on 2
+#      nodes, one on each host, and its final checkpoint is bit-identical to 4 ranks on one host;
+#   2. survives a time limit: --time=1 --signal=B:USR1@50, mpirun forwards the warning to the
+#      ranks on both hosts, chargan checkpoints, the job requeues itself and resumes there;
+#   3. is preempted: two partitions (low, high; preempt/partition_prio, PreemptMode=REQUEUE,
+#      GraceTime=30 on low), a job in high takes the nodes, chargan checkpoints within the grace
+#      time on both nodes (SIGTERM), the requeued job resumes from that checkpoint on both nodes
+#      and ends bit-identical to the uninterrupted run.
+# Every wait is for an event, bounded by PATIENCE seconds; the daemons and hosts started here
+# are stopped by pid at the end.
+#
+# usage: tests/slurm/two_nodes.sh CHARGAN_BINARY [SOURCE_DIR]
+#   EMNIST_DIR: the EMNIST directory (default SOURCE_DIR/../shared/data/emnist)
+#   CHARGAN_SLURM_KEEP=1: keep the scratch directory (logs) after the test
+# Needs root, network namespaces and Slurm (installed with apt-get when missing); prints SKIP
+# and exits 77 otherwise.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$(readlink -f "${1:?usage: two_nodes.sh CHARGAN_BINARY [SOURCE_DIR]}")
+SRC=$(cd "${2:-$HERE/../..}" && pwd)
+SBATCH_SCRIPT=$SRC/jobs/train.sbatch
+T_START=$SECONDS
+PATIENCE=${CHARGAN_SLURM_PATIENCE:-300}
+STEPS=100 # of every run: the preempted one must still be training when the preemption comes
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+ok() { echo "ok: $*  [$((SECONDS - T_START)) s]"; }
+skip() {
+    echo "SKIP: $*"
+    exit 77
+}
+
+[ "$(id -u)" = 0 ] || skip "the two-node Slurm test needs root (namespaces, munged, slurmctld, slurmd)"
+[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
+[ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
+"$BIN" --version | grep -q '^MPI: *Open MPI' || skip "the two-node Slurm test is written for Open MPI"
+DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
+[ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
+DATA=$(cd "$DATA" && pwd)
+
+. "$SRC/tests/netns/hosts.sh"
+. "$HERE/cluster.sh"
+netns_usable || skip "cannot create network/UTS/mount namespaces here (no CAP_SYS_ADMIN?)"
+slurm_install || skip "Slurm is not installed and cannot be installed"
+MPIRUN=$(command -v mpirun.openmpi || command -v mpirun) || skip "mpirun not installed"
+
+B=$(mktemp -d /tmp/chargan-slurm2.XXXXXX) || fail mktemp
+chmod 755 "$B"
+WATCHDOG=
+cleanup() {
+    local rc=$?
+    trap - EXIT TERM INT
+    if [ -n "$WATCHDOG" ]; then # the watchdog subshell and its sleep
+        for p in $(pgrep -P "$WATCHDOG") "$WATCHDOG"; do kill "$p" 2>/dev/null; done
+    fi
+    slurm_stop
+    netns_hosts_stop
+    if [ "$rc" != 0 ]; then
+        echo "---- logs (test failed) ----" >&2
+        for f in "$B"/jobs/*.out "$B"/log/*.log; do
+            [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }
+        done
+    fi
+    if [ "${CHARGAN_SLURM_KEEP:-0}" = 1 ]; then echo "kept $B"; else rm -rf "$B"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "FAIL: interrupted or timed out" >&2; exit 1' TERM INT
+(sleep "${CHARGAN_SLURM_TIMEOUT:-1100}" && kill -TERM $$) >/dev/null 2>&1 &
+WATCHDOG=$!
+
+# ---- the cluster ------------------------------------------------------------------------------
+netns_hosts_start "$B" || fail "cannot set up the two hosts"
+slurm_on() { # NODE CMD...: hosta/hostb are the namespace hosts a/b
+    local n=$1
+    shift
+    on "${n#host}" "$@"
+}
+SLURM_NODES="hosta=$NET.1 hostb=$NET.2"
+SLURM_TEST_CPUS=2
+# Preemption: a job in partition high takes the nodes of a running job in partition low; the
+# low job gets SIGTERM, GraceTime seconds to stop, then it is requeued.
+SLURM_CONF_EXTRA="PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE"
+SLURM_PARTITIONS="PartitionName=low Nodes=ALL Default=YES PriorityTier=1 PreemptMode=REQUEUE GraceTime=30 MaxTime=INFINITE State=UP
+PartitionName=high Nodes=ALL PriorityTier=2 PreemptMode=OFF MaxTime=INFINITE State=UP"
+slurm_start "$B" || fail "cannot start the two-node Slurm cluster"
+for h in a b; do
+    on "$h" sh -c 'munge -n | unmunge' >/dev/null 2>&1 || fail "munge does not work on host$h"
+done
+ok "two-node cluster: slurmctld + slurmd on hosta ($NET.1), slurmd on hostb ($NET.2), one munged (socket file reachable from both hosts)"
+
+mkdir -p "$B/jobs"
+cd "$B/jobs" || fail "cd"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI between the hosts: TCP over the veth pair only (the job's environment: sbatch passes
+# it on to every task and to mpirun's daemons on hostb).
+export OMPI_MCA_btl=tcp,self,vader OMPI_MCA_btl_tcp_if_include=veth0 OMPI_MCA_oob_tcp_if_include=veth0
+export CHARGAN_BIN=$BIN CHARGAN_DATA=$DATA CHARGAN_SPLIT=balanced-train-part
+export CHARGAN_MODEL=small CHARGAN_BATCH=64 CHARGAN_LOG_EVERY=5 CHARGAN_STEPS=$STEPS
+export CHARGAN_CKPT_EVERY=0 CHARGAN_SAMPLE_EVERY=0 CHARGAN_RESUBMIT=requeue
+SB=(--nodes=2 --ntasks-per-node=2 --cpus-per-task=1 --time=10)
+
+# ---- helpers ---------------------------------------------------------------------------------
+sl() { slurm_client timeout 20 "$@"; } # a client command, on hosta (where slurmctld listens)
+job_field() { # ID FIELD: a field of scontrol show job
+    sl scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
+}
+# wait_job ID SECONDS: until the job ends; 0 for COMPLETED with exit code 0. A requeued job
+# held by Slurm's requeue delay (Reason=BeginTime, about 2 min) is released at once.
+wait_job() {
+    local id=$1 limit=$2 t0=$SECONDS st ec
+    while :; do
+        st=$(job_field "$id" JobState)
+        case $st in
+        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE)
+            break ;;
+        PENDING)
+            [ "$(job_field "$id" Reason)" = BeginTime ] &&
+                sl scontrol update JobId="$id" StartTime=now >/dev/null 2>&1 ;;
+        esac
+        if [ $((SECONDS - t0)) -gt "$limit" ]; then
+            echo "job $id still $st after $limit s" >&2
+            sl scancel "$id"
+            return 1
+        fi
+        sleep 0.5
+    done
+    ec=$(job_field "$id" ExitCode)
+    [ "$st" = COMPLETED ] && [ "$ec" = 0:0 ] && return 0
+    echo "job $id: state $st, exit code $ec" >&2
+    return 1
+}
+wait_log() { # FILE ERE SECONDS: until a line of FILE matches
+    local t0=$SECONDS
+    until grep -qE "$2" "$1" 2>/dev/null; do
+        [ $((SECONDS - t0)) -gt "$3" ] && { echo "no /$2/ in $1 after $3 s" >&2; return 1; }
+        sleep 0.2
+    done
+}
+ckpt() { printf '%s/checkpoints/step-%08d.h5' "$1" "$2"; }
+# same A B: chargan compare's verdict on two checkpoints is bit-identical (run on hosta: the
+# job's Open MPI settings name veth0, which only the hosts have)
+compare() { on a "$BIN" compare "$1" "$2" --tol 0 2>&1; }
+same() { compare "$1" "$2" | grep -q '"bit_identical": true'; }
+two_nodes_log() { # LOG WHAT: 4 ranks, 2 nodes, one line per host
+    grep -q '4 ranks on 2 nodes' "$1" || fail "$2: not '4 ranks on 2 nodes'"
+    for h in hosta hostb; do
+        grep -q "cpus: node $h" "$1" || fail "$2: no 'cpus: node $h' line"
+    done
+}
+
+# ---- the reference: 4 ranks on one host, the job's settings ----------------------------------
+REF=$B/ref
+on a timeout "$PATIENCE" "$MPIRUN" -np 4 --oversubscribe --bind-to none "$BIN" train --seed 1 \
+    --out "$REF" --threads 1 --model small --batch 64 --data "$DATA" --split balanced-train-part \
+    --steps "$STEPS" --log-every 50 --ckpt-every 0 --sample-every 0 >"$B/ref.log" 2>&1 ||
+    { cat "$B/ref.log"; fail "the one-host reference run failed"; }
+grep -q '4 ranks on 1 node' "$B/ref.log" || fail "reference: not 4 ranks on 1 node"
+REF_CKPT=$(ckpt "$REF" "$STEPS")
+[ -f "$REF_CKPT" ] || fail "reference: no checkpoint of step $STEPS"
+ok "reference: 4 ranks on hosta, $STEPS steps"
+
+# ---- 1: both launchers across the two nodes -------------------------------------------------
+for L in srun mpirun; do
+    id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$B/run-$L sl sbatch --parsable "${SB[@]}" \
+        --job-name="two-$L" "$SBATCH_SCRIPT") || fail "sbatch ($L)"
+    wait_job "$id" "$PATIENCE" || fail "$L: job $id failed"
+    log=$B/jobs/two-$L-$id.out
+    case $L in
+    srun) want='launching: srun --mpi=pmix ' ;;
+    mpirun) want='launching: [^ ]*mpirun[^ ]* -np 4 ' ;;
+    esac
+    grep -q "$want" "$log" || fail "$L: expected /$want/ in $log"
+    grep -qE 'on 2 node\(s\) \[hosta,hostb\]' "$log" || fail "$L: the job did not get hosta and hostb"
+    two_nodes_log "$log" "$L"
+    same "$(ckpt "$B/run-$L" "$STEPS")" "$REF_CKPT" ||
+        fail "$L: final checkpoint differs from the one-host run: $(compare "$(ckpt "$B/run-$L" "$STEPS")" "$REF_CKPT" | tail -3)"
+    ok "$L launcher: job $id, 4 ranks on 2 nodes (hosta, hostb), TCP over veth0; step $STEPS bit-identical to 4 ranks on one host"
+done
+
+# ---- 2: a time limit across the two nodes (mpirun launcher) ---------------------------------
+# The warning (--signal=B:USR1@50) reaches the batch shell on hosta, mpirun forwards it to its
+# ranks on both hosts (hostb's through the daemon Open MPI started there with srun), chargan
+# checkpoints, the script requeues the job, the restart resumes on both nodes.
+OUTT=$B/run-timelimit
+id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUTT CHARGAN_STEPS=100000 CHARGAN_LOG_EVERY=10 \
+    CHARGAN_MAX_RESTARTS=1 sl sbatch --parsable "${SB[@]}" --time=1 --signal=B:USR1@50 \
+    --job-name=timelimit "$SBATCH_SCRIPT") || fail "sbatch (time limit)"
+log=$B/jobs/timelimit-$id.out
+t0=$SECONDS
+until grep -q 'restart 1)' "$log" 2>/dev/null; do
+    # Slurm holds a requeued job for about 2 minutes (Reason=BeginTime); release it at once.
+    [ "$(job_field "$id" JobState)" = PENDING ] && [ "$(job_field "$id" Reason)" = BeginTime ] &&
+        sl scontrol update JobId="$id" StartTime=now >/dev/null 2>&1
+    [ $((SECONDS - t0)) -gt "$PATIENCE" ] && fail "time-limit job $id was not requeued and restarted"
+    sleep 0.5
+done
+grep -q 'received SIGUSR1' "$log" || fail "job $id: the time-limit warning did not reach the shell"
+n=$(grep -oE 'stopped by SIGUSR1 after step [0-9]+' "$log" | head -1 | grep -oE '[0-9]+$')
+[ -n "$n" ] && [ "$n" -gt 0 ] || fail "job $id: chargan did not stop on the warning"
+[ -f "$(ckpt "$OUTT" "$n")" ] || fail "job $id: no checkpoint of step $n"
+grep -q 'requeueing job' "$log" || fail "job $id: the script did not requeue"
+wait_log "$log" "^resume: .*\\(step $n, " "$PATIENCE" || fail "requeued job $id did not resume from step $n"
+# End the restart now rather than at its own warning (the script holds the signal back until
+# chargan is ready, and chargan stops after at least one more step).
+sl scancel --batch --signal=USR1 "$id"
+wait_job "$id" "$PATIENCE" || fail "requeued job $id did not end cleanly"
+n2=$(grep -oE 'stopped by SIGUSR1 after step [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
+[ "$n2" -gt "$n" ] || fail "job $id: the restart did not get past step $n"
+grep -q 'not requeueing: 1 restarts' "$log" || fail "job $id: CHARGAN_MAX_RESTARTS not honoured"
+[ "$(grep -c '4 ranks on 2 nodes' "$log")" = 2 ] || fail "job $id: not 4 ranks on 2 nodes in both starts"
+ok "mpirun: time limit of job $id: warning SIGUSR1 to the shell -> through mpirun to the ranks on both nodes -> checkpoint at step $n -> requeued -> resumed on 2 nodes from step $n, stopped at $n2"
+
+# ---- 3: preemption --------------------------------------------------------------------------
+OUTP=$B/run-preempt
+id=$(CHARGAN_LAUNCHER=srun CHARGAN_OUT=$OUTP sl sbatch --parsable "${SB[@]}" --partition=low \
+    --job-name=low "$SBATCH_SCRIPT") || fail "sbatch (low)"
+log=$B/jobs/low-$id.out
+wait_log "$log" '^step 10/' "$PATIENCE" || fail "low job $id: training did not start"
+t_pre=$(date +%s.%N)
+hid=$(sl sbatch --parsable --partition=high --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 \
+    --time=5 --job-name=high --output="$B/jobs/high-%j.out" --wrap 'srun hostname') ||
+    fail "sbatch (high)"
+# GraceTime=30: chargan must have checkpointed by then, or Slurm kills it; the bound is wider
+# so that a late line shows up as "killed", not as a timeout of this wait.
+wait_log "$log" 'stopped by SIG[A-Z0-9]+ after step' "$PATIENCE" ||
+    fail "low job $id: chargan did not stop after the preemption"
+t_seen=$(date +%s.%N)
+n=$(grep -oE 'stopped by SIG[A-Z0-9]+ after step [0-9]+' "$log" | tail -1)
+sig=$(echo "$n" | awk '{print $3}')
+n=${n##* }
+[ "$n" -gt 0 ] && [ "$n" -lt "$STEPS" ] || fail "low job $id: stopped at step '$n'"
+# srun's tasks get Slurm's SIGTERM themselves, on both nodes
+[ "$sig" = SIGTERM ] || fail "low job $id: stopped by $sig, expected Slurm's SIGTERM"
+[ -f "$(ckpt "$OUTP" "$n")" ] || fail "low job $id: no checkpoint of step $n"
+wait_job "$hid" "$PATIENCE" || fail "high job $hid failed"
+[ "$(sort -u "$B/jobs/high-$hid.out" | tr '\n' ' ')" = "hosta hostb " ] ||
+    fail "high job $hid did not run on both nodes: $(cat "$B/jobs/high-$hid.out")"
+# The requeued low job (same id) resumes on both nodes and finishes the run.
+wait_job "$id" "$PATIENCE" || fail "requeued low job $id did not finish"
+grep -q 'chargan exited with status 0' "$log" || fail "low job $id: chargan did not exit 0 when preempted"
+grep -q "^resume: .*(step $n, " "$log" || fail "low job $id: did not resume from step $n"
+grep -q 'job [0-9]* (restart 1) on 2 node(s)' "$log" || fail "low job $id: no restart on 2 nodes"
+[ "$(grep -c '4 ranks on 2 nodes' "$log")" = 2 ] || fail "low job $id: not 4 ranks on 2 nodes twice"
+same "$(ckpt "$OUTP" "$STEPS")" "$REF_CKPT" ||
+    fail "preempted run: final checkpoint differs from the uninterrupted run: $(compare "$(ckpt "$OUTP" "$STEPS")" "$REF_CKPT" | tail -3)"
+# Timings: Slurm's SIGTERM to the job step (slurmstepd logs it as the step's cancellation; the
+# batch shell is not signalled by the preemption) -> the checkpoint file written; and the high
+# job's submission -> the stop line seen here.
+t_sig=$(sed -n "s/^\[\([0-9T:.-]*\)\] \[$id\.0\] error: \*\*\* STEP $id\.0 ON hosta CANCELLED.*/\1/p" \
+    "$B/log/slurmd-hosta.log" | head -1)
+t_sig_s=$(date -d "$t_sig" +%s.%N 2>/dev/null) || t_sig_s=
+t_ck=$(stat -c %.3Y "$(ckpt "$OUTP" "$n")")
+sig_to_ck=$(awk -v a="$t_sig_s" -v b="$t_ck" 'BEGIN { if (a == "") print "?"; else printf "%.2f", b - a }')
+awk -v a="$t_sig_s" -v b="$t_ck" 'BEGIN { exit !(a == "" || b - a < 30) }' ||
+    fail "low job $id: the checkpoint came $sig_to_ck s after the signal, beyond GraceTime"
+pre_to_seen=$(awk -v a="$t_pre" -v b="$t_seen" 'BEGIN { printf "%.1f", b - a }')
+ok "preemption: high job $hid took the nodes of low job $id; chargan stopped by $sig after step $n" \
+    "(checkpoint written ${sig_to_ck} s after Slurm's SIGTERM to the step at ${t_sig:-?}; stop line" \
+    "${pre_to_seen} s after the high job's submission; GraceTime 30 s); requeued, resumed from step $n on 2 nodes, step $STEPS" \
+    "bit-identical to the uninterrupted run"
+echo "PASS: two-node Slurm tests in $((SECONDS - T_START)) s"
