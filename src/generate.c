@@ -20,6 +20,9 @@ int cg_class_of_char(const char *classes, char ch)
     return -1;
 }
 
+const cg_text_layout cg_line_layout = {.glyph = 28, .advance = 20, .gap = 14, .margin = 4,
+                                       .scale = 2};
+
 int cg_temperature_valid(float t) { return isfinite(t) && t > 0.0f && t <= 10.0f; }
 
 void cg_sample_noise(float *z, long n, uint64_t seed, uint64_t stream, uint64_t first,

@@ -670,7 +670,7 @@ static void bn_layer_forward(const net_pass *p, const cg_fwd_opts *o, int i, flo
     cg_bn_forward(L->out_c, n, cs, es, y, t->xhat[i], t->invstd[i],
                   par + net->tensors[L->bn_gamma].offset, par + net->tensors[L->bn_beta].offset,
                   par + net->tensors[L->bn_mean].offset, par + net->tensors[L->bn_var].offset,
-                  0.1f, 1e-5f, o && o->training, &p->sync, net->bn_scratch);
+                  CG_BN_MOMENTUM, CG_BN_EPS, o && o->training, &p->sync, net->bn_scratch);
     if (L->spec.cbn) /* its input is recomputed from xhat for the backward pass */
         cg_cond_affine_forward(L->out_c, B, sample_size(L), cs, es, t->labels, y,
                                par + net->tensors[L->cbn_gamma].offset,

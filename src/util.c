@@ -156,3 +156,41 @@ double cg_median(double *v, int n)
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+/* write(2) of all len bytes (retrying short writes and EINTR). 0, or -1 with errno. */
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        const ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n, len -= (size_t)n;
+    }
+    return 0;
+}
+
+int cg_write_file(const char *path, const void *data, size_t len, cg_error *e)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return cg_fail(e, "%s: path too long", path);
+    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return cg_fail(e, "%s: cannot create: %s", tmp, strerror(errno));
+    int bad = write_all(fd, data, len) || fsync(fd);
+    const int err = errno;
+    if (close(fd) != 0 && !bad)
+        bad = 1;
+    if (bad) {
+        remove(tmp);
+        return cg_fail(e, "%s: write error: %s", tmp, strerror(err ? err : errno));
+    }
+    if (rename(tmp, path) != 0) {
+        const int rerr = errno;
+        remove(tmp);
+        return cg_fail(e, "%s: cannot rename %s to it: %s", path, tmp, strerror(rerr));
+    }
+    return 0;
+}

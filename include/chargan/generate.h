@@ -18,6 +18,16 @@ int cg_class_of_char(const char *classes, char ch);
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
                  float temperature, float *out, float *z_scratch);
 
+/* How `chargan write` lays out a line, in glyph pixels (and the browser page, which reads
+ * these numbers from `chargan export --meta`): glyphs of glyph x glyph pixels sit `advance`
+ * apart (EMNIST centres characters in 28 px with wide margins), a space advances `gap`, a
+ * margin surrounds the line, and every glyph pixel becomes scale x scale image pixels
+ * (write's default --scale). Dark ink on white paper. */
+typedef struct {
+    int glyph, advance, gap, margin, scale;
+} cg_text_layout;
+extern const cg_text_layout cg_line_layout;
+
 /* The temperatures the commands accept: finite, in (0, 10]. */
 int cg_temperature_valid(float t);
 /* Sampling noise: n normals (cg_rng_normal_fill(z, n, seed, stream, first)) times

@@ -33,6 +33,11 @@ typedef struct {
                     after the batch norm's own (cg_cond_affine_forward) */
 } cg_layer_spec;
 
+/* Batch norm's epsilon (var + eps under the square root) and running-average momentum; an
+ * exported model (chargan/export.h) uses the same epsilon. */
+#define CG_BN_EPS 1e-5f
+#define CG_BN_MOMENTUM 0.1f
+
 #define CG_MAX_LAYERS 16
 #define CG_MAX_TENSORS 64
 

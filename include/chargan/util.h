@@ -34,6 +34,11 @@ int cg_make_dirs(const char *path, cg_error *e);
  * cannot sync directories (EINVAL, ENOTSUP, EROFS) count as success. 0, or -1 with errno. */
 int cg_fsync_dir(const char *dir);
 
+/* Writes len bytes to PATH crash-safely: into PATH.tmp (created, written, fsync'ed, closed),
+ * then renamed onto PATH, so PATH is either untouched or complete; the temporary is removed
+ * on failure. Returns 0, or -1 with e = "FILE: cannot create / write error / cannot
+ * rename: reason". */
+int cg_write_file(const char *path, const void *data, size_t len, cg_error *e);
 /* Median of v[0..n) (sorts v). */
 double cg_median(double *v, int n);
 

@@ -18,5 +18,6 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv);
 int cg_cmd_info(cg_ctx *c, int argc, char **argv);
 int cg_cmd_classifier(cg_ctx *c, int argc, char **argv);
 int cg_cmd_eval(cg_ctx *c, int argc, char **argv);
+int cg_cmd_export(cg_ctx *c, int argc, char **argv);
 
 #endif

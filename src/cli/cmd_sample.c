@@ -188,31 +188,31 @@ static int line_labels(const char *ckpt, const char *text, const char *classes,
     return 1;
 }
 
-/* Glyphs sit 20 px apart (EMNIST centres characters in 28 px with wide margins); a space
- * advances 14 px. Dark ink on white paper, `scale` pixels per glyph pixel. */
-enum { LINE_ADV = 20, LINE_GAP = 14, LINE_MARGIN = 4 };
-
+/* The line's layout is cg_line_layout (chargan/generate.h); the last glyph overhangs its
+ * advance by glyph - advance pixels. */
 static int line_png(const char *out, const char *text, const float *img, int scale,
                     cg_error *e)
 {
-    int width = 2 * LINE_MARGIN + 8;
+    const cg_text_layout *lay = &cg_line_layout;
+    const int G = lay->glyph;
+    int width = 2 * lay->margin + G - lay->advance;
     for (int i = 0; text[i]; i++)
-        width += text[i] == ' ' ? LINE_GAP : LINE_ADV;
-    const int rows = 28 + 2 * LINE_MARGIN, W = width * scale, H = rows * scale;
+        width += text[i] == ' ' ? lay->gap : lay->advance;
+    const int rows = G + 2 * lay->margin, W = width * scale, H = rows * scale;
     float *ink = calloc((size_t)width * rows, sizeof(float));
-    for (int i = 0, x = LINE_MARGIN, g = 0; text[i]; i++) {
+    for (int i = 0, x = lay->margin, g = 0; text[i]; i++) {
         if (text[i] == ' ') {
-            x += LINE_GAP;
+            x += lay->gap;
             continue;
         }
         const float *gl = img + (size_t)g++ * CG_IMG_PIXELS;
-        for (int yy = 0; yy < 28; yy++)
-            for (int xx = 0; xx < 28; xx++) {
-                float *p = ink + (size_t)(yy + LINE_MARGIN) * width + x + xx;
-                if (gl[yy * 28 + xx] > *p)
-                    *p = gl[yy * 28 + xx];
+        for (int yy = 0; yy < G; yy++)
+            for (int xx = 0; xx < G; xx++) {
+                float *p = ink + (size_t)(yy + lay->margin) * width + x + xx;
+                if (gl[yy * G + xx] > *p)
+                    *p = gl[yy * G + xx];
             }
-        x += LINE_ADV;
+        x += lay->advance;
     }
     uint8_t *pix = malloc((size_t)W * H);
     for (int yy = 0; yy < H; yy++)
@@ -275,7 +275,7 @@ static int write_run(const write_opts *o)
 
 int cg_cmd_write(cg_ctx *c, int argc, char **argv)
 {
-    write_opts o = {NULL, NULL, NULL, 1, 2, 0, 1.0f};
+    write_opts o = {NULL, NULL, NULL, 1, cg_line_layout.scale, 0, 1.0f};
     const cg_opt opts[] = {
         {"checkpoint", CG_OPT_STR, &o.ckpt, "checkpoint of a conditional model (required)"},
         {"text", CG_OPT_STR, &o.text, "the line to write (required)"},

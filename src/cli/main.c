@@ -21,6 +21,7 @@ static const command commands[] = {
     {"info", cg_cmd_info, "show what a checkpoint or sample file (HDF5) holds"},
     {"classifier", cg_cmd_classifier, "train (or test) the EMNIST classifier used by eval"},
     {"eval", cg_cmd_eval, "score a checkpoint: FID, confidence, classes covered (JSON)"},
+    {"export", cg_cmd_export, "write a checkpoint's generator as an ONNX model (and JSON)"},
 };
 
 static void usage(FILE *f)
