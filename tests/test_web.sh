@@ -33,8 +33,8 @@ if [ -n "${CHARGAN_WEB_CHECKPOINT:-}" ]; then
     CKPT=$CHARGAN_WEB_CHECKPOINT
 else
     DATA=$(emnist_dir "$SRC") || exit 1
-    "$BIN" train --model deep --steps 2 --batch 8 --data "$DATA" --out "$TMP/run" \
-        --log-every 0 >"$TMP/train.log" 2>&1 || { cat "$TMP/train.log"; fail "train"; }
+    "$BIN" train --model deep --steps 2 --batch 8 --data "$DATA" --split bymerge-test \
+        --limit 512 --out "$TMP/run" --log-every 0 >"$TMP/train.log" 2>&1 || { cat "$TMP/train.log"; fail "train"; }
     CKPT=$TMP/run/checkpoints/step-00000002.h5
 fi
 

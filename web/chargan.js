@@ -85,10 +85,10 @@ export function lineNoise(meta, seed, temperature, glyphs) {
   return z;
 }
 
-// Size of the line in glyph pixels: margins, `advance` per character, `gap` per space and 8
-// pixels of slack at the right for the last glyph's overhang.
+// Size of the line in glyph pixels: margins, `advance` per character, `gap` per space and
+// glyph - advance pixels at the right for the last glyph's overhang (chargan write's line_png).
 export function lineSize(text, layout) {
-  let width = 2 * layout.margin + 8;
+  let width = 2 * layout.margin + layout.glyph - layout.advance;
   for (const ch of text)
     width += ch === ' ' ? layout.gap : layout.advance;
   return {width, height: layout.glyph + 2 * layout.margin};
