@@ -161,6 +161,17 @@ async function checkUnknown(page) {
   ok(`"Hi @": state error, message "${msg}", canvas unchanged`);
 }
 
+// "new style" picks another seed and draws the line with it.
+async function checkNewStyle(page, seed) {
+  const before = Number((await dataset(page)).renders);
+  await page.click('#new-style');
+  const d = await waitSettled(page, before);
+  const input = await page.$eval('#seed', (el) => el.value);
+  if (d.state !== 'done' || d.seed === String(seed) || d.seed !== input)
+    fail(`new style: state ${d.state}, seed ${d.seed} (input ${input}, was ${seed})`);
+  ok(`new style: drawn with seed ${d.seed}`);
+}
+
 // The download button's file (a CDP download into OUT) must hold the canvas's pixels.
 async function checkDownload(browser, page, out) {
   const dir = join(out, 'download');
@@ -235,6 +246,7 @@ async function checks(browser, a) {
   await expectSame(page, `"${HELLO}" temperature 0.5`, ref('hello-t0.5.png'));
   d = await render(page, {text: 'cop', temperature: 1});
   await expectSame(page, '"cop" (c o p drawn with the classes of C O P)', ref('cop.png'));
+  await checkNewStyle(page, a.seed);
   await checkDownload(browser, page, a.out);
   const ms = await lineTimes(page, a.seed);
   if (errors.length)
