@@ -225,6 +225,22 @@ async function openPage(browser, url, errors) {
   return {page, firstGlyphMs: Number(d.firstGlyphMs), modelMs: Number(d.modelMs)};
 }
 
+// ?model=NAME loads NAME.json and NAME.onnx: a name with no files is a clear error, not a hang.
+async function checkMissingModel(browser, url) {
+  const page = await browser.newPage();
+  const u = new URL(url);
+  u.searchParams.set('model', 'no-such-model');
+  await page.goto(u.href);
+  await page.waitForFunction(() => ['ready', 'done', 'error'].includes(document.body.dataset.state),
+                             {timeout: WAIT_MS, polling: 'mutation'});
+  const state = await page.evaluate(() => document.body.dataset.state);
+  const msg = await page.$eval('#message', (el) => (el.hidden ? '' : el.textContent));
+  if (state !== 'error' || !msg.includes('no-such-model.') || !msg.includes('404'))
+    fail(`?model=no-such-model: state ${state}, message "${msg}"`);
+  ok(`?model=no-such-model: state error, message "${msg}"`);
+  await page.close();
+}
+
 async function checks(browser, a) {
   const errors = [], ref = (f) => join(a.ref, f);
   const {page, firstGlyphMs, modelMs} = await openPage(browser, a.url, errors);
@@ -249,6 +265,7 @@ async function checks(browser, a) {
   await checkNewStyle(page, a.seed);
   await checkDownload(browser, page, a.out);
   const ms = await lineTimes(page, a.seed);
+  await checkMissingModel(browser, a.url);
   if (errors.length)
     fail(`page errors: ${errors.join(' | ')}`);
   return {firstGlyphMs, modelMs, ms, cmp};
