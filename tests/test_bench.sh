@@ -36,8 +36,11 @@ for f in p1 p2b; do
     kinds=$(tail -1 "$TMP/$f.out" | sed 's/.*"breakdown": {\([^}]*\)}.*/\1/' | tr ',' '\n' |
         sed 's/.*: //' | sum)
     layers=$(tail -1 "$TMP/$f.out" | grep -o '"[fb]wd_ms": [0-9.e+-]*' | sed 's/.*: //' | sum)
-    awk -v k="$kinds" -v s="$step" -v l="$layers" \
-        'BEGIN { exit !(k > s - 0.02 && k < s + 0.02 && l > 0.5 * s && l <= s * 1.001 + 0.01) }' ||
+    # On one rank the layers are most of the step; on 2 ranks sharing 2 cores with whatever
+    # else runs, waiting in the sums can take any share, so there they need only fit inside.
+    if [ "$f" = p1 ]; then lmin=0.5; else lmin=0; fi
+    awk -v k="$kinds" -v s="$step" -v l="$layers" -v m="$lmin" \
+        'BEGIN { exit !(k > s - 0.02 && k < s + 0.02 && l > m * s && l > 0 && l <= s * 1.001 + 0.01) }' ||
         fail "$f: kinds add to $kinds ms, layers to $layers ms, step $step ms"
     ok "$f: kinds add up to the step ($kinds of $step ms), layers $layers ms, allreduce $ar ms"
 done
