@@ -12,6 +12,8 @@
 #     SLURM_NODES          "NAME[=ADDR] ..." (default: localhost); the first node also runs
 #                          slurmctld, and client commands run there
 #     SLURM_TEST_CPUS      CPUs of each node (default 8)
+#     SLURM_TASK_PLUGIN    TaskPlugin (default task/none; task/affinity binds tasks to CPUs,
+#                          which needs SLURM_TEST_CPUS to be the real count)
 #     SLURM_PARTITIONS     the PartitionName lines (default: partition debug, all nodes)
 #     SLURM_CONF_EXTRA     more slurm.conf lines (e.g. preemption settings)
 #     slurm_on NODE CMD... a function that runs CMD on NODE (default: here); redefine it after
@@ -76,7 +78,7 @@ AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=${SLURM_TASK_PLUGIN:-task/none}
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SwitchType=switch/none

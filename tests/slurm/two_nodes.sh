@@ -3,8 +3,11 @@
 # (network + UTS + mount namespaces joined by a veth pair), slurmctld and a slurmd on hosta, a
 # second slurmd on hostb, one munged for both (its socket is a file). Open MPI talks TCP over
 # veth0 only. jobs/train.sbatch with --nodes=2 --ntasks-per-node=2:
-#   1. runs under both launchers (srun --mpi=pmix; mpirun inside the allocation): 4 ranks on 2
-#      nodes, one on each host, and its final checkpoint is bit-identical to 4 ranks on one host;
+#   1. runs under both launchers (srun --mpi=pmix --cpu-bind=cores; mpirun --map-by slot:PE=1
+#      --bind-to core inside the allocation): 4 ranks on 2 nodes, two on each host, each bound
+#      to a core of its own (no overlap on a host, no warning), and its final checkpoint is
+#      bit-identical to 4 ranks on one host; `chargan data --stats` shows one copy of the data
+#      set per node;
 #   2. survives a time limit: --time=1 --signal=B:USR1@50, mpirun forwards the warning to the
 #      ranks on both hosts, chargan checkpoints, the job requeues itself and resumes there;
 #   3. is preempted: two partitions (low, high; preempt/partition_prio, PreemptMode=REQUEUE,
@@ -85,7 +88,8 @@ slurm_on() { # NODE CMD...: hosta/hostb are the namespace hosts a/b
     on "${n#host}" "$@"
 }
 SLURM_NODES="hosta=$NET.1 hostb=$NET.2"
-SLURM_TEST_CPUS=2
+SLURM_TEST_CPUS=$(nproc --all) # task/affinity binds to real CPUs: the nodes have this machine's
+SLURM_TASK_PLUGIN=task/affinity
 # Preemption: a job in partition high takes the nodes of a running job in partition low; the
 # low job gets SIGTERM, GraceTime seconds to stop, then it is requeued.
 SLURM_CONF_EXTRA="PreemptType=preempt/partition_prio
@@ -157,6 +161,20 @@ two_nodes_log() { # LOG WHAT: 4 ranks, 2 nodes, one line per host
         grep -q "cpus: node $h" "$1" || fail "$2: no 'cpus: node $h' line"
     done
 }
+# bound_log LOG WHAT: on each host the two ranks report CPU sets (sched_getaffinity) that do not
+# overlap and run one thread each, and chargan warns of nothing.
+bound_log() {
+    local h line cpus
+    for h in hosta hostb; do
+        line=$(grep -m1 "^cpus: node $h " "$1")
+        cpus=$(grep -oE 'rank [0-9]+ [0-9,-]+ \(' <<<"$line" | awk '{print $3}' |
+            tr ',' '\n' | awk -F- '{e = NF > 1 ? $2 : $1; for (i = $1; i <= e; i++) print i}')
+        [ "$(wc -l <<<"$cpus")" = 2 ] || fail "$2: on $h the ranks are not bound to a core each: $line"
+        [ -z "$(sort <<<"$cpus" | uniq -d)" ] || fail "$2: ranks on $h share cpus: $line"
+        [ "$(grep -o '(1 thread)' <<<"$line" | wc -l)" = 2 ] || fail "$2: not 1 thread per rank on $h: $line"
+    done
+    ! grep -q 'warning' "$1" || fail "$2: $(grep -m1 warning "$1")"
+}
 
 # ---- the reference: 4 ranks on one host, the job's settings ----------------------------------
 REF=$B/ref
@@ -169,9 +187,34 @@ REF_CKPT=$(ckpt "$REF" "$STEPS")
 [ -f "$REF_CKPT" ] || fail "reference: no checkpoint of step $STEPS"
 ok "reference: 4 ranks on hosta, $STEPS steps"
 
+# ---- one copy of the data set per node ------------------------------------------------------
+# `chargan data --stats` in the jobs' layout sums the ranks' proportional memory (PSS): 2+2
+# ranks on two nodes hold twice what 2 ranks on one node hold, not a copy per rank.
+data_stats() { # NODES: the stats line of 2 ranks per node, started by srun
+    local id
+    id=$(sl sbatch --parsable --nodes="$1" --ntasks-per-node=2 --cpus-per-task=1 --time=5 \
+        --job-name="data-$1" --output="$B/jobs/data-$1.out" \
+        --wrap "srun --mpi=pmix --cpu-bind=cores '$BIN' data '$DATA' --split bymerge-test --stats") ||
+        fail "sbatch (data, $1 nodes)"
+    wait_job "$id" "$PATIENCE" || fail "data job $id ($1 nodes) failed: $(tail -3 "$B/jobs/data-$1.out")"
+    grep -q "ranks: $((2 * $1)) on $1 node(s)" "$B/jobs/data-$1.out" ||
+        fail "data job $id: not $((2 * $1)) ranks on $1 nodes: $(head -3 "$B/jobs/data-$1.out")"
+    grep '^stats: ' "$B/jobs/data-$1.out"
+}
+field() { sed -n "s/^stats: .* $1=\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
+s2=$(data_stats 2) && s1=$(data_stats 1) || exit 1
+p2=$(field pss_sum_mb "$s2") p1=$(field pss_sum_mb "$s1") dmb=$(field data_mb "$s2")
+[ -n "$p2" ] && [ -n "$p1" ] && [ -n "$dmb" ] || fail "no stats line: '$s2' '$s1'"
+awk -v p2="$p2" -v p1="$p1" -v d="$dmb" 'BEGIN { exit !(p2 < 2 * p1 + 0.5 * d && p2 > 1.5 * d) }' ||
+    fail "memory: 2 nodes x 2 ranks use $p2 MB (PSS), 1 node x 2 ranks $p1 MB, data $dmb MB"
+ok "data: 4 ranks on 2 nodes use $p2 MB PSS = about 2 x $p1 MB of 2 ranks on 1 node (data $dmb MB per copy): one copy per node"
+
 # ---- 1: both launchers across the two nodes -------------------------------------------------
+# Each launcher binds every rank to a core of its own: srun --cpu-bind=cores (task/affinity),
+# mpirun --map-by slot:PE=1 --bind-to core.
 for L in srun mpirun; do
-    id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$B/run-$L sl sbatch --parsable "${SB[@]}" \
+    id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$B/run-$L CHARGAN_SRUN_ARGS=--cpu-bind=cores \
+        CHARGAN_MPIRUN_ARGS='--map-by slot:PE=1 --bind-to core' sl sbatch --parsable "${SB[@]}" \
         --job-name="two-$L" "$SBATCH_SCRIPT") || fail "sbatch ($L)"
     wait_job "$id" "$PATIENCE" || fail "$L: job $id failed"
     log=$B/jobs/two-$L-$id.out
@@ -182,9 +225,10 @@ for L in srun mpirun; do
     grep -q "$want" "$log" || fail "$L: expected /$want/ in $log"
     grep -qE 'on 2 node\(s\) \[hosta,hostb\]' "$log" || fail "$L: the job did not get hosta and hostb"
     two_nodes_log "$log" "$L"
+    bound_log "$log" "$L"
     same "$(ckpt "$B/run-$L" "$STEPS")" "$REF_CKPT" ||
         fail "$L: final checkpoint differs from the one-host run: $(compare "$(ckpt "$B/run-$L" "$STEPS")" "$REF_CKPT" | tail -3)"
-    ok "$L launcher: job $id, 4 ranks on 2 nodes (hosta, hostb), TCP over veth0; step $STEPS bit-identical to 4 ranks on one host"
+    ok "$L launcher: job $id, 4 ranks on 2 nodes (hosta, hostb), TCP over veth0, each bound to a core of its own ($(grep -h '^cpus: ' "$log" | tr '\n' ' ')); step $STEPS bit-identical to 4 ranks on one host"
 done
 
 # ---- 2: a time limit across the two nodes (mpirun launcher) ---------------------------------
