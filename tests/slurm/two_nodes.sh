@@ -10,10 +10,10 @@
 #      set per node;
 #   2. survives a time limit: --time=1 --signal=B:USR1@50, mpirun forwards the warning to the
 #      ranks on both hosts, chargan checkpoints, the job requeues itself and resumes there;
-#   3. is preempted: two partitions (low, high; preempt/partition_prio, PreemptMode=REQUEUE,
-#      GraceTime=30 on low), a job in high takes the nodes, chargan checkpoints within the grace
-#      time on both nodes (SIGTERM), the requeued job resumes from that checkpoint on both nodes
-#      and ends bit-identical to the uninterrupted run.
+#   3. is preempted, under each launcher: two partitions (low, high; preempt/partition_prio,
+#      PreemptMode=REQUEUE, GraceTime=30 on low), a job in high takes the nodes, chargan
+#      checkpoints within the grace time on both nodes (SIGTERM), the requeued job resumes from
+#      that checkpoint on both nodes and ends bit-identical to the uninterrupted run.
 # Every wait is for an event, bounded by PATIENCE seconds; the daemons and hosts started here
 # are stopped by pid at the end.
 #
@@ -262,54 +262,69 @@ n2=$(grep -oE 'stopped by SIGUSR1 after step [0-9]+' "$log" | tail -1 | grep -oE
 [ "$n2" -gt "$n" ] || fail "job $id: the restart did not get past step $n"
 grep -q 'not requeueing: 1 restarts' "$log" || fail "job $id: CHARGAN_MAX_RESTARTS not honoured"
 [ "$(grep -c '4 ranks on 2 nodes' "$log")" = 2 ] || fail "job $id: not 4 ranks on 2 nodes in both starts"
+# unbound ranks: mpirun's daemon on hostb must not confine its ranks to the CPU of a one-CPU step
+! grep -q 'warning: node' "$log" || fail "job $id: $(grep -m1 'warning: node' "$log")"
 ok "mpirun: time limit of job $id: warning SIGUSR1 to the shell -> through mpirun to the ranks on both nodes -> checkpoint at step $n -> requeued -> resumed on 2 nodes from step $n, stopped at $n2"
 
 # ---- 3: preemption --------------------------------------------------------------------------
-OUTP=$B/run-preempt
-id=$(CHARGAN_LAUNCHER=srun CHARGAN_OUT=$OUTP sl sbatch --parsable "${SB[@]}" --partition=low \
-    --job-name=low "$SBATCH_SCRIPT") || fail "sbatch (low)"
-log=$B/jobs/low-$id.out
-wait_log "$log" '^step 10/' "$PATIENCE" || fail "low job $id: training did not start"
-t_pre=$(date +%s.%N)
-hid=$(sl sbatch --parsable --partition=high --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 \
-    --time=5 --job-name=high --output="$B/jobs/high-%j.out" --wrap 'srun hostname') ||
-    fail "sbatch (high)"
-# GraceTime=30: chargan must have checkpointed by then, or Slurm kills it; the bound is wider
-# so that a late line shows up as "killed", not as a timeout of this wait.
-wait_log "$log" 'stopped by SIG[A-Z0-9]+ after step' "$PATIENCE" ||
-    fail "low job $id: chargan did not stop after the preemption"
-t_seen=$(date +%s.%N)
-n=$(grep -oE 'stopped by SIG[A-Z0-9]+ after step [0-9]+' "$log" | tail -1)
-sig=$(echo "$n" | awk '{print $3}')
-n=${n##* }
-[ "$n" -gt 0 ] && [ "$n" -lt "$STEPS" ] || fail "low job $id: stopped at step '$n'"
-# srun's tasks get Slurm's SIGTERM themselves, on both nodes
-[ "$sig" = SIGTERM ] || fail "low job $id: stopped by $sig, expected Slurm's SIGTERM"
-[ -f "$(ckpt "$OUTP" "$n")" ] || fail "low job $id: no checkpoint of step $n"
-wait_job "$hid" "$PATIENCE" || fail "high job $hid failed"
-[ "$(sort -u "$B/jobs/high-$hid.out" | tr '\n' ' ')" = "hosta hostb " ] ||
-    fail "high job $hid did not run on both nodes: $(cat "$B/jobs/high-$hid.out")"
-# The requeued low job (same id) resumes on both nodes and finishes the run.
-wait_job "$id" "$PATIENCE" || fail "requeued low job $id did not finish"
-grep -q 'chargan exited with status 0' "$log" || fail "low job $id: chargan did not exit 0 when preempted"
-grep -q "^resume: .*(step $n, " "$log" || fail "low job $id: did not resume from step $n"
-grep -q 'job [0-9]* (restart 1) on 2 node(s)' "$log" || fail "low job $id: no restart on 2 nodes"
-[ "$(grep -c '4 ranks on 2 nodes' "$log")" = 2 ] || fail "low job $id: not 4 ranks on 2 nodes twice"
-same "$(ckpt "$OUTP" "$STEPS")" "$REF_CKPT" ||
-    fail "preempted run: final checkpoint differs from the uninterrupted run: $(compare "$(ckpt "$OUTP" "$STEPS")" "$REF_CKPT" | tail -3)"
-# Timings: Slurm's SIGTERM to the job step (slurmstepd logs it as the step's cancellation; the
-# batch shell is not signalled by the preemption) -> the checkpoint file written; and the high
-# job's submission -> the stop line seen here.
-t_sig=$(sed -n "s/^\[\([0-9T:.-]*\)\] \[$id\.0\] error: \*\*\* STEP $id\.0 ON hosta CANCELLED.*/\1/p" \
-    "$B/log/slurmd-hosta.log" | head -1)
-t_sig_s=$(date -d "$t_sig" +%s.%N 2>/dev/null) || t_sig_s=
-t_ck=$(stat -c %.3Y "$(ckpt "$OUTP" "$n")")
-sig_to_ck=$(awk -v a="$t_sig_s" -v b="$t_ck" 'BEGIN { if (a == "") print "?"; else printf "%.2f", b - a }')
-awk -v a="$t_sig_s" -v b="$t_ck" 'BEGIN { exit !(a == "" || b - a < 30) }' ||
-    fail "low job $id: the checkpoint came $sig_to_ck s after the signal, beyond GraceTime"
-pre_to_seen=$(awk -v a="$t_pre" -v b="$t_seen" 'BEGIN { printf "%.1f", b - a }')
-ok "preemption: high job $hid took the nodes of low job $id; chargan stopped by $sig after step $n" \
-    "(checkpoint written ${sig_to_ck} s after Slurm's SIGTERM to the step at ${t_sig:-?}; stop line" \
-    "${pre_to_seen} s after the high job's submission; GraceTime 30 s); requeued, resumed from step $n on 2 nodes, step $STEPS" \
-    "bit-identical to the uninterrupted run"
+# preempt LAUNCHER: a job in low, preempted by one in high once it trains; chargan checkpoints
+# within the grace time, the job is requeued and its last checkpoint equals the uninterrupted
+# run's.
+preempt() {
+    local L=$1 out=$B/run-preempt-$1 id log hid t_pre t_seen n sig t_sig t_sig_s t_ck sig_to_ck
+    id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$out sl sbatch --parsable "${SB[@]}" --partition=low \
+        --job-name="low-$L" "$SBATCH_SCRIPT") || fail "sbatch (low, $L)"
+    log=$B/jobs/low-$L-$id.out
+    wait_log "$log" '^step 10/' "$PATIENCE" || fail "low job $id ($L): training did not start"
+    t_pre=$(date +%s.%N)
+    hid=$(sl sbatch --parsable --partition=high --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 \
+        --time=5 --job-name=high --output="$B/jobs/high-%j.out" --wrap 'srun hostname') ||
+        fail "sbatch (high)"
+    # GraceTime=30: chargan must have checkpointed by then, or Slurm kills it; the bound is
+    # wider so that a late line shows up as "killed", not as a timeout of this wait.
+    wait_log "$log" 'stopped by .* after step' "$PATIENCE" ||
+        fail "low job $id ($L): chargan did not stop after the preemption"
+    t_seen=$(date +%s.%N)
+    n=$(grep -oE 'stopped by .* after step [0-9]+' "$log" | tail -1)
+    sig=$(echo "$n" | sed 's/stopped by \(.*\) after step.*/\1/')
+    n=${n##* }
+    [ "$n" -gt 0 ] && [ "$n" -lt "$STEPS" ] || fail "low job $id ($L): stopped at step '$n'"
+    # srun's tasks get Slurm's SIGTERM themselves, on both nodes; under mpirun it reaches the
+    # ranks through the launcher's daemons, rank 0's possibly by way of another rank
+    case $L in
+    srun) [ "$sig" = SIGTERM ] || fail "low job $id: stopped by $sig, expected Slurm's SIGTERM" ;;
+    *) [ "$sig" = SIGTERM ] || [ "$sig" = "a signal on another rank" ] ||
+        fail "low job $id ($L): stopped by $sig" ;;
+    esac
+    [ -f "$(ckpt "$out" "$n")" ] || fail "low job $id ($L): no checkpoint of step $n"
+    wait_job "$hid" "$PATIENCE" || fail "high job $hid failed"
+    [ "$(sort -u "$B/jobs/high-$hid.out" | tr '\n' ' ')" = "hosta hostb " ] ||
+        fail "high job $hid did not run on both nodes: $(cat "$B/jobs/high-$hid.out")"
+    # The requeued low job (same id) resumes on both nodes and finishes the run.
+    wait_job "$id" "$PATIENCE" || fail "requeued low job $id ($L) did not finish"
+    grep -qE 'chargan exited with status 0|launcher exited with status [0-9]+ after chargan stopped with a checkpoint' "$log" ||
+        fail "low job $id ($L): the preempted run was not taken as stopped with a checkpoint"
+    grep -q 'requeueing job' "$log" || fail "low job $id ($L): the script did not requeue"
+    grep -q "^resume: .*(step $n, " "$log" || fail "low job $id ($L): did not resume from step $n"
+    grep -q 'job [0-9]* (restart 1) on 2 node(s)' "$log" || fail "low job $id ($L): no restart on 2 nodes"
+    [ "$(grep -c '4 ranks on 2 nodes' "$log")" = 2 ] || fail "low job $id ($L): not 4 ranks on 2 nodes twice"
+    same "$(ckpt "$out" "$STEPS")" "$REF_CKPT" ||
+        fail "preempted run ($L): final checkpoint differs from the uninterrupted run: $(compare "$(ckpt "$out" "$STEPS")" "$REF_CKPT" | tail -3)"
+    # Timings: Slurm's first SIGTERM to the job on either node (slurmstepd logs it as the step's or
+    # the job's cancellation) -> the checkpoint file written; the high job's submission -> the stop
+    # line seen here.
+    t_sig=$(cat "$B"/log/slurmd-host[ab].log | sed -n "s/^\[\([0-9T:.-]*\)\] \[$id\.[0-9a-z]*\] error: \*\*\* \(STEP\|JOB\) $id[.0-9]* ON host[ab] CANCELLED.*/\1/p" |
+        sort | head -1)
+    t_sig_s=$(date -d "$t_sig" +%s.%N 2>/dev/null) || t_sig_s=
+    t_ck=$(stat -c %.3Y "$(ckpt "$out" "$n")")
+    sig_to_ck=$(awk -v a="$t_sig_s" -v b="$t_ck" 'BEGIN { if (a == "") print "?"; else printf "%.2f", b - a }')
+    awk -v a="$t_sig_s" -v b="$t_ck" 'BEGIN { exit !(a == "" || b - a < 30) }' ||
+        fail "low job $id ($L): the checkpoint came $sig_to_ck s after the signal, beyond GraceTime"
+    ok "preemption ($L): high job $hid took the nodes of low job $id; chargan stopped by $sig after step $n" \
+        "(checkpoint written ${sig_to_ck} s after Slurm's SIGTERM at ${t_sig:-?}; stop line" \
+        "$(awk -v a="$t_pre" -v b="$t_seen" 'BEGIN { printf "%.1f", b - a }') s after the high job's submission; GraceTime 30 s);" \
+        "requeued, resumed from step $n on 2 nodes, step $STEPS bit-identical to the uninterrupted run"
+}
+preempt srun
+preempt mpirun
 echo "PASS: two-node Slurm tests in $((SECONDS - T_START)) s"
