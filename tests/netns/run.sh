@@ -17,22 +17,11 @@
 #   CHARGAN_NETNS_RUN=FILE: set the hosts up, then source FILE instead of the checks
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=$(readlink -f "${1:?usage: run.sh CHARGAN_BINARY [SOURCE_DIR]}")
-SRC=$(cd "${2:-$HERE/../..}" && pwd)
-T_START=$SECONDS
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-ok() { echo "ok: $*  [$((SECONDS - T_START)) s]"; }
-skip() {
-    echo "SKIP: $*"
-    exit 0
-}
-
+HARNESS_SKIP_RC=0
+# shellcheck source=../harness.sh
+. "$HERE/../harness.sh"
 [ "$(id -u)" = 0 ] || skip "the two-host test needs root (network namespaces, veth)"
-[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
+harness_args "run.sh CHARGAN_BINARY [SOURCE_DIR]" "$@"
 # The launcher of the MPI chargan was built with (ctest passes it; else from chargan --version).
 MPI_FLAVOR=${CHARGAN_MPI_FLAVOR:-openmpi}
 "$BIN" --version | grep -q '^MPI: *MPICH' && MPI_FLAVOR=mpich
@@ -44,23 +33,13 @@ fi
 for t in ip unshare nsenter "$MPIEXEC"; do
     command -v "$t" >/dev/null || skip "$t not installed"
 done
-DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
-[ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
-DATA=$(cd "$DATA" && pwd)
+# shellcheck source=hosts.sh
 . "$HERE/hosts.sh"
 netns_usable || skip "cannot create network/UTS/mount namespaces here (no CAP_SYS_ADMIN?)"
 
-TMP=$(mktemp -d /tmp/chargan-netns.XXXXXX) || fail mktemp
-chmod 755 "$TMP"
-cleanup() {
-    local rc=$?
-    trap - EXIT TERM INT
-    netns_hosts_stop
-    if [ "${CHARGAN_NETNS_KEEP:-0}" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "FAIL: interrupted" >&2; exit 1' TERM INT
+harness_scratch chargan-netns CHARGAN_NETNS_KEEP
+HARNESS_STOP=netns_hosts_stop
+TMP=$B # the scratch directory, also for a CHARGAN_NETNS_RUN file
 
 netns_hosts_start "$TMP" || fail "cannot set up the two hosts"
 ok "two hosts: $(on a hostname) ($NET.1) and $(on b hostname) ($NET.2), veth pair up, hostb answers hosta"

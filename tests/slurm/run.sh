@@ -18,62 +18,27 @@
 # Needs root (it installs packages and starts daemons); prints SKIP and exits 0 otherwise.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=$(readlink -f "${1:?usage: run.sh CHARGAN_BINARY [SOURCE_DIR]}")
-SRC=$(cd "${2:-$HERE/../..}" && pwd)
+HARNESS_SKIP_RC=0
+# shellcheck source=../harness.sh
+. "$HERE/../harness.sh"
+[ "$(id -u)" = 0 ] || skip "the Slurm test needs root (installs slurm-wlm/munge, starts munged/slurmctld/slurmd)"
+harness_args "run.sh CHARGAN_BINARY [SOURCE_DIR]" "$@"
 SBATCH_SCRIPT=$SRC/jobs/train.sbatch
-T_START=$SECONDS
-
-# Every wait is for an event (a log line, a job state) and gives up only after PATIENCE seconds:
-# a loaded machine makes the jobs slow, not wrong; the bound only turns a hang into a failure.
+[ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
+# The bound of every wait on an event (a log line, a job state).
 PATIENCE=${CHARGAN_SLURM_PATIENCE:-300}
 
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-ok() { echo "ok: $*  [$((SECONDS - T_START)) s]"; }
-
-if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: the Slurm test needs root (installs slurm-wlm/munge, starts munged/slurmctld/slurmd)"
-    exit 0
-fi
-[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
-[ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
-DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
-[ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
-DATA=$(cd "$DATA" && pwd)
-
+# shellcheck source=cluster.sh
 . "$HERE/cluster.sh"
+# shellcheck source=jobs.sh
+. "$HERE/jobs.sh"
 slurm_install || fail "cannot install Slurm"
 
-B=$(mktemp -d /tmp/chargan-slurm.XXXXXX) || fail mktemp
-chmod 755 "$B"
-WATCHDOG=
-cleanup() {
-    local rc=$?
-    trap - EXIT TERM INT
-    if [ -n "$WATCHDOG" ]; then # the watchdog subshell and its sleep
-        for p in $(pgrep -P "$WATCHDOG") "$WATCHDOG"; do kill "$p" 2>/dev/null; done
-    fi
-    slurm_stop
-    if [ "$rc" != 0 ]; then
-        echo "---- logs (test failed) ----" >&2
-        for f in "$B"/jobs/*.out "$B"/log/slurmctld.log; do
-            [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }
-        done
-    fi
-    if [ "${CHARGAN_SLURM_KEEP:-0}" = 1 ]; then
-        echo "kept $B"
-    else
-        rm -rf "$B"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "FAIL: interrupted or timed out" >&2; exit 1' TERM INT
-# The whole test must not hang: a watchdog ends it (and the trap stops the daemons).
-(sleep "${CHARGAN_SLURM_TIMEOUT:-900}" && kill -TERM $$) >/dev/null 2>&1 &
-WATCHDOG=$!
+harness_scratch chargan-slurm CHARGAN_SLURM_KEEP
+HARNESS_STOP=slurm_stop
+HARNESS_LOGS="jobs/*.out log/slurmctld.log"
+# The whole test must not hang: a watchdog ends it (and the exit trap stops the daemons).
+harness_watchdog "${CHARGAN_SLURM_TIMEOUT:-900}"
 
 slurm_start "$B" || fail "cannot start the Slurm cluster"
 
@@ -86,61 +51,11 @@ export CHARGAN_MODEL=small CHARGAN_BATCH=64 CHARGAN_LOG_EVERY=5
 export CHARGAN_CKPT_EVERY=0 CHARGAN_SAMPLE_EVERY=0 CHARGAN_RESUBMIT=none
 SB=(-N 1 -n 2 -c 1 --time=5)
 
-# ---- helpers ---------------------------------------------------------------------------------
-job_field() { # ID FIELD: a field of scontrol show job
-    timeout 10 scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
-}
-
-# wait_job ID SECONDS [release]: until the job ends; returns 0 for COMPLETED with exit code 0.
-# With "release", a requeued job held by Slurm's requeue delay (Reason=BeginTime, about 2 min)
-# is released at once (scontrol update StartTime=now) to keep the test short.
-wait_job() {
-    local id=$1 limit=$2 release=${3:-} t0=$SECONDS st
-    while :; do
-        st=$(job_field "$id" JobState)
-        case $st in
-        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE)
-            break ;;
-        PENDING)
-            if [ "$release" = release ] && [ "$(job_field "$id" Reason)" = BeginTime ]; then
-                timeout 10 scontrol update JobId="$id" StartTime=now >/dev/null 2>&1
-            fi ;;
-        esac
-        if [ $((SECONDS - t0)) -gt "$limit" ]; then
-            echo "job $id still $st after $limit s" >&2
-            timeout 10 scancel "$id"
-            return 1
-        fi
-        sleep 0.5
-    done
-    local ec
-    ec=$(job_field "$id" ExitCode)
-    [ "$st" = COMPLETED ] && [ "$ec" = 0:0 ] && return 0
-    echo "job $id: state $st, exit code $ec" >&2
-    return 1
-}
-
-# wait_log FILE ERE SECONDS: until a line of FILE matches.
-wait_log() {
-    local t0=$SECONDS
-    until grep -qE "$2" "$1" 2>/dev/null; do
-        [ $((SECONDS - t0)) -gt "$3" ] && { echo "no /$2/ in $1 after $3 s" >&2; return 1; }
-        sleep 0.2
-    done
-}
-
-# stopped_step LOG: N of the last "stopped by SIG... after step N" line.
-stopped_step() {
-    grep -oE 'stopped by [A-Z0-9]+ after step [0-9]+' "$1" | tail -1 | grep -oE '[0-9]+$'
-}
-
-ckpt() { printf '%s/checkpoints/step-%08d.h5' "$1" "$2"; }
-
 # ---- 3 (submitted first: it waits for Slurm's time-limit warning while 1 and 2 run) ----------
 OUT3=$B/run-timelimit
 id3=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUT3 CHARGAN_STEPS=100000 CHARGAN_LOG_EVERY=10 \
     CHARGAN_RESUBMIT=requeue CHARGAN_MAX_RESTARTS=1 \
-    sbatch --parsable "${SB[@]}" --time=1 --signal=B:USR1@50 --job-name=timelimit \
+    sl sbatch --parsable "${SB[@]}" --time=1 --signal=B:USR1@50 --job-name=timelimit \
     "$SBATCH_SCRIPT") || fail "sbatch (time limit job)"
 
 # ---- 1: both launchers, sbatch --wait ----------------------------------------------------------
@@ -187,9 +102,9 @@ done
 # ---- 2: srun, SIGTERM to the step, resume, SIGUSR1 to the batch shell, finish ----------------
 OUT2=$B/run-signal
 export CHARGAN_LAUNCHER=srun CHARGAN_OUT=$OUT2 CHARGAN_STEPS=100
-id=$(sbatch --parsable "${SB[@]}" --job-name=sig "$SBATCH_SCRIPT") || fail sbatch
+id=$(sl sbatch --parsable "${SB[@]}" --job-name=sig "$SBATCH_SCRIPT") || fail sbatch
 wait_log "sig-$id.out" '^step 10/' "$PATIENCE" || fail "srun job $id: training did not start"
-timeout 10 scancel --signal=TERM "$id" # to the job step: the tasks themselves
+sl scancel --signal=TERM "$id" # to the job step: the tasks themselves
 wait_job "$id" "$PATIENCE" || fail "srun job $id did not end cleanly after SIGTERM"
 n1=$(stopped_step "sig-$id.out")
 [ -n "$n1" ] && [ "$n1" -ge 10 ] && [ "$n1" -lt 100 ] || fail "srun job $id: no 'stopped by' line"
@@ -198,10 +113,10 @@ grep -q "stopped by SIGTERM after step $n1" "sig-$id.out" || fail "srun job $id:
 ok "srun: SIGTERM to the tasks of job $id: checkpoint at step $n1, exit 0"
 
 # the second job chains a follow-up job itself (CHARGAN_RESUBMIT=chain) when it is stopped
-id=$(CHARGAN_RESUBMIT=chain sbatch --parsable "${SB[@]}" --job-name=sig "$SBATCH_SCRIPT") || fail sbatch
+id=$(CHARGAN_RESUBMIT=chain sl sbatch --parsable "${SB[@]}" --job-name=sig "$SBATCH_SCRIPT") || fail sbatch
 wait_log "sig-$id.out" "^resume: .*\\(step $n1, " "$PATIENCE" || fail "job $id did not resume from step $n1"
 wait_log "sig-$id.out" "^step $(((n1 / 5 + 1) * 5))/" "$PATIENCE" || fail "job $id: no progress after resume"
-timeout 10 scancel --batch --signal=USR1 "$id" # as --signal=B:USR1@... does before the limit
+sl scancel --batch --signal=USR1 "$id" # as --signal=B:USR1@... does before the limit
 wait_job "$id" "$PATIENCE" || fail "srun job $id did not end cleanly after SIGUSR1"
 grep -q 'received SIGUSR1' "sig-$id.out" || fail "job $id: the batch shell saw no SIGUSR1"
 n2=$(stopped_step "sig-$id.out")
@@ -220,10 +135,10 @@ ok "srun: follow-up job $next resumed from step $n2 and finished the run (step 1
 
 # ---- 2b: a warning signal that comes before chargan is ready is held back, not fatal ----------
 OUT2b=$B/run-early
-id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUT2b sbatch --parsable "${SB[@]}" --job-name=early \
+id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUT2b sl sbatch --parsable "${SB[@]}" --job-name=early \
     "$SBATCH_SCRIPT") || fail sbatch
 wait_log "early-$id.out" '\] launching: ' "$PATIENCE" || fail "job $id did not start"
-timeout 10 scancel --batch --signal=USR1 "$id" # while chargan loads the data
+sl scancel --batch --signal=USR1 "$id" # while chargan loads the data
 wait_job "$id" "$PATIENCE" || fail "mpirun job $id did not survive an early SIGUSR1"
 n=$(stopped_step "early-$id.out")
 [ -n "$n" ] && [ -f "$(ckpt "$OUT2b" "$n")" ] || fail "job $id: no checkpoint after the early SIGUSR1"
@@ -235,10 +150,7 @@ log3=$B/jobs/timelimit-$id3.out
 # Slurm holds a requeued job for about 2 minutes (Reason=BeginTime); release it at once.
 t0=$SECONDS
 until grep -q 'restart 1)' "$log3" 2>/dev/null; do
-    if [ "$(job_field "$id3" JobState)" = PENDING ] && [ "$(job_field "$id3" Reason)" = BeginTime ]
-    then
-        timeout 10 scontrol update JobId="$id3" StartTime=now >/dev/null 2>&1
-    fi
+    release_held "$id3"
     [ $((SECONDS - t0)) -gt "$PATIENCE" ] && fail "time-limit job $id3 was not requeued and restarted" \
         "(state $(job_field "$id3" JobState), reason $(job_field "$id3" Reason))"
     sleep 0.5
@@ -253,7 +165,7 @@ wait_log "$log3" "^resume: .*\\(step $n3, " "$PATIENCE" ||
 # End it now rather than at its own time-limit warning (10 s into the run, maybe before a step
 # is logged on a loaded machine): the script holds the signal back until chargan is ready, and
 # chargan stops after at least one step, so the restart must get past step n3 either way.
-timeout 10 scancel --batch --signal=USR1 "$id3"
+sl scancel --batch --signal=USR1 "$id3"
 wait_job "$id3" "$PATIENCE" release || fail "requeued job $id3 did not end cleanly"
 n4=$(stopped_step "$log3")
 [ "$n4" -gt "$n3" ] || fail "job $id3: restart did not get past step $n3"

@@ -24,61 +24,30 @@
 # and exits 77 otherwise.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-BIN=$(readlink -f "${1:?usage: two_nodes.sh CHARGAN_BINARY [SOURCE_DIR]}")
-SRC=$(cd "${2:-$HERE/../..}" && pwd)
+# shellcheck source=../harness.sh
+. "$HERE/../harness.sh"
+[ "$(id -u)" = 0 ] || skip "the two-node Slurm test needs root (namespaces, munged, slurmctld, slurmd)"
+harness_args "two_nodes.sh CHARGAN_BINARY [SOURCE_DIR]" "$@"
 SBATCH_SCRIPT=$SRC/jobs/train.sbatch
-T_START=$SECONDS
+[ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
 PATIENCE=${CHARGAN_SLURM_PATIENCE:-300}
 STEPS=100 # of every run: the preempted one must still be training when the preemption comes
-
-fail() {
-    echo "FAIL: $*" >&2
-    exit 1
-}
-ok() { echo "ok: $*  [$((SECONDS - T_START)) s]"; }
-skip() {
-    echo "SKIP: $*"
-    exit 77
-}
-
-[ "$(id -u)" = 0 ] || skip "the two-node Slurm test needs root (namespaces, munged, slurmctld, slurmd)"
-[ -x "$BIN" ] || fail "chargan binary '$BIN' not found"
-[ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
 "$BIN" --version | grep -q '^MPI: *Open MPI' || skip "the two-node Slurm test is written for Open MPI"
-DATA=${EMNIST_DIR:-$SRC/../shared/data/emnist}
-[ -d "$DATA" ] || fail "EMNIST data not found at $DATA (set EMNIST_DIR)"
-DATA=$(cd "$DATA" && pwd)
 
+# shellcheck source=../netns/hosts.sh
 . "$SRC/tests/netns/hosts.sh"
+# shellcheck source=cluster.sh
 . "$HERE/cluster.sh"
+# shellcheck source=jobs.sh
+. "$HERE/jobs.sh"
 netns_usable || skip "cannot create network/UTS/mount namespaces here (no CAP_SYS_ADMIN?)"
 slurm_install || skip "Slurm is not installed and cannot be installed"
 MPIRUN=$(command -v mpirun.openmpi || command -v mpirun) || skip "mpirun not installed"
 
-B=$(mktemp -d /tmp/chargan-slurm2.XXXXXX) || fail mktemp
-chmod 755 "$B"
-WATCHDOG=
-cleanup() {
-    local rc=$?
-    trap - EXIT TERM INT
-    if [ -n "$WATCHDOG" ]; then # the watchdog subshell and its sleep
-        for p in $(pgrep -P "$WATCHDOG") "$WATCHDOG"; do kill "$p" 2>/dev/null; done
-    fi
-    slurm_stop
-    netns_hosts_stop
-    if [ "$rc" != 0 ]; then
-        echo "---- logs (test failed) ----" >&2
-        for f in "$B"/jobs/*.out "$B"/log/*.log; do
-            [ -f "$f" ] && { echo "== $f" >&2; tail -40 "$f" >&2; }
-        done
-    fi
-    if [ "${CHARGAN_SLURM_KEEP:-0}" = 1 ]; then echo "kept $B"; else rm -rf "$B"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "FAIL: interrupted or timed out" >&2; exit 1' TERM INT
-(sleep "${CHARGAN_SLURM_TIMEOUT:-1100}" && kill -TERM $$) >/dev/null 2>&1 &
-WATCHDOG=$!
+harness_scratch chargan-slurm2 CHARGAN_SLURM_KEEP
+HARNESS_STOP="slurm_stop netns_hosts_stop"
+HARNESS_LOGS="jobs/*.out log/*.log"
+harness_watchdog "${CHARGAN_SLURM_TIMEOUT:-1100}"
 
 # ---- the cluster ------------------------------------------------------------------------------
 netns_hosts_start "$B" || fail "cannot set up the two hosts"
@@ -92,8 +61,11 @@ SLURM_TEST_CPUS=$(nproc --all) # task/affinity binds to real CPUs: the nodes hav
 SLURM_TASK_PLUGIN=task/affinity
 # Preemption: a job in partition high takes the nodes of a running job in partition low; the
 # low job gets SIGTERM, GraceTime seconds to stop, then it is requeued.
+# A requeued job waits cred_expire seconds (default 120) before it may start again; released
+# earlier, a job that Slurm killed is refused by slurmd ("Job credential revoked") and fails.
 SLURM_CONF_EXTRA="PreemptType=preempt/partition_prio
-PreemptMode=REQUEUE"
+PreemptMode=REQUEUE
+AuthInfo=cred_expire=10"
 SLURM_PARTITIONS="PartitionName=low Nodes=ALL Default=YES PriorityTier=1 PreemptMode=REQUEUE GraceTime=30 MaxTime=INFINITE State=UP
 PartitionName=high Nodes=ALL PriorityTier=2 PreemptMode=OFF MaxTime=INFINITE State=UP"
 slurm_start "$B" || fail "cannot start the two-node Slurm cluster"
@@ -114,43 +86,6 @@ export CHARGAN_CKPT_EVERY=0 CHARGAN_SAMPLE_EVERY=0 CHARGAN_RESUBMIT=requeue
 SB=(--nodes=2 --ntasks-per-node=2 --cpus-per-task=1 --time=10)
 
 # ---- helpers ---------------------------------------------------------------------------------
-sl() { slurm_client timeout 20 "$@"; } # a client command, on hosta (where slurmctld listens)
-job_field() { # ID FIELD: a field of scontrol show job
-    sl scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1
-}
-# wait_job ID SECONDS: until the job ends; 0 for COMPLETED with exit code 0. A requeued job
-# held by Slurm's requeue delay (Reason=BeginTime, about 2 min) is released at once.
-wait_job() {
-    local id=$1 limit=$2 t0=$SECONDS st ec
-    while :; do
-        st=$(job_field "$id" JobState)
-        case $st in
-        COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | OUT_OF_MEMORY | BOOT_FAIL | DEADLINE)
-            break ;;
-        PENDING)
-            [ "$(job_field "$id" Reason)" = BeginTime ] &&
-                sl scontrol update JobId="$id" StartTime=now >/dev/null 2>&1 ;;
-        esac
-        if [ $((SECONDS - t0)) -gt "$limit" ]; then
-            echo "job $id still $st after $limit s" >&2
-            sl scancel "$id"
-            return 1
-        fi
-        sleep 0.5
-    done
-    ec=$(job_field "$id" ExitCode)
-    [ "$st" = COMPLETED ] && [ "$ec" = 0:0 ] && return 0
-    echo "job $id: state $st, exit code $ec" >&2
-    return 1
-}
-wait_log() { # FILE ERE SECONDS: until a line of FILE matches
-    local t0=$SECONDS
-    until grep -qE "$2" "$1" 2>/dev/null; do
-        [ $((SECONDS - t0)) -gt "$3" ] && { echo "no /$2/ in $1 after $3 s" >&2; return 1; }
-        sleep 0.2
-    done
-}
-ckpt() { printf '%s/checkpoints/step-%08d.h5' "$1" "$2"; }
 # same A B: chargan compare's verdict on two checkpoints is bit-identical (run on hosta: the
 # job's Open MPI settings name veth0, which only the hosts have)
 compare() { on a "$BIN" compare "$1" "$2" --tol 0 2>&1; }
@@ -242,9 +177,6 @@ id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUTT CHARGAN_STEPS=100000 CHARGAN_LOG_
 log=$B/jobs/timelimit-$id.out
 t0=$SECONDS
 until grep -q 'restart 1)' "$log" 2>/dev/null; do
-    # Slurm holds a requeued job for about 2 minutes (Reason=BeginTime); release it at once.
-    [ "$(job_field "$id" JobState)" = PENDING ] && [ "$(job_field "$id" Reason)" = BeginTime ] &&
-        sl scontrol update JobId="$id" StartTime=now >/dev/null 2>&1
     [ $((SECONDS - t0)) -gt "$PATIENCE" ] && fail "time-limit job $id was not requeued and restarted"
     sleep 0.5
 done
@@ -286,7 +218,8 @@ preempt() {
         fail "low job $id ($L): chargan did not stop after the preemption"
     t_seen=$(date +%s.%N)
     n=$(grep -oE 'stopped by .* after step [0-9]+' "$log" | tail -1)
-    sig=$(echo "$n" | sed 's/stopped by \(.*\) after step.*/\1/')
+    sig=${n#stopped by }
+    sig=${sig% after step *}
     n=${n##* }
     [ "$n" -gt 0 ] && [ "$n" -lt "$STEPS" ] || fail "low job $id ($L): stopped at step '$n'"
     # srun's tasks get Slurm's SIGTERM themselves, on both nodes; under mpirun it reaches the
@@ -313,7 +246,7 @@ preempt() {
     # Timings: Slurm's first SIGTERM to the job on either node (slurmstepd logs it as the step's or
     # the job's cancellation) -> the checkpoint file written; the high job's submission -> the stop
     # line seen here.
-    t_sig=$(cat "$B"/log/slurmd-host[ab].log | sed -n "s/^\[\([0-9T:.-]*\)\] \[$id\.[0-9a-z]*\] error: \*\*\* \(STEP\|JOB\) $id[.0-9]* ON host[ab] CANCELLED.*/\1/p" |
+    t_sig=$(cat "$B"/log/slurmd-host[ab].log | sed -n "s/^\[\([0-9T:.-]*\)\] \[$id\.[0-9a-z]*\] error: \*\*\* \(STEP\|JOB\) ${id}[.0-9]* ON host[ab] CANCELLED.*/\1/p" |
         sort | head -1)
     t_sig_s=$(date -d "$t_sig" +%s.%N 2>/dev/null) || t_sig_s=
     t_ck=$(stat -c %.3Y "$(ckpt "$out" "$n")")
