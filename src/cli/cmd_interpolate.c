@@ -1,6 +1,7 @@
 /* chargan interpolate: a walk from one style to another for fixed characters. The ends are
  * the styles of `chargan write --seed A` and `--seed B`; the model's own path joins them
  * (chargan/interp.h: slerp for a GAN's noise). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,23 @@ static int interp_run(const interp_opts *o)
     return rc;
 }
 
+/* lo <= v <= hi, else a one-line error naming the flag and 0. */
+static int in_range(const char *flag, long v, long lo, long hi)
+{
+    if (v >= lo && v <= hi)
+        return 1;
+    if (hi == LONG_MAX)
+        fprintf(stderr, "chargan: error: interpolate: %s %ld is below %ld\n", flag, v, lo);
+    else
+        fprintf(stderr, "chargan: error: interpolate: %s %ld is not in %ld..%ld\n", flag, v, lo,
+                hi);
+    return 0;
+}
+
 #define INTERP_HELP                                                                           \
     "Draws a walk from one style to another: the images along the path between the noise "   \
-    "vectors of `chargan write --seed FROM` and `--seed TO` (slerp), --steps of them, the "  \
-    "first and last exactly write's glyphs of those styles. A conditional model draws one "  \
+    "vectors of `chargan write --seed FROM` and `--seed TO` (slerp), --steps of them: the "  \
+    "first and last are write's glyphs of those styles. A conditional model draws one "      \
     "row per character of --char, every row the same walk. Writes PREFIX.h5 (a sample file "  \
     "as `chargan sample` writes, rows one after the other) and PREFIX.png."
 
@@ -130,13 +144,18 @@ int cg_cmd_interpolate(cg_ctx *c, int argc, char **argv)
         return r - 1;
     if (c->rank != 0)
         return 0;
-    const size_t nch = o.chars ? strlen(o.chars) : 1;
-    if (!o.ckpt || !o.out || !*o.out || o.steps < 2 || o.steps > MAX_STEPS || o.from < 0 ||
-        o.to < 0 || o.scale < 1 || o.scale > MAX_SCALE || nch < 1 || nch > MAX_ROWS ||
-        (o.chars && strchr(o.chars, ' '))) {
-        fprintf(stderr, "chargan: error: interpolate: needs --checkpoint FILE --out PREFIX, "
-                        "--steps 2..%d, non-negative --from and --to, --scale 1..%d and --char "
-                        "of 1..%d characters without spaces\n", MAX_STEPS, MAX_SCALE, MAX_ROWS);
+    if (!o.ckpt || !o.out || !*o.out) {
+        fprintf(stderr, "chargan: error: interpolate: needs --checkpoint FILE and --out PREFIX\n");
+        return 2;
+    }
+    const long nch = o.chars ? (long)strlen(o.chars) : 1;
+    if (!in_range("--steps", o.steps, 2, MAX_STEPS) ||
+        !in_range("--scale", o.scale, 1, MAX_SCALE) || !in_range("--from", o.from, 0, LONG_MAX) ||
+        !in_range("--to", o.to, 0, LONG_MAX) || !in_range("--char's length", nch, 1, MAX_ROWS))
+        return 2;
+    if (o.chars && strchr(o.chars, ' ')) {
+        fprintf(stderr, "chargan: error: interpolate: --char '%s': no spaces (one row per "
+                        "character)\n", o.chars);
         return 2;
     }
     if (!cg_cli_temperature_ok("interpolate", o.temperature))
