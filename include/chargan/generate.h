@@ -4,6 +4,7 @@
 #ifndef CHARGAN_GENERATE_H
 #define CHARGAN_GENERATE_H
 #include "chargan/gan.h"
+#include "chargan/interp.h"
 
 /* The class that draws character ch: its own class, or for a lowercase letter EMNIST merges
  * into its uppercase class (c i j k l m o p s u v w x y z) that class. -1 when none. */
@@ -34,5 +35,13 @@ int cg_temperature_valid(float t);
  * temperature; what cg_generate and `chargan write` draw. */
 void cg_sample_noise(float *z, long n, uint64_t seed, uint64_t stream, uint64_t first,
                      float temperature);
+/* The style of `chargan write --seed seed`: the one noise vector (noise_dim values) every
+ * glyph of its line is drawn from, cg_sample_noise(z, noise_dim, seed,
+ * stream(CG_RNG_SAMPLE, 2), 0, temperature). `chargan interpolate` starts and ends there. */
+void cg_style_noise(float *z, int noise_dim, uint64_t seed, float temperature);
+
+/* gan as a cg_decoder (chargan/interp.h): its noise walked by slerp, images drawn by
+ * cg_gan_generate in batches of the gan's local batch. d refers to gan, not a copy. */
+void cg_gan_decoder(cg_gan *gan, cg_decoder *d);
 
 #endif

@@ -11,70 +11,20 @@
 #include "chargan/generate.h"
 #include "chargan/json.h"
 #include "chargan/png.h"
-#include "chargan/rng.h"
-
-/* Parses a command's options; prints usage for --help. Returns 0 to go on, else the exit
- * code + 1 (so 1 means "exit 0", 3 means "exit 2"). */
-static int parse(const char *cmd, const char *what, const cg_opt *opts, int n, int argc,
-                 char **argv, const char **positional)
-{
-    cg_error e;
-    int r = cg_parse_opts(opts, n, argc, argv, positional, &e);
-    if (r == 1) {
-        printf("usage: chargan %s [options]\n%s\n\noptions:\n", cmd, what);
-        cg_print_opts(stdout, opts, n);
-        return 1;
-    }
-    if (r) {
-        fprintf(stderr, "chargan: error: %s: %s\n", cmd, e.msg);
-        return 3;
-    }
-    return 0;
-}
-
-#define TEMPERATURE_HELP                                                                      \
-    "noise scale (1: the training noise; > 1 more varied, < 1 more uniform samples)"
-
-/* cg_temperature_valid, else a one-line error. */
-static int temperature_ok(const char *cmd, float t)
-{
-    if (cg_temperature_valid(t))
-        return 1;
-    fprintf(stderr, "chargan: error: %s: --temperature %g is not in (0, 10]\n", cmd, (double)t);
-    return 0;
-}
-
-/* cg_gan_open, printing its error. */
-static int open_checkpoint(const char *path, int batch, int use_ema, cg_gan *gan,
-                           cg_ckpt_meta *m, char *classes)
-{
-    cg_error e;
-    if (cg_gan_open(path, batch, use_ema, gan, m, classes, &e) == 0)
-        return 0;
-    fprintf(stderr, "chargan: error: %s\n", e.msg);
-    return -1;
-}
 
 /* The classes to draw: every class in turn, or only --char's. NULL for an unconditional
  * model; sets *rc on an error (printed). */
 static int32_t *sample_labels(const char *ckpt, int K, const char *classes, const char *chr,
                               int n, int *rc)
 {
-    if (K == 0) {
-        if (chr) {
-            fprintf(stderr, "chargan: error: %s: --char needs a conditional model (train with "
-                            "--conditional)\n", ckpt);
-            *rc = 1;
-        }
+    int32_t cls = -1;
+    if (chr && cg_cli_char_classes(ckpt, K, classes, chr, &cls)) {
+        *rc = 1;
         return NULL;
     }
+    if (K == 0)
+        return NULL;
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)n);
-    const int cls = chr ? cg_class_of_char(classes, chr[0]) : -1;
-    if (chr && cls < 0) {
-        fprintf(stderr, "chargan: error: %s: the model has no class for '%s' (classes: %s)\n",
-                ckpt, chr, classes);
-        *rc = 1;
-    }
     for (int i = 0; i < n; i++)
         labels[i] = chr ? cls : i % K;
     return labels;
@@ -108,7 +58,7 @@ static int sample_run(const sample_opts *o)
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (open_checkpoint(o->ckpt, o->batch, !o->no_ema, &gan, &m, classes))
+    if (cg_cli_open_gan(o->ckpt, o->batch, !o->no_ema, &gan, &m, classes))
         return 1;
     int rc = 0;
     int32_t *labels = sample_labels(o->ckpt, m.n_classes, classes, o->chr, o->n, &rc);
@@ -145,12 +95,11 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
         {"png", CG_OPT_STR, &o.png, "also draw the first 81 samples (9x9) into this PNG"},
         {"char", CG_OPT_STR, &o.chr, "conditional models: draw only this character"},
         {"batch", CG_OPT_INT, &o.batch, "images per forward pass (256)"},
-        {"no-ema", CG_OPT_FLAG, &o.no_ema,
-         "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
-        {"temperature", CG_OPT_FLOAT, &o.temperature, TEMPERATURE_HELP},
+        {"no-ema", CG_OPT_FLAG, &o.no_ema, CG_CLI_NO_EMA_HELP},
+        {"temperature", CG_OPT_FLOAT, &o.temperature, CG_CLI_TEMPERATURE_HELP},
     };
-    int r = parse("sample", "Generates samples from a checkpoint into an HDF5 sample file.",
-                  opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
+    int r = cg_cli_parse("sample", "Generates samples from a checkpoint into an HDF5 sample file.",
+                         opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
     if (r)
         return r - 1;
     if (c->rank != 0)
@@ -160,7 +109,7 @@ int cg_cmd_sample(cg_ctx *c, int argc, char **argv)
                         "--batch, a non-negative --seed and --char of one character\n");
         return 2;
     }
-    if (!temperature_ok("sample", o.temperature))
+    if (!cg_cli_temperature_ok("sample", o.temperature))
         return 2;
     return sample_run(&o);
 }
@@ -241,7 +190,7 @@ static int write_run(const write_opts *o)
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (open_checkpoint(o->ckpt, len, !o->no_ema, &gan, &m, classes))
+    if (cg_cli_open_gan(o->ckpt, len, !o->no_ema, &gan, &m, classes))
         return 1;
     int rc = 0, glyphs = 0;
     int32_t *labels = calloc((size_t)len, sizeof(int32_t));
@@ -256,8 +205,7 @@ static int write_run(const write_opts *o)
     float *z = rc ? NULL : malloc(sizeof(float) * (size_t)len * nz);
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)len * CG_IMG_PIXELS);
     for (int i = 0; i < glyphs && !rc; i++)
-        cg_sample_noise(z + (size_t)i * nz, nz, (uint64_t)o->seed, cg_stream(CG_RNG_SAMPLE, 2),
-                        0, o->temperature);
+        cg_style_noise(z + (size_t)i * nz, nz, (uint64_t)o->seed, o->temperature);
     if (!rc && glyphs)
         cg_gan_generate(&gan, z, labels, glyphs, img);
     if (!rc && line_png(o->out, o->text, img, o->scale, &e)) {
@@ -282,13 +230,13 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
         {"out", CG_OPT_STR, &o.out, "PNG file to write (required)"},
         {"seed", CG_OPT_LONG, &o.seed, "style: one noise vector for the whole line (1)"},
         {"scale", CG_OPT_INT, &o.scale, "pixels per glyph pixel (2)"},
-        {"no-ema", CG_OPT_FLAG, &o.no_ema,
-         "draw from the raw generator weights, not their EMA (when the checkpoint has one)"},
-        {"temperature", CG_OPT_FLOAT, &o.temperature, TEMPERATURE_HELP},
+        {"no-ema", CG_OPT_FLAG, &o.no_ema, CG_CLI_NO_EMA_HELP},
+        {"temperature", CG_OPT_FLOAT, &o.temperature, CG_CLI_TEMPERATURE_HELP},
     };
-    int r = parse("write", "Renders a line of text as generated handwriting, every glyph drawn "
-                           "from the same noise vector (one style).",
-                  opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
+    int r = cg_cli_parse("write",
+                         "Renders a line of text as generated handwriting, every glyph drawn "
+                         "from the same noise vector (one style).",
+                         opts, (int)(sizeof opts / sizeof opts[0]), argc, argv, NULL);
     if (r)
         return r - 1;
     if (c->rank != 0)
@@ -298,7 +246,7 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
                         "FILE.png (and --scale 1..16)\n");
         return 2;
     }
-    if (!temperature_ok("write", o.temperature))
+    if (!cg_cli_temperature_ok("write", o.temperature))
         return 2;
     return write_run(&o);
 }
@@ -415,11 +363,12 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
         else
             rest[nrest++] = argv[i];
     }
-    int r = parse("compare", "compare A.h5 B.h5: compares the parameters of two checkpoints of "
-                             "the same model, tensor by tensor (max|a-b| / max|b|), and their "
-                             "generators' EMA when both have one; exit 0 when all are within "
-                             "--tol, 1 otherwise.",
-                  opts, 4, nrest, rest, NULL);
+    int r = cg_cli_parse("compare",
+                         "compare A.h5 B.h5: compares the parameters of two checkpoints of the "
+                         "same model, tensor by tensor (max|a-b| / max|b|), and their "
+                         "generators' EMA when both have one; exit 0 when all are within "
+                         "--tol, 1 otherwise.",
+                         opts, 4, nrest, rest, NULL);
     if (r)
         return r - 1;
     if (c->rank != 0)
@@ -430,9 +379,9 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
     }
     cg_gan a, b;
     cg_ckpt_meta ma, mb;
-    if (open_checkpoint(files[0], 1, 0, &a, &ma, NULL))
+    if (cg_cli_open_gan(files[0], 1, 0, &a, &ma, NULL))
         return 1;
-    if (open_checkpoint(files[1], 1, 0, &b, &mb, NULL)) {
+    if (cg_cli_open_gan(files[1], 1, 0, &b, &mb, NULL)) {
         cg_gan_free(&a), cg_ckpt_meta_free(&ma);
         return 1;
     }

@@ -16,6 +16,7 @@ static const command commands[] = {
     {"train", cg_cmd_train, "train the GAN (under mpirun for several ranks)"},
     {"sample", cg_cmd_sample, "generate samples from a checkpoint (HDF5 + PNG)"},
     {"write", cg_cmd_write, "write a line of text in generated handwriting"},
+    {"interpolate", cg_cmd_interpolate, "draw a walk from one style to another (HDF5 + PNG)"},
     {"compare", cg_cmd_compare, "compare the parameters of two checkpoints"},
     {"data", cg_cmd_data, "inspect an EMNIST data set and draw its first images"},
     {"info", cg_cmd_info, "show what a checkpoint or sample file (HDF5) holds"},
