@@ -28,6 +28,7 @@ static int add_tensor(cg_net *net, const char *layer, const char *what, int ndim
     t->fan_in = fan_in;
     t->fan_out = fan_out;
     t->init = 0.0f;
+    t->init_kind = CG_INIT_GLOROT;
     t->trainable = 1;
     net->n_params += t->count;
     return net->n_tensors++;
@@ -46,7 +47,7 @@ typedef struct {
 /* Ops by cg_op and activations by cg_act: layer names and the JSON description use them. */
 static const char *const op_names[] = {"dense", "unflatten", "flatten", "conv", "convt",
                                        "dropout", "labels", "project"};
-static const char *const act_names[] = {"none", "relu", "leaky_relu", "sigmoid", "tanh"};
+static const char *const act_names[] = {"none", "relu", "leaky_relu", "sigmoid", "tanh", "selu"};
 
 /* Names the layer after its op and records its input shape; it has no tensors yet. */
 static void begin_layer(cg_layer *L, const cg_layer_spec *s, build_state *st)
@@ -245,6 +246,10 @@ static int build_layer(cg_net *net, int i, const cg_layer_spec *s, build_state *
     }
     if (rc || (rc = build_bn(net, L, i, st, e)))
         return rc;
+    if (s->init != CG_INIT_GLOROT && s->init != CG_INIT_LECUN)
+        return cg_fail(e, "%s layer %d: unknown kernel initialization %d", st->name, i, s->init);
+    if (L->w_tensor >= 0)
+        net->tensors[L->w_tensor].init_kind = s->init;
     if (net->n_tensors == CG_MAX_TENSORS)
         return cg_fail(e, "%s: too many tensors", st->name);
     L->out_c = st->c, L->out_h = st->h, L->out_w = st->w;
@@ -488,6 +493,26 @@ void cg_net_free(cg_net *net)
     memset(net, 0, sizeof *net);
 }
 
+/* Keras' lecun_normal (model.h). Element i redraws beyond two standard deviations, its k-th
+ * draw at index i * LECUN_DRAWS + k, so every element is a function of its index alone; all
+ * LECUN_DRAWS beyond (probability 0.0455^16 ~ 4e-22) leave 0. */
+#define LECUN_DRAWS 16
+static void init_lecun(float *p, size_t n, int fan_in, uint64_t seed, uint64_t stream)
+{
+    const double sd = sqrt(1.0 / fan_in) / 0.87962566103423978;
+    for (size_t i = 0; i < n; i++) {
+        float z = 0.0f;
+        for (uint64_t k = 0; k < LECUN_DRAWS; k++) {
+            const float d = cg_rng_normal(seed, stream, (uint64_t)i * LECUN_DRAWS + k);
+            if (fabsf(d) <= 2.0f) {
+                z = d;
+                break;
+            }
+        }
+        p[i] = (float)(z * sd);
+    }
+}
+
 void cg_net_init(cg_net *net, uint64_t seed, uint64_t stream_base)
 {
     for (int t = 0; t < net->n_tensors; t++) {
@@ -498,8 +523,12 @@ void cg_net_init(cg_net *net, uint64_t seed, uint64_t stream_base)
                 p[i] = T->init;
             continue;
         }
-        const float limit = sqrtf(6.0f / (float)(T->fan_in + T->fan_out));
         const uint64_t stream = cg_stream(CG_RNG_INIT, stream_base + (uint64_t)t);
+        if (T->init_kind == CG_INIT_LECUN) {
+            init_lecun(p, T->count, T->fan_in, seed, stream);
+            continue;
+        }
+        const float limit = sqrtf(6.0f / (float)(T->fan_in + T->fan_out));
         for (size_t i = 0; i < T->count; i++)
             p[i] = (2.0f * cg_rng_uniform(seed, stream, i) - 1.0f) * limit;
     }

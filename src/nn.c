@@ -353,6 +353,12 @@ void cg_act_forward(cg_act act, float alpha, size_t n, float *y)
         for (size_t i = 0; i < n; i++)
             y[i] = tanhf(y[i]);
         break;
+    case CG_ACT_SELU: {
+        const float s = (float)CG_SELU_SCALE, sa = (float)(CG_SELU_SCALE * CG_SELU_ALPHA);
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 0.0f ? s * y[i] : sa * expm1f(y[i]);
+        break;
+    }
     }
 }
 
@@ -377,6 +383,12 @@ void cg_act_backward(cg_act act, float alpha, size_t n, const float *y, float *d
         for (size_t i = 0; i < n; i++)
             dy[i] *= 1.0f - y[i] * y[i];
         break;
+    case CG_ACT_SELU: { /* y > 0 exactly when the input was: expm1 keeps the sign */
+        const float s = (float)CG_SELU_SCALE, sa = (float)(CG_SELU_SCALE * CG_SELU_ALPHA);
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= y[i] > 0.0f ? s : y[i] + sa;
+        break;
+    }
     }
 }
 

@@ -367,13 +367,18 @@ static void op_bn(walk *w, const cg_layer *L)
 static void op_act(walk *w, const cg_layer *L)
 {
     static const char *const names[] = {[CG_ACT_RELU] = "Relu", [CG_ACT_LEAKY] = "LeakyRelu",
-                                        [CG_ACT_SIGMOID] = "Sigmoid", [CG_ACT_TANH] = "Tanh"};
+                                        [CG_ACT_SIGMOID] = "Sigmoid", [CG_ACT_TANH] = "Tanh",
+                                        [CG_ACT_SELU] = "Selu"};
     if (L->spec.act == CG_ACT_NONE)
         return;
     const char *out = ox_str(w->b, "%s.act", L->name);
     Onnx__NodeProto *n = NODE(w->b, names[L->spec.act], out, w->x);
     if (L->spec.act == CG_ACT_LEAKY)
         ox_attr_float(w->b, n, "alpha", L->spec.alpha);
+    if (L->spec.act == CG_ACT_SELU) { /* ONNX's defaults, written out: they are the same */
+        ox_attr_float(w->b, n, "alpha", (float)CG_SELU_ALPHA);
+        ox_attr_float(w->b, n, "gamma", (float)CG_SELU_SCALE);
+    }
     w->x = out;
 }
 

@@ -32,3 +32,23 @@ void cg_adam_step(cg_adam *a, float *param, const float *grad, float *m, float *
                                (1.0 - pow((double)a->beta1, t)));
     adam_update(param, grad, m, v, n, a->beta1, a->beta2, lr_t, a->eps);
 }
+
+/* Built and dispatched like adam_update, for the same reasons. */
+__attribute__((target_clones("avx2", "default"))) static void
+rmsprop_update(float *restrict param, const float *restrict grad, float *restrict ms, size_t n,
+               float rho, float lr, float eps)
+{
+    const float c = 1.0f - rho;
+    for (size_t i = 0; i < n; i++) {
+        const float g = grad[i];
+        const float si = rho * ms[i] + c * g * g;
+        ms[i] = si;
+        param[i] -= lr * g / (sqrtf(si) + eps);
+    }
+}
+
+void cg_rmsprop_step(cg_rmsprop *r, float *param, const float *grad, float *ms, size_t n)
+{
+    r->t++;
+    rmsprop_update(param, grad, ms, n, r->rho, r->lr, r->eps);
+}

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "chargan/optim.h"
+
 #define DENSE(n, a) {.op = CG_OP_DENSE, .out = (n), .act = (a)}
 #define DENSE_LEAKY(n, al) {.op = CG_OP_DENSE, .out = (n), .act = CG_ACT_LEAKY, .alpha = (al)}
 #define BN_DENSE(n, a) {.op = CG_OP_DENSE, .out = (n), .act = (a), .bn = 1}
@@ -183,4 +185,100 @@ int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p)
                 p->g[i].cbn = n_classes;
     }
     return 0;
+}
+
+/* ---- variational autoencoders ------------------------------------------------------------ */
+
+#define SELU_DENSE(n) {.op = CG_OP_DENSE, .out = (n), .act = CG_ACT_SELU, .init = CG_INIT_LECUN}
+
+/* The VAE of Geron's Hands-On Machine Learning (2nd ed., ch. 17): 784 -> 150 -> 100 SELU ->
+ * mean and log-variance of a 10-dim coding; the decoder mirrors it (10 -> 100 -> 150 SELU ->
+ * 784 sigmoid). The SELU layers start from LeCun normal, the initialization SELU's
+ * self-normalization assumes (the book's ch. 11; its VAE listing leaves Keras' default, Glorot
+ * uniform); the heads and the output layer keep Glorot uniform, Keras' default. */
+static void vae_book(cg_vae_preset *p)
+{
+    const int c = p->coding_dim;
+    const cg_layer_spec enc[] = {SELU_DENSE(150), SELU_DENSE(100), DENSE(2 * c, CG_ACT_NONE)};
+    const cg_layer_spec dec[] = {SELU_DENSE(100), SELU_DENSE(150), DENSE(784, CG_ACT_NONE)};
+    p->in_c = 784, p->in_h = p->in_w = 0;
+    p->n_enc = (int)(sizeof enc / sizeof enc[0]);
+    p->n_dec = (int)(sizeof dec / sizeof dec[0]);
+    memcpy(p->enc, enc, sizeof enc);
+    memcpy(p->dec, dec, sizeof dec);
+}
+
+/* A convolutional VAE in dcgan's shapes: the encoder is dcgan's D (4x4 stride-2 convolutions
+ * to 64x14x14 and 128x7x7, LeakyReLU 0.2, a dense layer of 256) ending in the coding's two
+ * heads; the decoder is dcgan's G without batch norm (no layer of a VAE needs batch statistics:
+ * every sample's loss is its own) ending in the image's logits. */
+static void vae_conv(cg_vae_preset *p)
+{
+    const int c = p->coding_dim;
+    const cg_layer_spec enc[] = {
+        CONV(64, 4, 2, 1, CG_ACT_LEAKY, 0.2f),
+        CONV(128, 4, 2, 1, CG_ACT_LEAKY, 0.2f),
+        FLATTEN(),
+        DENSE_LEAKY(256, 0.2f),
+        DENSE(2 * c, CG_ACT_NONE),
+    };
+    const cg_layer_spec dec[] = {
+        DENSE(128 * 7 * 7, CG_ACT_RELU),
+        UNFLATTEN(128, 7),
+        CONVT(64, 4, 2, 1, 0, CG_ACT_RELU, 0.0f),
+        CONVT(1, 4, 2, 1, 0, CG_ACT_NONE, 0.0f),
+    };
+    p->in_c = 1, p->in_h = p->in_w = 28;
+    p->n_enc = (int)(sizeof enc / sizeof enc[0]);
+    p->n_dec = (int)(sizeof dec / sizeof dec[0]);
+    memcpy(p->enc, enc, sizeof enc);
+    memcpy(p->dec, dec, sizeof dec);
+}
+
+/* The book trains its VAE with Keras' RMSprop (lr 1e-3) at batch 128; the convolutional one
+ * takes the same optimizer at dcgan's batch. */
+static const struct {
+    const char *name;
+    void (*layers)(cg_vae_preset *p);
+    int batch, optimizer;
+    float lr;
+} vae_rows[] = {
+    {"vae", vae_book, 128, CG_OPT_RMSPROP, 1e-3f},
+    {"cvae", vae_conv, 64, CG_OPT_RMSPROP, 1e-3f},
+};
+
+const char *cg_vae_preset_names(void) { return "vae, cvae"; }
+
+/* The conditional variant: the one-hot class joins the encoder where its input is flat (the
+ * image for the dense VAE, after the flatten for the convolutional one) and the coding at the
+ * decoder's input. */
+static void vae_condition(cg_vae_preset *p, int n_classes)
+{
+    const cg_layer_spec labels = LABELS(n_classes);
+    int at = 0;
+    for (int i = 0; i < p->n_enc; i++)
+        if (p->enc[i].op == CG_OP_FLATTEN)
+            at = i + 1;
+    insert_layer(p->enc, &p->n_enc, at, labels);
+    insert_layer(p->dec, &p->n_dec, 0, labels);
+    p->n_classes = n_classes;
+}
+
+int cg_vae_preset_get(const char *name, int coding_dim, int n_classes, cg_vae_preset *p)
+{
+    memset(p, 0, sizeof *p);
+    for (size_t i = 0; name && i < sizeof vae_rows / sizeof vae_rows[0]; i++) {
+        if (strcmp(vae_rows[i].name, name))
+            continue;
+        p->name = vae_rows[i].name;
+        p->coding_dim = coding_dim > 0 ? coding_dim : CG_VAE_CODING_DIM;
+        p->batch = vae_rows[i].batch;
+        p->optimizer = vae_rows[i].optimizer;
+        p->lr = vae_rows[i].lr;
+        vae_rows[i].layers(p);
+        if (n_classes > 0)
+            vae_condition(p, n_classes);
+        return 0;
+    }
+    return -1;
 }

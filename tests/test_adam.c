@@ -13,7 +13,11 @@
  * 3. A late step (t 9999 -> 10000), where the bias corrections have almost vanished, and a
  *    long vector (every element updated independently), against the formula in double.
  * 4. The learning-rate schedule (cg_lr_scale) by hand, and cg_gan_apply following it: the
- *    rates it gives each optimizer, and no change of the weights once the rate is 0. */
+ *    rates it gives each optimizer, and no change of the weights once the rate is 0.
+ * 5. RMSprop (cg_rmsprop_step, Keras' without momentum):
+ *      ms = rho ms + (1 - rho) g^2;   w -= lr g / (sqrt(ms) + eps)
+ *    three steps by hand with round hyperparameters, the first step at Keras' defaults, and
+ *    a long vector against the element-by-element float update. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -205,8 +209,91 @@ static void test_schedule(void)
     cg_gan_free(&gan);
 }
 
+static void test_rmsprop_three_steps(void)
+{
+    /* lr 0.1, rho 0.75 and a large eps 0.25 (outside the square root, which matters here). */
+    cg_rmsprop r = {0.1f, 0.75f, 0.25f, 0};
+    float w[3] = {1.0f, -0.5f, 2.0f}, ms[3] = {0};
+    /* ---- step 1: g = (0.5, -1, 0) ------------------------------------------------------
+     * ms = 0.25 g^2 = (0.0625, 0.25, 0);  sqrt(ms) + eps = (0.5, 0.75, 0.25)
+     * update = 0.1 g / that = (0.1, -0.13333333, 0);  w = (0.9, -0.36666667, 2) */
+    const float g1[3] = {0.5f, -1.0f, 0.0f};
+    cg_rmsprop_step(&r, w, g1, ms, 3);
+    CHECK(r.t == 1);
+    CHECK(ms[0] == 0.0625f && ms[1] == 0.25f && ms[2] == 0.0f);
+    CHECK_NEAR(w[0], 0.9, 1e-6);
+    CHECK_NEAR(w[1], -0.36666667, 1e-6);
+    CHECK(w[2] == 2.0f);
+    /* ---- step 2: g = (1, 1, 2) ---------------------------------------------------------
+     * ms = 0.75 ms + 0.25 g^2 = (0.046875 + 0.25, 0.1875 + 0.25, 0 + 1) = (0.296875, 0.4375, 1)
+     * sqrt(ms) + eps = (0.54486237 + 0.25, 0.66143783 + 0.25, 1.25)
+     *                = (0.79486237, 0.91143783, 1.25)
+     * update = 0.1 g / that = (0.12580794, 0.10971675, 0.16)
+     * w = (0.9 - 0.12580794, -0.36666667 - 0.10971675, 2 - 0.16)
+     *   = (0.77419206, -0.47638342, 1.84) */
+    const float g2[3] = {1.0f, 1.0f, 2.0f};
+    cg_rmsprop_step(&r, w, g2, ms, 3);
+    CHECK(ms[0] == 0.296875f && ms[1] == 0.4375f && ms[2] == 1.0f);
+    CHECK_NEAR(w[0], 0.77419206, 1e-6);
+    CHECK_NEAR(w[1], -0.47638342, 1e-6);
+    CHECK_NEAR(w[2], 1.84, 1e-6);
+    /* ---- step 3: g = (-0.5, 0.25, -2) --------------------------------------------------
+     * ms = (0.22265625 + 0.0625, 0.328125 + 0.015625, 0.75 + 1) = (0.28515625, 0.34375, 1.75)
+     * sqrt(ms) + eps = (0.78400023, 0.83630197, 1.57287566)
+     * update = 0.1 g / that = (-0.06377549, 0.02989351, -0.12715563)
+     * w = (0.83796755, -0.50627693, 1.96715563) */
+    const float g3[3] = {-0.5f, 0.25f, -2.0f};
+    cg_rmsprop_step(&r, w, g3, ms, 3);
+    CHECK(r.t == 3);
+    CHECK(ms[0] == 0.28515625f && ms[1] == 0.34375f && ms[2] == 1.75f);
+    CHECK_NEAR(w[0], 0.83796755, 1e-6);
+    CHECK_NEAR(w[1], -0.50627693, 1e-6);
+    CHECK_NEAR(w[2], 1.96715563, 1e-6);
+    printf("RMSprop three steps: w = (%.8f, %.8f, %.8f)\n", w[0], w[1], w[2]);
+}
+
+static void test_rmsprop_keras_defaults(void)
+{
+    /* lr 1e-3, rho 0.9f (1 - rho = 0.10000002 in float), eps 1e-7, w from 0:
+     *   update = lr g / (sqrt(0.10000002) |g| + 1e-7) = lr / 0.31622780 ~ 3.1622741e-3 sign(g)
+     *   g = 0.3: 3.1622741e-3;  g = -2: -3.1622769e-3;  g = 0: 0
+     *   g = 1e-9: 1e-3 * 1e-9 / (3.1622780e-10 + 1e-7) = 9.9684773e-6 (eps dominates) */
+    cg_rmsprop r = {CG_RMSPROP_LR, CG_RMSPROP_RHO, CG_RMSPROP_EPS, 0};
+    float w[4] = {0}, ms[4] = {0};
+    const float g[4] = {0.3f, -2.0f, 0.0f, 1e-9f};
+    const double expect[4] = {-3.1622741e-3, 3.1622769e-3, 0.0, -9.9684773e-6};
+    cg_rmsprop_step(&r, w, g, ms, 4);
+    for (int i = 0; i < 4; i++)
+        CHECKF(fabs(w[i] - expect[i]) <= 2e-6 * fabs(expect[i]) + 1e-15,
+               "RMSprop defaults, g = %g: w = %.8g, expected %.8g", g[i], w[i], expect[i]);
+}
+
+static void test_rmsprop_long_vector(void)
+{
+    enum { N = 1001 };
+    static float w[N], ms[N], g[N], w0[N], ms0[N];
+    tu_fill_uniform(w, N, -1.0f, 1.0f, 31);
+    tu_fill_uniform(ms, N, 0.0f, 0.01f, 32);
+    tu_fill_uniform(g, N, -0.2f, 0.2f, 33);
+    memcpy(w0, w, sizeof w), memcpy(ms0, ms, sizeof ms);
+    cg_rmsprop r = {CG_RMSPROP_LR, CG_RMSPROP_RHO, CG_RMSPROP_EPS, 41};
+    cg_rmsprop_step(&r, w, g, ms, N);
+    CHECK(r.t == 42);
+    const float c = 1.0f - r.rho;
+    int same = 1;
+    for (int i = 0; i < N; i++) {
+        volatile float si = r.rho * ms0[i] + c * g[i] * g[i];
+        volatile float wi = w0[i] - r.lr * g[i] / (sqrtf(si) + r.eps);
+        same &= ms[i] == si && w[i] == wi;
+    }
+    CHECKF(same, "RMSprop: the long vector differs from the element-by-element update%s", "");
+}
+
 int main(void)
 {
+    test_rmsprop_three_steps();
+    test_rmsprop_keras_defaults();
+    test_rmsprop_long_vector();
     test_schedule();
     test_three_steps();
     test_first_step_project_defaults();

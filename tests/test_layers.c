@@ -506,6 +506,7 @@ static double act_ref(cg_act a, double alpha, double x)
     case CG_ACT_LEAKY: return x > 0 ? x : alpha * x;
     case CG_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
     case CG_ACT_TANH: return tanh(x);
+    case CG_ACT_SELU: return CG_SELU_SCALE * (x > 0 ? x : CG_SELU_ALPHA * expm1(x));
     }
     return NAN;
 }
@@ -521,6 +522,7 @@ static double act_dref(cg_act a, double alpha, double x)
         return s * (1.0 - s);
     }
     case CG_ACT_TANH: return 1.0 - tanh(x) * tanh(x);
+    case CG_ACT_SELU: return CG_SELU_SCALE * (x > 0 ? 1.0 : CG_SELU_ALPHA * exp(x));
     }
     return NAN;
 }
@@ -535,7 +537,8 @@ static void test_activations(void)
                 {CG_ACT_RELU, 0.0f, "relu"},
                 {CG_ACT_LEAKY, 0.3f, "leaky0.3"},
                 {CG_ACT_SIGMOID, 0.0f, "sigmoid"},
-                {CG_ACT_TANH, 0.0f, "tanh"}};
+                {CG_ACT_TANH, 0.0f, "tanh"},
+                {CG_ACT_SELU, 0.0f, "selu"}};
     const size_t n = 3 * 5 * 7;
     for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
         act_ctx c = {acts[a].act, acts[a].alpha, n, tu_falloc(n), tu_falloc(n), tu_falloc(n)};
@@ -572,6 +575,26 @@ static void test_activations(void)
         y = big[i];
         cg_act_forward(CG_ACT_TANH, 0.0f, 1, &y);
         CHECKF(isfinite(y) && fabs(y - tanh(big[i])) <= 1e-7, "tanh(%g) = %g", big[i], y);
+    }
+    /* SELU by hand: selu(1) = scale = 1.05070099; selu(-1) = scale alpha (e^-1 - 1) =
+     * 1.75809934 * -0.63212056 = -1.11133074, derivative there scale alpha e^-1 = 0.64676860;
+     * selu(0) = 0 with the left derivative scale alpha = 1.75809934 (y = 0 is not > 0); far
+     * left it saturates at -scale alpha = -1.75809934 with a derivative that is 0 to float
+     * precision. */
+    const struct {
+        float x;
+        double y, d, tol_d;
+    } sel[] = {{1.0f, 1.05070099, 1.05070099, 1e-6},
+               {-1.0f, -1.11133074, 0.64676860, 1e-6},
+               {0.0f, 0.0, 1.75809934, 1e-6},
+               {-100.0f, -1.75809934, 0.0, 2.5e-7}};
+    for (size_t i = 0; i < sizeof sel / sizeof sel[0]; i++) {
+        float y = sel[i].x, d = 1.0f;
+        cg_act_forward(CG_ACT_SELU, 0.0f, 1, &y);
+        cg_act_backward(CG_ACT_SELU, 0.0f, 1, &y, &d);
+        CHECKF(fabs(y - sel[i].y) <= 1e-6 && fabs(d - sel[i].d) <= sel[i].tol_d,
+               "selu(%g) = %.8g (expected %.8g), derivative %.8g (expected %.8g)",
+               (double)sel[i].x, y, sel[i].y, d, sel[i].d);
     }
 }
 

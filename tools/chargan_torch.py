@@ -39,6 +39,7 @@ ACTIVATIONS = {
     "leaky_relu": lambda x, alpha: F.leaky_relu(x, alpha),
     "sigmoid": lambda x, alpha: torch.sigmoid(x),
     "tanh": lambda x, alpha: torch.tanh(x),
+    "selu": lambda x, alpha: F.selu(x),
 }
 
 

@@ -32,7 +32,14 @@ typedef struct {
     int bn;      /* batch normalization between the linear op (then without bias) and act */
     int cbn;     /* > 0 (with bn): conditional batch norm over cbn classes, a per-class affine
                     after the batch norm's own (cg_cond_affine_forward) */
+    int init;    /* the kernel's initialization: CG_INIT_GLOROT (0) or CG_INIT_LECUN */
 } cg_layer_spec;
+
+/* Kernel initializations (cg_net_init). Glorot uniform is Keras' default; LeCun normal is
+ * Keras' lecun_normal, the one SELU's self-normalization assumes (Klambauer et al. 2017):
+ * a normal of standard deviation sqrt(1 / fan_in) / 0.87962566 truncated to two standard
+ * deviations (the divisor restores the variance the truncation removes). */
+enum { CG_INIT_GLOROT = 0, CG_INIT_LECUN = 1 };
 
 /* Batch normalization's epsilon (var + eps under the square root) and running-average
  * momentum (running = (1 - m) running + m batch), PyTorch's defaults; exported models
@@ -52,6 +59,7 @@ typedef struct {
     int dims[4];        /* natural shape, row-major */
     int fan_in, fan_out; /* Keras' Glorot fans; 0 for tensors set to `init` instead */
     float init;          /* initial value when fan_in == 0: 0 (biases, beta), 1 (gamma) */
+    int init_kind;       /* with fan_in > 0: CG_INIT_GLOROT or CG_INIT_LECUN (the layer's) */
     int trainable;       /* 0: state kept with the parameters (BN running averages) */
 } cg_tensor;
 
@@ -148,7 +156,8 @@ void cg_net_free(cg_net *net);
  * frees its own (about 4.6 MB for `deep`). Sizes, and so every GEMM's shape, stay as built. */
 void cg_net_share_scratch(cg_net *a, cg_net *b);
 
-/* Glorot-uniform kernels and zero biases, from (seed, CG_RNG_INIT, stream_base + tensor). */
+/* Kernels as their layer asks (Glorot uniform unless CG_INIT_LECUN) and zero biases, from
+ * (seed, CG_RNG_INIT, stream_base + tensor). */
 void cg_net_init(cg_net *net, uint64_t seed, uint64_t stream_base);
 
 /* Size of the network output per sample and of its input per sample. */

@@ -75,14 +75,20 @@ void cg_dense_backward(int B, int in, int out, const float *x, const float *w, c
 
 /* Point-wise activations, applied in place. The backward pass needs only the activation's
  * OUTPUT y (all of these have derivatives expressible through y; LeakyReLU needs alpha > 0),
- * so a layer can store its post-activation output alone. dy is turned into dx in place. */
+ * so a layer can store its post-activation output alone. dy is turned into dx in place.
+ * SELU (Klambauer et al. 2017): y = scale * x for x > 0, scale * alpha * (e^x - 1) otherwise,
+ * with the paper's (and Keras', PyTorch's, ONNX's) constants below; its derivative is scale
+ * where y > 0 and y + scale * alpha elsewhere. */
 typedef enum {
     CG_ACT_NONE = 0,
     CG_ACT_RELU,
     CG_ACT_LEAKY,
     CG_ACT_SIGMOID,
     CG_ACT_TANH,
+    CG_ACT_SELU,
 } cg_act;
+#define CG_SELU_ALPHA 1.6732632423543772
+#define CG_SELU_SCALE 1.0507009873554805
 void cg_act_forward(cg_act act, float alpha, size_t n, float *y);
 void cg_act_backward(cg_act act, float alpha, size_t n, const float *y, float *dy);
 

@@ -36,4 +36,32 @@ const char *cg_preset_names(void);
  * -1 for an unknown name. */
 int cg_preset_get(const char *name, int noise_dim, int n_classes, cg_preset *p);
 
+/* The variational autoencoders: an encoder table from the image to 2 * coding_dim outputs
+ * (the coding's mean in columns 0..coding_dim-1, its log-variance in the rest: the two dense
+ * heads of a VAE as one layer, the same function and gradients) and a decoder table from the
+ * coding to 784 logits. The decoder's sigmoid is not in its table: the loss takes the logits
+ * (BCE with logits stays finite where a float sigmoid saturates to 0 or 1) and generation
+ * applies it (chargan/vae.h). */
+typedef struct {
+    const char *name;
+    int coding_dim;
+    int n_classes;          /* > 0: conditional (the one-hot class joins the encoder after
+                               flattening and the decoder's input) */
+    int in_c, in_h, in_w;   /* the encoder's input: 784 flat, or 1 x 28 x 28 */
+    int n_enc, n_dec;
+    cg_layer_spec enc[CG_MAX_LAYERS], dec[CG_MAX_LAYERS];
+    /* The recipe (what a run uses unless told otherwise): */
+    int batch;
+    int optimizer;          /* CG_OPT_RMSPROP or CG_OPT_ADAM (chargan/optim.h) */
+    float lr;
+} cg_vae_preset;
+
+#define CG_VAE_CODING_DIM 10
+
+/* Fills p with the named VAE ("vae", "cvae"); coding_dim <= 0: CG_VAE_CODING_DIM;
+ * n_classes > 0 makes it conditional. Returns 0, or -1 for an unknown name. */
+int cg_vae_preset_get(const char *name, int coding_dim, int n_classes, cg_vae_preset *p);
+/* Comma-separated names of the VAE presets. */
+const char *cg_vae_preset_names(void);
+
 #endif

@@ -18,6 +18,7 @@ enum cg_purpose {
     CG_RNG_SHUFFLE = 4,  /* data order; stream key: epoch */
     CG_RNG_SAMPLE = 5,   /* noise for sample pictures; stream key: 0 */
     CG_RNG_LABEL = 6,    /* class labels for conditional generation; stream key: step */
+    CG_RNG_CODING = 7,   /* a VAE's reparameterization noise eps; stream key: training step */
 };
 
 static inline uint64_t cg_mix64(uint64_t z)
