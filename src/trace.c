@@ -74,9 +74,29 @@ static double clock_offset(const cg_ctx *c)
     return c->rank == 0 ? 0.0 : offset;
 }
 
-void cg_trace_open(cg_trace *t, const cg_ctx *c, long first, long last, size_t per_step)
+/* Rank 0: creates path.tmp and keeps it open for cg_trace_write. */
+static int create_tmp(cg_trace *t, const cg_ctx *c, const char *path, cg_error *e)
+{
+    if (c->rank != 0)
+        return 0;
+    const size_t n = strlen(path) + 5;
+    t->path = cg_alloc(n);
+    snprintf(t->path, n, "%s.tmp", path);
+    t->tmp = fopen(t->path, "w");
+    if (!t->tmp)
+        return cg_fail(e, "%s: %s", path, strerror(errno));
+    t->path[n - 5] = '\0'; /* the final name */
+    return 0;
+}
+
+int cg_trace_open(cg_trace *t, cg_ctx *c, const char *path, long first, long last,
+                  size_t per_step, cg_error *e)
 {
     memset(t, 0, sizeof *t);
+    if (cg_bcast_status(c, 0, create_tmp(t, c, path, e), e)) {
+        cg_trace_free(t);
+        return -1;
+    }
     t->first = first, t->last = last;
     t->cap = (size_t)(last - first + 1) * per_step;
     t->ev = cg_alloc(sizeof *t->ev * (t->cap > COST_PROBES ? t->cap : COST_PROBES));
@@ -89,10 +109,24 @@ void cg_trace_open(cg_trace *t, const cg_ctx *c, long first, long last, size_t p
     t->event_cost = (cg_now() - t0) / COST_PROBES;
     t->cap = cap, t->n = 0, t->on = 0;
     t->offset = clock_offset(c);
+    return 0;
+}
+
+/* path.tmp from path: the name cg_trace_write renames. */
+static void tmp_name(const cg_trace *t, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.tmp", t->path);
 }
 
 void cg_trace_free(cg_trace *t)
 {
+    if (t->tmp) {
+        char tmp[4200];
+        tmp_name(t, tmp, sizeof tmp);
+        fclose(t->tmp);
+        remove(tmp);
+    }
+    cg_free(t->path);
     cg_free(t->ev);
     memset(t, 0, sizeof *t);
 }
@@ -223,17 +257,18 @@ static json_t *trace_summary(const cg_trace *t, const cg_ctx *c, const trace_fac
                      cg_json_sig(overhead, 3));
 }
 
-int cg_trace_write(cg_trace *t, cg_ctx *c, const char *path, double median_step_ms,
-                   cg_error *e)
+int cg_trace_write(cg_trace *t, cg_ctx *c, double median_step_ms, cg_error *e)
 {
     trace_facts x;
     gather_facts(t, c, &x);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = c->rank == 0 ? fopen(tmp, "w") : NULL;
-    int st = c->rank == 0 && !f ? cg_fail(e, "%s: %s", tmp, strerror(errno)) : 0;
-    if (f)
+    char tmp[4200] = "";
+    FILE *f = t->tmp;
+    int st = 0;
+    t->tmp = NULL;
+    if (f) {
+        tmp_name(t, tmp, sizeof tmp);
         fputs("{\"traceEvents\": [\n", f);
+    }
     stream_events(t, c, f, &x);
     if (f) {
         fputs("],\n\"displayTimeUnit\": \"ms\",\n\"otherData\": ", f);
@@ -242,8 +277,8 @@ int cg_trace_write(cg_trace *t, cg_ctx *c, const char *path, double median_step_
         if (fflush(f) || ferror(f) | fsync(fileno(f)))
             st = cg_fail(e, "%s: %s", tmp, strerror(errno));
         fclose(f);
-        if (!st && rename(tmp, path))
-            st = cg_fail(e, "%s: %s", path, strerror(errno));
+        if (!st && rename(tmp, t->path))
+            st = cg_fail(e, "%s: %s", t->path, strerror(errno));
         if (st)
             remove(tmp);
     }

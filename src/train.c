@@ -486,21 +486,12 @@ static int open_trace(run *R)
                     CG_TRACE_MAX_SPANS);
         return -1;
     }
-    last = end;
-    /* Rank 0 learns now, not after the run, that it cannot write the file. */
     cg_error e = {{0}};
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", R->set.trace);
-    FILE *f = R->c->rank == 0 ? fopen(tmp, "w") : NULL;
-    const int st = R->c->rank == 0 && !f ? cg_fail(&e, "%s: %s", R->set.trace, strerror(errno)) : 0;
-    if (f)
-        fclose(f), remove(tmp);
-    if (cg_bcast_status(R->c, 0, st, &e)) {
+    if (cg_trace_open(&R->trace, R->c, R->set.trace, first, end, per, &e)) {
         if (R->c->rank == 0)
             fprintf(stderr, "chargan: error: --trace: %s\n", e.msg);
         return -1;
     }
-    cg_trace_open(&R->trace, R->c, first, last, per);
     R->gan.trace = R->red.trace = &R->trace;
     return 0;
 }
@@ -762,7 +753,7 @@ static int finish_trace(run *R)
     cg_error e;
     const long ran = R->done - R->first_step;
     const double med = ran ? cg_median(R->step_ms, (int)ran) : 0.0;
-    if (cg_trace_write(&R->trace, R->c, R->set.trace, med, &e)) {
+    if (cg_trace_write(&R->trace, R->c, med, &e)) {
         if (R->c->rank == 0)
             fprintf(stderr, "chargan: error: --trace: %s\n", e.msg);
         return 1;

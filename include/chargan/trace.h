@@ -10,6 +10,7 @@
 #ifndef CHARGAN_TRACE_H
 #define CHARGAN_TRACE_H
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "chargan/dist.h"
@@ -55,11 +56,17 @@ typedef struct cg_trace {
     cg_trace_event *ev;
     size_t n, cap;
     size_t dropped;       /* spans beyond cap (not recorded) */
+    char *path;           /* rank 0: the trace file, written as path.tmp then renamed */
+    FILE *tmp;            /* rank 0: path.tmp, open from cg_trace_open to cg_trace_write */
 } cg_trace;
 
-/* Collective: sizes the buffer for steps first..last of at most per_step spans each, measures
- * what a span costs and this rank's clock offset against rank 0. */
-void cg_trace_open(cg_trace *t, const cg_ctx *c, long first, long last, size_t per_step);
+/* Collective: rank 0 creates path.tmp (so a path it cannot write fails before the run, not
+ * after it), every rank sizes its buffer for steps first..last of at most per_step spans
+ * each, measures what a span costs and its clock offset against rank 0. Returns 0, or -1 on
+ * every rank with e set (nothing left open). */
+int cg_trace_open(cg_trace *t, cg_ctx *c, const char *path, long first, long last,
+                  size_t per_step, cg_error *e);
+/* Frees the buffer; a temporary file never written is removed. */
 void cg_trace_free(cg_trace *t);
 
 /* Marks the start of step `step` (0-based): recording is on while it is in the window. */
@@ -77,11 +84,10 @@ static inline double cg_trace_start(const cg_trace *t) { return t && t->on ? cg_
 /* Records a span from t0 (cg_trace_start) to now. */
 void cg_trace_add(cg_trace *t, cg_span span, double t0, int chunk);
 
-/* Collective: rank 0 gathers every rank's spans and writes the trace to path (through a
- * temporary file and a rename). median_step_ms goes into the file's summary with the
- * recording cost. Returns 0, or -1 on every rank with e set when rank 0 could not write. */
-int cg_trace_write(cg_trace *t, cg_ctx *c, const char *path, double median_step_ms,
-                   cg_error *e);
+/* Collective: rank 0 gathers every rank's spans into the temporary file and renames it to
+ * the trace's path. median_step_ms goes into the file's summary with the recording cost.
+ * Returns 0, or -1 on every rank with e set when rank 0 could not write. */
+int cg_trace_write(cg_trace *t, cg_ctx *c, double median_step_ms, cg_error *e);
 
 /* Parses "A:B" (1 <= A <= B) or "A" (A:A). Returns 0, or -1. */
 int cg_trace_parse_steps(const char *s, long *first, long *last);
