@@ -120,22 +120,6 @@ static void set_cbn(cg_gan *gan)
                             -0.3f, 0.3f, 500 + (uint64_t)t);
 }
 
-/* Per tensor max|a - b| / max|b| over both networks. */
-static double tensor_rel_diff(const cg_net *net, const float *a, const float *b)
-{
-    double worst = 0.0;
-    for (int t = 0; t < net->n_tensors; t++) {
-        const cg_tensor *T = &net->tensors[t];
-        double d = 0.0, m = 0.0;
-        for (size_t i = 0; i < T->count; i++) {
-            d = fmax(d, fabs((double)a[T->offset + i] - b[T->offset + i]));
-            m = fmax(m, fabs((double)b[T->offset + i]));
-        }
-        worst = fmax(worst, m > 0.0 ? d / m : d);
-    }
-    return worst;
-}
-
 static void fill_batch(cg_gan *gan, float *real, int B, int first)
 {
     tu_fill_uniform(real, (size_t)B * PIX, gan->data_lo, 1.0f, 77 + (uint64_t)first);
@@ -257,8 +241,8 @@ static void test_model(const char *model, int conditional, int STEP)
     const long flips = kink_flips(&ref, &ex, B);
     CHECKF(flips == 0, "%s, step %d: %ld units on different sides of a kink in exact and float "
            "mode (rounding); the comparison below needs a step without", tag, STEP, flips);
-    const double dg = tensor_rel_diff(&ex.g, ex.g.grad, ref.g.grad);
-    const double dd = tensor_rel_diff(&ex.d, ex.d.grad, ref.d.grad);
+    const double dg = tu_tensor_rel_diff(&ex.g, ex.g.grad, ref.g.grad);
+    const double dd = tu_tensor_rel_diff(&ex.d, ex.d.grad, ref.d.grad);
     printf("%s: exact vs float gradients, per-tensor max rel diff G %.2g D %.2g\n", tag, dg, dd);
     CHECKF(dg <= 1e-5 && dd <= 1e-5, "%s: exact gradients differ from float ones (G %.3g, D %.3g)",
            tag, dg, dd);

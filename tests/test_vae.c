@@ -386,22 +386,6 @@ static int split_run(const char *model, int n_classes, int P, const float *x,
     return 0;
 }
 
-/* Per tensor max|a - b| / max|b|. */
-static double tensor_rel_diff(const cg_net *net, const float *a, const float *b)
-{
-    double worst = 0.0;
-    for (int t = 0; t < net->n_tensors; t++) {
-        const cg_tensor *T = &net->tensors[t];
-        double d = 0.0, m = 0.0;
-        for (size_t i = 0; i < T->count; i++) {
-            d = fmax(d, fabs((double)a[T->offset + i] - b[T->offset + i]));
-            m = fmax(m, fabs((double)b[T->offset + i]));
-        }
-        worst = fmax(worst, m > 0.0 ? d / m : d);
-    }
-    return worst;
-}
-
 /* The float-mode gradient of the whole batch against the exact one of 1 rank. */
 static void check_exact_vs_float(const char *tag, const char *model, int n_classes,
                                  const float *x, const int32_t *labels, int64_t *whole[2])
@@ -421,8 +405,8 @@ static void check_exact_vs_float(const char *tag, const char *model, int n_class
     CHECK(!memcmp(ex.enc.gsum, whole[0], 8 * (ex.enc.n_params + 1)) &&
           !memcmp(ex.dec.gsum, whole[1], 8 * (ex.dec.n_params + 1)));
     CHECKF(cg_vae_finish_grads(&ex) == 0, "%s: unusable exact gradients", tag);
-    const double de = tensor_rel_diff(&ex.enc, ex.enc.grad, f.enc.grad);
-    const double dd = tensor_rel_diff(&ex.dec, ex.dec.grad, f.dec.grad);
+    const double de = tu_tensor_rel_diff(&ex.enc, ex.enc.grad, f.enc.grad);
+    const double dd = tu_tensor_rel_diff(&ex.dec, ex.dec.grad, f.dec.grad);
     printf("%s: exact vs float gradients, per-tensor max rel diff encoder %.2g decoder %.2g\n",
            tag, de, dd);
     CHECKF(de <= 1e-5 && dd <= 1e-5, "%s: exact and float gradients differ (%.3g, %.3g)", tag,

@@ -121,6 +121,23 @@ static TU_UNUSED double tu_max_rel_diff(const float *a, const float *b, size_t n
     return worst;
 }
 
+/* The worst over net's tensors of max|a - b| / max|b| (max|a - b| where b is all zero): a and
+ * b are two arrays in net's parameter layout. */
+static TU_UNUSED double tu_tensor_rel_diff(const cg_net *net, const float *a, const float *b)
+{
+    double worst = 0.0;
+    for (int t = 0; t < net->n_tensors; t++) {
+        const cg_tensor *T = &net->tensors[t];
+        double d = 0.0, m = 0.0;
+        for (size_t i = 0; i < T->count; i++) {
+            d = fmax(d, fabs((double)a[T->offset + i] - b[T->offset + i]));
+            m = fmax(m, fabs((double)b[T->offset + i]));
+        }
+        worst = fmax(worst, m > 0.0 ? d / m : d);
+    }
+    return worst;
+}
+
 /* Fills a GAN's parameters and Adam moments with reproducible values of stream and sets the
  * Adam counters (G: stream % 1000 + 17, D: + 23), as a checkpoint round trip needs. */
 static TU_UNUSED void tu_fill_gan_state(cg_gan *gan, uint64_t stream)
