@@ -11,7 +11,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_o
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 status=0
-for name in idx csv mapping config train_args; do
+for name in idx csv mapping config train_args png; do
     bin=$BUILD/fuzz_$name
     [ -x "$bin" ] || { echo "FAIL: $bin missing"; status=1; continue; }
     mapfile -t files < <(find "$SRC/tests/fuzz/corpus/$name" "$SRC/tests/fuzz/regress/$name" \

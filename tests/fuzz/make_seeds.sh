@@ -105,4 +105,40 @@ args = [
 ]
 for i, a in enumerate(args):
     put("train_args", "args-%02d" % i, b"\0".join(x.encode() for x in a))
+# ---- png: a picture of one character (`chargan write --style-from`), as PNG files of
+# several colour types, bit depths and sizes: a diagonal stroke
+import zlib
+def png(w, h, colour, depth, pixel, palette=None, polarity=0):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    raw = b""
+    for y in range(h):
+        bits = []
+        for x in range(w):
+            ink = abs(x * h - y * w) < 2 * max(w, h)
+            bits.append(pixel(ink ^ polarity))
+        row = b""
+        if depth < 8:  # pack samples of 1, 2 or 4 bits, most significant first
+            acc, n = 0, 0
+            for v in bits:
+                acc, n = (acc << depth) | v[0], n + depth
+                if n == 8:
+                    row, acc, n = row + bytes([acc]), 0, 0
+            if n:
+                row += bytes([acc << (8 - n)])
+        else:
+            row = b"".join(bytes(v) for v in bits)
+        raw += b"\0" + row
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0))
+    if palette:
+        out += chunk(b"PLTE", palette)
+    return out + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+put("png", "grey8-28", png(28, 28, 0, 8, lambda ink: [0 if ink else 255]))
+put("png", "grey8-black-paper-40x30", png(40, 30, 0, 8, lambda ink: [255 if ink else 0]))
+put("png", "grey1-33", png(33, 33, 0, 1, lambda ink: [0 if ink else 1]))
+put("png", "grey16-20x36", png(20, 36, 0, 16, lambda ink: [0, 0] if ink else [255, 255]))
+put("png", "grey-alpha-30", png(30, 30, 4, 8, lambda ink: [0, 255] if ink else [0, 0]))
+put("png", "rgb8-48x40", png(48, 40, 2, 8, lambda ink: [20, 30, 120] if ink else [250, 245, 230]))
+put("png", "rgba16-24", png(24, 24, 6, 16, lambda ink: [0, 0, 0, 0, 0, 0, 255, 255] if ink else [255] * 6 + [0, 0]))
+put("png", "palette2-36", png(36, 36, 3, 2, lambda ink: [1 if ink else 0], palette=bytes([255, 255, 255, 0, 0, 0])))
 PY

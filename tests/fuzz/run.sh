@@ -18,7 +18,7 @@ SECONDS_EACH=$2
 shift 2
 HERE=$(cd "$(dirname "$0")" && pwd)
 NAMES=("$@")
-[ ${#NAMES[@]} -gt 0 ] || NAMES=(idx csv mapping config train_args)
+[ ${#NAMES[@]} -gt 0 ] || NAMES=(idx csv mapping config train_args png)
 # Leak detection on whatever the caller's environment says (the MPI tests turn it off).
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_on_error=1"
@@ -27,7 +27,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_o
 # a saved configuration, a long command line.
 max_len() {
     case $1 in
-    idx | csv) echo 65536 ;;
+    idx | csv | png) echo 65536 ;;
     mapping | config) echo 8192 ;;
     *) echo 2048 ;;
     esac
