@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A real two-node Slurm cluster on one machine: the two "hosts" of tests/netns/hosts.sh
 # (network + UTS + mount namespaces joined by a veth pair), slurmctld and a slurmd on hosta, a
-# second slurmd on hostb, one munged for both (its socket is a file). Open MPI talks TCP over
-# veth0 only. jobs/train.sbatch with --nodes=2 --ntasks-per-node=2:
-#   1. runs under both launchers (srun --mpi=pmix --cpu-bind=cores; mpirun --map-by slot:PE=1
-#      --bind-to core inside the allocation): 4 ranks on 2 nodes, two on each host, each bound
+# second slurmd on hostb, one munged for both (its socket is a file). The MPI chargan was
+# built with talks TCP over veth0 only (Open MPI: btl tcp; MPICH: UCX tcp, hydra on veth0).
+# jobs/train.sbatch with --nodes=2 --ntasks-per-node=2:
+#   1. runs under both launchers (srun --mpi=pmix or pmi2, --cpu-bind=cores; Open MPI's mpirun
+#      --map-by slot:PE=1 --bind-to core or MPICH's mpiexec.hydra -bind-to core, inside the
+#      allocation): 4 ranks on 2 nodes, two on each host, each bound
 #      to a core of its own (no overlap on a host, no warning), and its final checkpoint is
 #      bit-identical to 4 ranks on one host; `chargan data --stats` shows one copy of the data
 #      set per node;
@@ -32,7 +34,12 @@ SBATCH_SCRIPT=$SRC/jobs/train.sbatch
 [ -f "$SBATCH_SCRIPT" ] || fail "$SBATCH_SCRIPT not found"
 PATIENCE=${CHARGAN_SLURM_PATIENCE:-300}
 STEPS=100 # of every run: the preempted one must still be training when the preemption comes
-"$BIN" --version | grep -q '^MPI: *Open MPI' || skip "the two-node Slurm test is written for Open MPI"
+# The MPI chargan was built with: its PMI plugin for srun, its launcher, binding and transport.
+if "$BIN" --version | grep -q '^MPI: *MPICH'; then
+    MPI_FLAVOR=mpich PMI=pmi2 BIND_ARGS='-bind-to core'
+else
+    MPI_FLAVOR=openmpi PMI=pmix BIND_ARGS='--map-by slot:PE=1 --bind-to core'
+fi
 
 # shellcheck source=../netns/hosts.sh
 . "$SRC/tests/netns/hosts.sh"
@@ -42,7 +49,11 @@ STEPS=100 # of every run: the preempted one must still be training when the pree
 . "$HERE/jobs.sh"
 netns_usable || skip "cannot create network/UTS/mount namespaces here (no CAP_SYS_ADMIN?)"
 slurm_install || skip "Slurm is not installed and cannot be installed"
-MPIRUN=$(command -v mpirun.openmpi || command -v mpirun) || skip "mpirun not installed"
+if [ "$MPI_FLAVOR" = mpich ]; then
+    MPIRUN=$(command -v mpiexec.hydra || command -v mpiexec.mpich) || skip "mpiexec.hydra not installed"
+else
+    MPIRUN=$(command -v mpirun.openmpi || command -v mpirun) || skip "mpirun not installed"
+fi
 
 harness_scratch chargan-slurm2 CHARGAN_SLURM_KEEP
 HARNESS_STOP="slurm_stop netns_hosts_stop"
@@ -78,8 +89,11 @@ mkdir -p "$B/jobs"
 cd "$B/jobs" || fail "cd"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Open MPI between the hosts: TCP over the veth pair only (the job's environment: sbatch passes
-# it on to every task and to mpirun's daemons on hostb).
+# it on to every task and to the launcher's daemons on hostb).
 export OMPI_MCA_btl=tcp,self,vader OMPI_MCA_btl_tcp_if_include=veth0 OMPI_MCA_oob_tcp_if_include=veth0
+# MPICH (ch4 over UCX in Debian): UCX over TCP on veth0 between hosts, shared memory within one;
+# hydra's control traffic on veth0.
+export UCX_NET_DEVICES=veth0 UCX_TLS=tcp,sm,self HYDRA_IFACE=veth0
 export CHARGAN_BIN=$BIN CHARGAN_DATA=$DATA CHARGAN_SPLIT=balanced-train-part
 export CHARGAN_MODEL=small CHARGAN_BATCH=64 CHARGAN_LOG_EVERY=5 CHARGAN_STEPS=$STEPS
 export CHARGAN_CKPT_EVERY=0 CHARGAN_SAMPLE_EVERY=0 CHARGAN_RESUBMIT=requeue
@@ -87,7 +101,7 @@ SB=(--nodes=2 --ntasks-per-node=2 --cpus-per-task=1 --time=10)
 
 # ---- helpers ---------------------------------------------------------------------------------
 # same A B: chargan compare's verdict on two checkpoints is bit-identical (run on hosta: the
-# job's Open MPI settings name veth0, which only the hosts have)
+# job's MPI settings name veth0, which only the hosts have)
 compare() { on a "$BIN" compare "$1" "$2" --tol 0 2>&1; }
 same() { compare "$1" "$2" | grep -q '"bit_identical": true'; }
 two_nodes_log() { # LOG WHAT: 4 ranks, 2 nodes, one line per host
@@ -113,7 +127,9 @@ bound_log() {
 
 # ---- the reference: 4 ranks on one host, the job's settings ----------------------------------
 REF=$B/ref
-on a timeout "$PATIENCE" "$MPIRUN" -np 4 --oversubscribe --bind-to none "$BIN" train --seed 1 \
+ref_launch=("$MPIRUN" -np 4 --oversubscribe --bind-to none)
+[ "$MPI_FLAVOR" = mpich ] && ref_launch=("$MPIRUN" -n 4)
+on a timeout "$PATIENCE" "${ref_launch[@]}" "$BIN" train --seed 1 \
     --out "$REF" --threads 1 --model small --batch 64 --data "$DATA" --split balanced-train-part \
     --steps "$STEPS" --log-every 50 --ckpt-every 0 --sample-every 0 >"$B/ref.log" 2>&1 ||
     { cat "$B/ref.log"; fail "the one-host reference run failed"; }
@@ -129,7 +145,7 @@ data_stats() { # NODES: the stats line of 2 ranks per node, started by srun
     local id
     id=$(sl sbatch --parsable --nodes="$1" --ntasks-per-node=2 --cpus-per-task=1 --time=5 \
         --job-name="data-$1" --output="$B/jobs/data-$1.out" \
-        --wrap "srun --mpi=pmix --cpu-bind=cores '$BIN' data '$DATA' --split bymerge-test --stats") ||
+        --wrap "srun --mpi=$PMI --cpu-bind=cores '$BIN' data '$DATA' --split bymerge-test --stats") ||
         fail "sbatch (data, $1 nodes)"
     wait_job "$id" "$PATIENCE" || fail "data job $id ($1 nodes) failed: $(tail -3 "$B/jobs/data-$1.out")"
     grep -q "ranks: $((2 * $1)) on $1 node(s)" "$B/jobs/data-$1.out" ||
@@ -149,13 +165,13 @@ ok "data: 4 ranks on 2 nodes use $p2 MB PSS = about 2 x $p1 MB of 2 ranks on 1 n
 # mpirun --map-by slot:PE=1 --bind-to core.
 for L in srun mpirun; do
     id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$B/run-$L CHARGAN_SRUN_ARGS=--cpu-bind=cores \
-        CHARGAN_MPIRUN_ARGS='--map-by slot:PE=1 --bind-to core' sl sbatch --parsable "${SB[@]}" \
+        CHARGAN_MPIRUN_ARGS=$BIND_ARGS sl sbatch --parsable "${SB[@]}" \
         --job-name="two-$L" "$SBATCH_SCRIPT") || fail "sbatch ($L)"
     wait_job "$id" "$PATIENCE" || fail "$L: job $id failed"
     log=$B/jobs/two-$L-$id.out
     case $L in
-    srun) want='launching: srun --mpi=pmix ' ;;
-    mpirun) want='launching: [^ ]*mpirun[^ ]* -np 4 ' ;;
+    srun) want="launching: srun --mpi=$PMI " ;;
+    mpirun) want="launching: $MPIRUN -n" ;;
     esac
     grep -q "$want" "$log" || fail "$L: expected /$want/ in $log"
     grep -qE 'on 2 node\(s\) \[hosta,hostb\]' "$log" || fail "$L: the job did not get hosta and hostb"
