@@ -432,10 +432,10 @@ static int check_config(const char *config, const char *path, cg_error *e)
 static int read_kind(hid_t f, const char *path, const cg_kind_ops *ops, cg_ckpt_meta *m,
                      cg_error *e)
 {
-    snprintf(m->kind, sizeof m->kind, "gan");
-    const int r = cg_h5_attr_get_strbuf(f, "kind", m->kind, sizeof m->kind, path, e);
-    if (r < 0)
+    if (cg_h5_attr_get_strbuf(f, "kind", m->kind, sizeof m->kind, path, e) < 0)
         return -1;
+    if (!m->kind[0])
+        snprintf(m->kind, sizeof m->kind, "gan");
     if (ops && strcmp(ops->name, m->kind))
         return cg_fail(e, "%s: attribute 'kind' says %s, but model '%s' is a %s", path,
                        m->kind, m->model, ops->name);
