@@ -12,6 +12,7 @@
 #include "chargan/data.h"
 #include "chargan/generate.h"
 #include "chargan/kind.h"
+#include "chargan/preset.h"
 #include "testutil.h"
 
 static char root[256];
@@ -23,6 +24,9 @@ static void test_find(void)
     CHECK(cg_kind_find("vae") == &cg_kind_vae);
     CHECK(cg_kind_find("cvae") == &cg_kind_vae);
     CHECK(cg_kind_find("nope") == NULL && cg_kind_find(NULL) == NULL);
+    char names[256];
+    snprintf(names, sizeof names, "%s, %s", cg_preset_names(), cg_vae_preset_names());
+    CHECKF(!strcmp(names, cg_kind_model_names()), "'%s' vs '%s'", names, cg_kind_model_names());
     cg_kind k;
     cg_error e = {{0}};
     const cg_kind_setup s = {"nope", 0, 0, 4, 4, 1, 0.0, NULL};

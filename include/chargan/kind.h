@@ -13,7 +13,6 @@
 
 #include "chargan/interp.h"
 #include "chargan/model.h"
-#include "chargan/prof.h"
 
 struct cg_train_opts;
 struct cg_trace;
@@ -73,8 +72,8 @@ typedef struct {
                   const cg_kind_hooks *hooks, double *stats);
     /* Exact sums into float gradients; the count of unusable values (0: fine). */
     long (*finish_grads)(cg_kind *k);
-    /* The optimizer's update from the reduced gradients, then the EMA when there is one;
-     * spans on k->trace. */
+    /* The optimizer's update from the reduced gradients, then the EMA when there is one
+     * (timed as spans of the trace given to set_trace). */
     void (*apply)(cg_kind *k);
     /* The generating network as a cg_decoder (codes of latent_dim values to images in
      * [0, 1], in batches of at most local_batch; the kind's interpolation path). */
@@ -88,6 +87,7 @@ typedef struct {
     void (*save_rates)(const cg_kind *k, struct cg_train_opts *o);
     /* Exchanges the generating network's weights with its EMA (no EMA: nothing). */
     void (*ema_swap)(cg_kind *k);
+    /* Records the step's passes as spans of t (chargan/trace.h); NULL: none. */
     void (*set_trace)(cg_kind *k, struct cg_trace *t);
 } cg_kind_ops;
 
@@ -109,7 +109,7 @@ struct cg_kind {
 
 /* The operations of the kind that has a preset named model; NULL when none does. */
 const cg_kind_ops *cg_kind_find(const char *model);
-/* Every preset name of every kind, comma-separated. */
+/* Every preset name of every kind, comma-separated (test_kind checks it against the tables). */
 const char *cg_kind_model_names(void);
 
 /* Builds k as a model of s->model's kind. Returns 0, or -1 with e set (unknown model...). */
