@@ -182,7 +182,7 @@ void cg_settings_help(FILE *f)
                 r->conditional ? "conditional, " : "", r->batch,
                 (double)r->lr_g, (double)r->lr_d, decay, len, r->ema, r->split, data);
     }
-    fprintf(f, "variational autoencoders (--model; conditional with --conditional):\n");
+    fprintf(f, "\nvariational autoencoders (--model; conditional with --conditional):\n");
     for (int i = 0; vae_names[i]; i++) {
         cg_vae_preset p;
         cg_vae_preset_get(vae_names[i], 0, 0, &p);
