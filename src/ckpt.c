@@ -13,6 +13,7 @@
 #include "chargan/data.h"
 #include "chargan/ema.h"
 #include "chargan/json.h"
+#include "chargan/kind.h"
 #include "h5io.h"
 
 #define WHAT "chargan checkpoint"
@@ -27,7 +28,7 @@
 /* ---- writing ------------------------------------------------------------------------ */
 
 typedef struct {
-    const cg_gan *gan;
+    const cg_kind *k;
     long step, epoch;
     int world_size;
     const char *config;
@@ -55,17 +56,18 @@ static int put_net(hid_t f, const char *gpath, const cg_net *net, const float *b
 
 static int put_root_attrs(hid_t f, const ckpt_ctx *c, const char *fname, cg_error *e)
 {
-    const cg_gan *gan = c->gan;
+    const cg_kind *k = c->k;
     if (cg_h5_attr_put_str(f, "format", CG_CKPT_FORMAT, fname, e) ||
         cg_h5_attr_put_i32(f, "format_version", CG_CKPT_FORMAT_VERSION, fname, e) ||
-        cg_h5_attr_put_str(f, "model", gan->cfg.model, fname, e) ||
+        cg_h5_attr_put_str(f, "model", k->model, fname, e) ||
+        cg_h5_attr_put_str(f, "kind", k->ops->name, fname, e) ||
         cg_h5_attr_put_i64(f, "step", c->step, fname, e) ||
         cg_h5_attr_put_i64(f, "epoch", c->epoch, fname, e) ||
-        cg_h5_attr_put_u64(f, "seed", gan->cfg.seed, fname, e) ||
+        cg_h5_attr_put_u64(f, "seed", k->seed, fname, e) ||
         cg_h5_attr_put_i32(f, "world_size", c->world_size, fname, e) ||
-        cg_h5_attr_put_i32(f, "global_batch", gan->cfg.global_batch, fname, e) ||
-        cg_h5_attr_put_i32(f, "noise_dim", gan->preset.noise_dim, fname, e) ||
-        cg_h5_attr_put_i32(f, "n_classes", gan->preset.n_classes, fname, e) ||
+        cg_h5_attr_put_i32(f, "global_batch", k->global_batch, fname, e) ||
+        cg_h5_attr_put_i32(f, "noise_dim", k->latent_dim, fname, e) ||
+        cg_h5_attr_put_i32(f, "n_classes", k->n_classes, fname, e) ||
         cg_h5_attr_put_str(f, "config", c->config ? c->config : "{}", fname, e) ||
         cg_h5_attr_put_created(f, fname, e))
         return -1;
@@ -99,33 +101,38 @@ static int put_layers(hid_t f, const cg_gan *gan, const char *fname, cg_error *e
 }
 
 /* /ema/generator with its decay attribute. */
-static int put_ema(hid_t f, const cg_gan *gan, const char *fname, cg_error *e)
+static int put_ema(hid_t f, const cg_kind *k, const char *fname, cg_error *e)
 {
     hid_t g = cg_h5_group_new(f, "/ema", 1, fname, e);
     if (g < 0)
         return -1;
     H5Gclose(g);
-    if (put_net(f, "/ema/generator", &gan->g, gan->ema_g, fname, e))
+    char path[64];
+    snprintf(path, sizeof path, "/ema/%s", k->nets[k->gen].name);
+    if (put_net(f, path, k->nets[k->gen].net, k->ema, fname, e))
         return -1;
-    g = H5Gopen2(f, "/ema/generator", H5P_DEFAULT);
+    g = H5Gopen2(f, path, H5P_DEFAULT);
     if (g < 0)
-        return cg_h5_fail(e, "%s: cannot open /ema/generator", fname);
-    const int rc = cg_h5_attr_put_f64(g, "decay", gan->ema_decay, fname, e);
+        return cg_h5_fail(e, "%s: cannot open %s", fname, path);
+    const int rc = cg_h5_attr_put_f64(g, "decay", k->ema_decay, fname, e);
     H5Gclose(g);
     return rc;
 }
 
-/* /optimizer/{generator,discriminator}: adam_t and the moments m and v. */
-static int put_optimizer(hid_t f, const cg_gan *gan, const char *fname, cg_error *e)
+/* /optimizer/NET for each network: adam_t (the update count) and the moments m and v (m
+ * stays 0 under RMSprop, whose mean square is v). */
+static int put_optimizer(hid_t f, const cg_kind *kd, const char *fname, cg_error *e)
 {
     hid_t opt = cg_h5_group_new(f, "/optimizer", 1, fname, e);
     if (opt < 0)
         return -1;
     H5Gclose(opt);
-    const cg_net *nets[2] = {&gan->g, &gan->d};
-    const long ts[2] = {gan->adam_g.t, gan->adam_d.t};
-    for (int k = 0; k < 2; k++) {
-        const char *who = k ? "discriminator" : "generator";
+    const cg_net *nets[CG_KIND_NETS];
+    long ts[CG_KIND_NETS];
+    for (int k = 0; k < kd->n_nets; k++)
+        nets[k] = kd->nets[k].net, ts[k] = *kd->nets[k].opt_t;
+    for (int k = 0; k < kd->n_nets; k++) {
+        const char *who = kd->nets[k].name;
         char gp[64], mp[64], vp[64];
         snprintf(gp, sizeof gp, "/optimizer/%s", who);
         snprintf(mp, sizeof mp, "/optimizer/%s/m", who);
@@ -142,21 +149,37 @@ static int put_optimizer(hid_t f, const cg_gan *gan, const char *fname, cg_error
     return 0;
 }
 
+/* The networks in order (a GAN's generator with its layer table), the EMA, the optimizer. */
 static int fill_ckpt(hid_t f, const void *vctx, const char *fname, cg_error *e)
 {
     const ckpt_ctx *c = vctx;
-    const cg_gan *gan = c->gan;
-    if (put_root_attrs(f, c, fname, e) ||
-        put_net(f, "/generator", &gan->g, gan->g.param, fname, e) ||
-        put_layers(f, gan, fname, e) ||
-        put_net(f, "/discriminator", &gan->d, gan->d.param, fname, e) ||
-        (gan->ema_g && put_ema(f, gan, fname, e)))
+    const cg_kind *k = c->k;
+    if (put_root_attrs(f, c, fname, e))
         return -1;
-    return put_optimizer(f, gan, fname, e);
+    for (int i = 0; i < k->n_nets; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/%s", k->nets[i].name);
+        if (put_net(f, path, k->nets[i].net, k->nets[i].net->param, fname, e) ||
+            (i == 0 && k->ops == &cg_kind_gan && put_layers(f, k->impl, fname, e)))
+            return -1;
+    }
+    if (k->ema && put_ema(f, k, fname, e))
+        return -1;
+    return put_optimizer(f, k, fname, e);
 }
 
 int cg_ckpt_write(const char *dir, const cg_gan *gan, long step, long epoch, int world_size,
                   const char *config_json, char *path_out, size_t path_len, cg_error *e)
+{
+    cg_kind k;
+    cg_kind_wrap_gan(&k, (cg_gan *)gan);
+    return cg_ckpt_write_model(dir, &k, step, epoch, world_size, config_json, path_out,
+                               path_len, e);
+}
+
+int cg_ckpt_write_model(const char *dir, const cg_kind *k, long step, long epoch,
+                        int world_size, const char *config_json, char *path_out,
+                        size_t path_len, cg_error *e)
 {
     if (!dir || !dir[0])
         return cg_fail(e, "checkpoint directory name is empty");
@@ -168,9 +191,11 @@ int cg_ckpt_write(const char *dir, const cg_gan *gan, long step, long epoch, int
         return cg_fail(e, "%s/step-%08ld.h5: path too long", dir, step);
     if (path_out && path_len && strlen(path) >= path_len)
         return cg_fail(e, "%s: path does not fit the caller's buffer", path);
-    ckpt_ctx c = {gan, step, epoch, world_size, config_json};
-    const size_t bytes = sizeof(float) * (3 * (gan->g.n_params + gan->d.n_params) +
-                                          (gan->ema_g ? gan->g.n_params : 0));
+    ckpt_ctx c = {k, step, epoch, world_size, config_json};
+    size_t floats = k->ema ? k->nets[k->gen].net->n_params : 0;
+    for (int i = 0; i < k->n_nets; i++)
+        floats += 3 * k->nets[i].net->n_params;
+    const size_t bytes = sizeof(float) * floats;
     if (cg_h5_write(path, "checkpoint", 1, fill_ckpt, &c, bytes, e))
         return -1;
     if (path_out && path_len)
@@ -227,45 +252,49 @@ static int read_net(hid_t f, const char *fname, const char *gpath, const cg_net 
     return rc;
 }
 
-/* Room for the largest tensor of g and d. */
-static float *scratch_for(const cg_net *g, const cg_net *d)
+/* Room for the largest tensor of the model's networks. */
+static float *scratch_for(const cg_kind *kd)
 {
-    const cg_net *nets[2] = {g, d};
     size_t big = 1;
-    for (int k = 0; k < 2; k++)
-        for (int t = 0; t < nets[k]->n_tensors; t++)
-            if (nets[k]->tensors[t].count > big)
-                big = nets[k]->tensors[t].count;
+    for (int k = 0; k < kd->n_nets; k++)
+        for (int t = 0; t < kd->nets[k].net->n_tensors; t++)
+            if (kd->nets[k].net->tensors[t].count > big)
+                big = kd->nets[k].net->tensors[t].count;
     return malloc(sizeof(float) * big);
 }
 
-/* Both networks' parameters and moments, and with ema the EMA of G. dst_g/dst_d: 3 *
- * n_params floats (param, m, v) or NULL (validate only); dst_ema: G's n_params or NULL. */
-static int read_state(hid_t f, const char *fname, const char *model, const cg_net *g,
-                      const cg_net *d, float *dst_g, float *dst_d, int ema, float *dst_ema,
-                      cg_error *e)
+/* Every network's parameters and moments, and with ema the EMA of the generating network.
+ * dst[k]: 3 * n_params floats (param, m, v) or NULL (validate only); dst_ema: the generating
+ * network's n_params or NULL. */
+static int read_state(hid_t f, const char *fname, const cg_kind *kd, float *const *dst,
+                      int ema, float *dst_ema, cg_error *e)
 {
-    const cg_net *nets[2] = {g, d};
-    float *dst[2] = {dst_g, dst_d};
+    const char *model = kd->model;
     float *scratch = NULL;
-    if ((!dst_g || !dst_d || (ema && !dst_ema)) && !(scratch = scratch_for(g, d)))
+    int need = ema && !dst_ema;
+    for (int k = 0; k < kd->n_nets; k++)
+        need |= !dst[k];
+    if (need && !(scratch = scratch_for(kd)))
         return cg_fail(e, "%s: out of memory", fname);
     int rc = 0;
-    for (int k = 0; k < 2 && rc == 0; k++) {
-        const char *who = k ? "discriminator" : "generator";
-        const size_t n = nets[k]->n_params;
+    for (int k = 0; k < kd->n_nets && rc == 0; k++) {
+        const char *who = kd->nets[k].name;
+        const cg_net *net = kd->nets[k].net;
+        const size_t n = net->n_params;
         for (int w = 0; w < 3 && rc == 0; w++) {
             char gp[64];
             if (w == 0)
                 snprintf(gp, sizeof gp, "/%s", who);
             else
                 snprintf(gp, sizeof gp, "/optimizer/%s/%c", who, w == 1 ? 'm' : 'v');
-            rc = read_net(f, fname, gp, nets[k], model, dst[k] ? dst[k] + (size_t)w * n : NULL,
+            rc = read_net(f, fname, gp, net, model, dst[k] ? dst[k] + (size_t)w * n : NULL,
                           scratch, e);
         }
     }
+    char ep[64];
+    snprintf(ep, sizeof ep, "/ema/%s", kd->nets[kd->gen].name);
     if (rc == 0 && ema)
-        rc = read_net(f, fname, "/ema/generator", g, model, dst_ema, scratch, e);
+        rc = read_net(f, fname, ep, kd->nets[kd->gen].net, model, dst_ema, scratch, e);
     free(scratch);
     return rc;
 }
@@ -296,6 +325,8 @@ static int read_adam_t(hid_t f, const char *fname, const char *who, long *t, cg_
 /* The optional /ema group: when present it must hold /ema/generator with a decay in (0, 1). */
 static int read_ema_meta(hid_t f, const char *fname, cg_ckpt_meta *m, cg_error *e)
 {
+    if (strcmp(m->kind, "gan"))
+        return 0; /* only a GAN keeps an EMA */
     m->has_ema = 0;
     m->ema_decay = 0.0;
     htri_t ex = H5Lexists(f, "/ema", H5P_DEFAULT);
@@ -396,6 +427,21 @@ static int check_config(const char *config, const char *path, cg_error *e)
     return obj ? 0 : cg_fail(e, "%s: attribute 'config' is JSON, but not an object", path);
 }
 
+/* The root's kind attribute into m->kind ("gan" when absent: files written before VAEs),
+ * which must be the kind of its model (when chargan knows the model). */
+static int read_kind(hid_t f, const char *path, const cg_kind_ops *ops, cg_ckpt_meta *m,
+                     cg_error *e)
+{
+    if (cg_h5_attr_get_strbuf(f, "kind", m->kind, sizeof m->kind, path, e) < 0)
+        return -1;
+    if (!m->kind[0])
+        snprintf(m->kind, sizeof m->kind, "gan");
+    if (ops && strcmp(ops->name, m->kind))
+        return cg_fail(e, "%s: attribute 'kind' says %s, but model '%s' is a %s", path,
+                       m->kind, m->model, ops->name);
+    return 0;
+}
+
 /* All meta data of an open file into m (zeroed first; m->config_json is set only when
  * everything succeeds). */
 static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
@@ -417,8 +463,10 @@ static int read_meta_f(hid_t f, const char *path, cg_ckpt_meta *m, cg_error *e)
         return -1;
     if (!config && !(config = strdup("{}")))
         return cg_fail(e, "%s: out of memory", path);
-    if (read_adam_t(f, path, "generator", &m->adam_t_g, e) ||
-        read_adam_t(f, path, "discriminator", &m->adam_t_d, e) ||
+    const cg_kind_ops *ops = cg_kind_find(m->model);
+    if (read_kind(f, path, ops, m, e) ||
+        read_adam_t(f, path, ops ? ops->net_names[0] : "generator", &m->adam_t_g, e) ||
+        read_adam_t(f, path, ops ? ops->net_names[1] : "discriminator", &m->adam_t_d, e) ||
         read_ema_meta(f, path, m, e)) {
         free(config);
         return -1;
@@ -450,22 +498,18 @@ int cg_ckpt_read_meta(const char *path, cg_ckpt_meta *m, cg_error *e)
     return rc;
 }
 
-/* The model of meta data m as training builds it (tensor tables; batch 1 keeps it small). */
-static int build_model(const char *path, const cg_ckpt_meta *m, cg_gan *gan, cg_error *e)
+/* The model of meta data m as training builds it, for batches of `batch` images, with an
+ * EMA when the file has one. */
+static int build_model(const char *path, const cg_ckpt_meta *m, int batch, cg_kind *k,
+                       cg_error *e)
 {
-    cg_preset p;
-    if (cg_preset_get(m->model, m->noise_dim, m->n_classes, &p))
+    if (!cg_kind_find(m->model))
         return cg_fail(e, "%s: checkpoint of model '%s', which this chargan does not know "
-                          "(known: %s)", path, m->model, cg_preset_names());
-    cg_gan_config cfg;
-    cg_gan_default_config(&cfg);
-    snprintf(cfg.model, sizeof cfg.model, "%s", m->model);
-    cfg.noise_dim = m->noise_dim;
-    cfg.n_classes = m->n_classes;
-    cfg.global_batch = cfg.local_batch = 1;
-    cfg.seed = m->seed;
+                          "(known: %s)", path, m->model, cg_kind_model_names());
+    const cg_kind_setup s = {m->model, m->noise_dim, m->n_classes, batch, batch, m->seed,
+                             m->has_ema ? m->ema_decay : 0.0, NULL};
     cg_error sub = {{0}};
-    if (cg_gan_init(gan, &cfg, &sub))
+    if (cg_kind_init(k, &s, &sub))
         return cg_fail(e, "%s: model '%s': %s", path, m->model, sub.msg);
     return 0;
 }
@@ -484,8 +528,8 @@ static int validate_impl(const char *path, const char *model, cg_ckpt_meta *out,
         H5Fclose(f);
         return -1;
     }
-    cg_gan gan;
-    memset(&gan, 0, sizeof gan);
+    cg_kind k;
+    memset(&k, 0, sizeof k);
     int rc;
     if (model && strcmp(model, m.model) != 0) {
         *mismatch = 1;
@@ -493,11 +537,12 @@ static int validate_impl(const char *path, const char *model, cg_ckpt_meta *out,
                      m.model, model);
     } else {
         rc = check_config(m.config_json, path, e);
-        rc = rc ? rc : build_model(path, &m, &gan, e);
+        rc = rc ? rc : build_model(path, &m, 1, &k, e);
+        float *none[CG_KIND_NETS] = {NULL};
         if (rc == 0)
-            rc = read_state(f, path, m.model, &gan.g, &gan.d, NULL, NULL, m.has_ema, NULL, e);
+            rc = read_state(f, path, &k, none, m.has_ema, NULL, e);
     }
-    cg_gan_free(&gan);
+    cg_kind_free(&k);
     H5Fclose(f);
     if (rc == 0 && out)
         *out = m;
@@ -512,59 +557,68 @@ int cg_ckpt_validate(const char *path, const char *model, cg_ckpt_meta *m, cg_er
     return validate_impl(path, model, m, &mismatch, e);
 }
 
-/* A checkpoint with meta data m can be loaded into gan: same model, noise_dim, classes. */
-static int check_compatible(const char *path, const cg_ckpt_meta *m, const cg_gan *gan,
+/* A checkpoint with meta data m can be loaded into k: same model, noise_dim, classes. */
+static int check_compatible(const char *path, const cg_ckpt_meta *m, const cg_kind *k,
                             cg_error *e)
 {
-    if (strcmp(m->model, gan->cfg.model) != 0)
+    if (strcmp(m->model, k->model) != 0)
         return cg_fail(e, "%s: checkpoint of model '%s', but this run's model is '%s'", path,
-                       m->model, gan->cfg.model);
-    if (m->noise_dim != gan->preset.noise_dim)
-        return cg_fail(e, "%s: checkpoint has noise_dim %d, but this run uses %d", path,
-                       m->noise_dim, gan->preset.noise_dim);
-    if (m->n_classes != gan->preset.n_classes)
+                       m->model, k->model);
+    if (m->noise_dim != k->latent_dim)
+        return cg_fail(e, "%s: checkpoint has %s %d, but this run uses %d", path,
+                       k->ops == &cg_kind_gan ? "noise_dim" : "coding_dim", m->noise_dim,
+                       k->latent_dim);
+    if (m->n_classes != k->n_classes)
         return cg_fail(e, "%s: checkpoint has n_classes %d (%s), but this run uses %d", path,
                        m->n_classes, m->n_classes ? "conditional" : "unconditional",
-                       gan->preset.n_classes);
+                       k->n_classes);
     return 0;
 }
 
-/* The staging copy of a load: G's and D's param, m, v (3 * n_params each) and the EMA. */
+/* The staging copy of a load: each network's param, m, v (3 * n_params each) and the EMA. */
 typedef struct {
-    float *g, *d, *ema;
+    float *net[CG_KIND_NETS], *ema;
 } staged;
 
-/* Copies a staged state into gan: parameters, moments, Adam counters, and the EMA (the
- * file's, or for a file without one G's parameters, to start it again from). */
-static void apply_staged(const staged *s, const cg_ckpt_meta *m, cg_gan *gan)
+/* Copies a staged state into k: parameters, moments, update counters, and the EMA (the
+ * file's, or for a file without one the generator's parameters, to start it again from). */
+static void apply_staged(const staged *s, const cg_ckpt_meta *m, cg_kind *kd)
 {
-    cg_net *nets[2] = {&gan->g, &gan->d};
-    float *st[2] = {s->g, s->d};
-    for (int k = 0; k < 2; k++) {
-        const size_t n = nets[k]->n_params;
-        memcpy(nets[k]->param, st[k], sizeof(float) * n);
-        memcpy(nets[k]->adam_m, st[k] + n, sizeof(float) * n);
-        memcpy(nets[k]->adam_v, st[k] + 2 * n, sizeof(float) * n);
+    const long ts[2] = {m->adam_t_g, m->adam_t_d};
+    for (int k = 0; k < kd->n_nets; k++) {
+        cg_net *net = kd->nets[k].net;
+        const size_t n = net->n_params;
+        memcpy(net->param, s->net[k], sizeof(float) * n);
+        memcpy(net->adam_m, s->net[k] + n, sizeof(float) * n);
+        memcpy(net->adam_v, s->net[k] + 2 * n, sizeof(float) * n);
+        *kd->nets[k].opt_t = ts[k];
     }
-    gan->adam_g.t = m->adam_t_g;
-    gan->adam_d.t = m->adam_t_d;
-    if (gan->ema_g)
-        memcpy(gan->ema_g, s->ema ? s->ema : gan->g.param, sizeof(float) * gan->g.n_params);
+    const cg_net *gen = kd->nets[kd->gen].net;
+    if (kd->ema)
+        memcpy(kd->ema, s->ema ? s->ema : gen->param, sizeof(float) * gen->n_params);
 }
 
 /* Reads the state of an open checkpoint into s (allocated here). */
-static int stage(hid_t f, const char *path, const cg_ckpt_meta *m, const cg_gan *gan,
+static int stage(hid_t f, const char *path, const cg_ckpt_meta *m, const cg_kind *kd,
                  staged *s, cg_error *e)
 {
-    s->g = malloc(sizeof(float) * 3 * gan->g.n_params);
-    s->d = malloc(sizeof(float) * 3 * gan->d.n_params);
-    s->ema = m->has_ema ? malloc(sizeof(float) * gan->g.n_params) : NULL;
-    if (!s->g || !s->d || (m->has_ema && !s->ema))
+    int ok = 1;
+    for (int k = 0; k < kd->n_nets; k++)
+        ok &= (s->net[k] = malloc(sizeof(float) * 3 * kd->nets[k].net->n_params)) != NULL;
+    s->ema = m->has_ema ? malloc(sizeof(float) * kd->nets[kd->gen].net->n_params) : NULL;
+    if (!ok || (m->has_ema && !s->ema))
         return cg_fail(e, "%s: out of memory for the staging copy", path);
-    return read_state(f, path, m->model, &gan->g, &gan->d, s->g, s->d, m->has_ema, s->ema, e);
+    return read_state(f, path, kd, s->net, m->has_ema, s->ema, e);
 }
 
 int cg_ckpt_load(const char *path, cg_gan *gan, cg_ckpt_meta *m, cg_error *e)
+{
+    cg_kind k;
+    cg_kind_wrap_gan(&k, gan);
+    return cg_ckpt_load_model(path, &k, m, e);
+}
+
+int cg_ckpt_load_model(const char *path, cg_kind *k, cg_ckpt_meta *m, cg_error *e)
 {
     hid_t f = cg_h5_open_ro(path, e);
     if (f < 0)
@@ -574,15 +628,15 @@ int cg_ckpt_load(const char *path, cg_gan *gan, cg_ckpt_meta *m, cg_error *e)
         H5Fclose(f);
         return -1;
     }
-    staged s = {NULL, NULL, NULL};
-    int rc = check_compatible(path, &mm, gan, e);
+    staged s = {{NULL}, NULL};
+    int rc = check_compatible(path, &mm, k, e);
     if (rc == 0)
-        rc = stage(f, path, &mm, gan, &s, e);
+        rc = stage(f, path, &mm, k, &s, e);
     H5Fclose(f);
     if (rc == 0)
-        apply_staged(&s, &mm, gan);
-    free(s.g);
-    free(s.d);
+        apply_staged(&s, &mm, k);
+    for (int i = 0; i < CG_KIND_NETS; i++)
+        free(s.net[i]);
     free(s.ema);
     if (rc == 0 && m)
         *m = mm;
@@ -796,11 +850,39 @@ static int classes_from_config(const char *path, const char *text, int n_classes
     return 0;
 }
 
+int cg_model_open(const char *path, int batch, int use_ema, cg_kind *k, cg_ckpt_meta *m,
+                  char *classes, cg_error *e)
+{
+    if (cg_ckpt_read_meta(path, m, e))
+        return -1;
+    int rc = check_config(m->config_json, path, e);
+    if (!rc)
+        rc = build_model(path, m, batch, k, e);
+    if (!rc && (rc = cg_ckpt_load_model(path, k, NULL, e)))
+        cg_kind_free(k);
+    if (!rc && classes && (rc = classes_from_config(path, m->config_json, m->n_classes,
+                                                    classes, e)))
+        cg_kind_free(k);
+    if (rc) {
+        cg_ckpt_meta_free(m);
+        return -1;
+    }
+    const cg_net *gen = k->nets[k->gen].net;
+    if (use_ema && k->ema)
+        memcpy(gen->param, k->ema, sizeof(float) * gen->n_params);
+    return 0;
+}
+
 int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
                 char *classes, cg_error *e)
 {
     if (cg_ckpt_read_meta(path, m, e))
         return -1;
+    if (strcmp(m->kind, "gan")) {
+        cg_fail(e, "%s: a checkpoint of %s '%s', not of a GAN", path, m->kind, m->model);
+        cg_ckpt_meta_free(m);
+        return -1;
+    }
     if (check_config(m->config_json, path, e)) {
         cg_ckpt_meta_free(m);
         return -1;

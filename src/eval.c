@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "chargan/generate.h"
+#include "chargan/kind.h"
 #include "chargan/json.h"
 #include "chargan/rng.h"
 
@@ -161,10 +162,18 @@ static int32_t pick_class(const cg_evaluator *ev, const class_map *cm, uint64_t 
 int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long n,
                 cg_eval_result *r, cg_error *e)
 {
+    cg_kind k;
+    cg_kind_wrap_gan(&k, gan);
+    return cg_eval_model(ev, &k, gan_class_chars, n, r, e);
+}
+
+int cg_eval_model(cg_evaluator *ev, cg_kind *k, const char *gan_class_chars, long n,
+                  cg_eval_result *r, cg_error *e)
+{
     const double t0 = cg_now();
     memset(r, 0, sizeof *r);
     r->n = n;
-    const int nz = gan->preset.noise_dim, Kg = gan->preset.n_classes;
+    const int nz = k->latent_dim, Kg = k->n_classes;
     if (nz > ev->noise_dim)
         return cg_fail(e, "eval: noise dimension %d exceeds the evaluator's %d", nz,
                        ev->noise_dim);
@@ -175,9 +184,9 @@ int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long
                        CG_MAX_CLASSES);
     class_map cm;
     map_classes(ev, Kg, gan_class_chars, &cm);
-    const int chunk = ev->batch < gan->cfg.local_batch ? ev->batch : gan->cfg.local_batch;
+    const int chunk = ev->batch < k->local_batch ? ev->batch : k->local_batch;
     const int wchunk = chunk < 1024 ? chunk : 1024;
-    const uint64_t seed = gan->cfg.seed;
+    const uint64_t seed = k->seed;
     cg_moments_reset(&ev->mom);
     int32_t want[1024];
     double conf = 0.0;
@@ -188,8 +197,8 @@ int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long
             ev->labels[i] = pick_class(ev, &cm, seed, first + i, Kg);
             want[i] = cm.to_clf[ev->labels[i]];
         }
-        cg_generate(gan, seed, first, m, Kg > 0 ? ev->labels : NULL, ev->temperature, ev->imgs,
-                    ev->z);
+        cg_kind_generate(k, seed, first, m, Kg > 0 ? ev->labels : NULL, ev->temperature,
+                         ev->imgs, ev->z);
         score_batch(ev, m, Kg > 0 ? want : NULL, &conf, &match, r);
     }
     return finish(ev, r, conf, match, Kg > 0, t0, e);

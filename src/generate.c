@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "chargan/data.h"
+#include "chargan/kind.h"
 #include "chargan/rng.h"
 
 int cg_class_of_char(const char *classes, char ch)
@@ -37,14 +38,9 @@ void cg_sample_noise(float *z, long n, uint64_t seed, uint64_t stream, uint64_t 
 void cg_generate(cg_gan *gan, uint64_t seed, long first, int n, const int32_t *labels,
                  float temperature, float *out, float *z_scratch)
 {
-    const int nz = gan->preset.noise_dim, chunk = gan->cfg.local_batch;
-    for (int i = 0; i < n; i += chunk) {
-        int b = n - i < chunk ? n - i : chunk;
-        cg_sample_noise(z_scratch, (long)b * nz, seed, cg_stream(CG_RNG_SAMPLE, 1),
-                        (uint64_t)(first + i) * (uint64_t)nz, temperature);
-        cg_gan_generate(gan, z_scratch, labels ? labels + i : NULL, b,
-                        out + (size_t)i * CG_IMG_PIXELS);
-    }
+    cg_kind k;
+    cg_kind_wrap_gan(&k, gan);
+    cg_kind_generate(&k, seed, first, n, labels, temperature, out, z_scratch);
 }
 
 void cg_style_noise(float *z, int noise_dim, uint64_t seed, float temperature)

@@ -242,9 +242,13 @@ static const struct {
     void (*layers)(cg_vae_preset *p);
     int batch, optimizer;
     float lr;
+    long steps;
+    const char *split, *help;
 } vae_rows[] = {
-    {"vae", vae_book, 128, CG_OPT_RMSPROP, 1e-3f},
-    {"cvae", vae_conv, 64, CG_OPT_RMSPROP, 1e-3f},
+    {"vae", vae_book, 128, CG_OPT_RMSPROP, 1e-3f, 10000, "bymerge-test",
+     "the dense VAE of Geron's Hands-On ML (ch. 17): SELU layers, a coding of 10"},
+    {"cvae", vae_conv, 64, CG_OPT_RMSPROP, 1e-3f, 10000, "bymerge-test",
+     "a convolutional VAE in dcgan's shapes (dcgan's D as encoder, G as decoder)"},
 };
 
 const char *cg_vae_preset_names(void) { return "vae, cvae"; }
@@ -275,6 +279,9 @@ int cg_vae_preset_get(const char *name, int coding_dim, int n_classes, cg_vae_pr
         p->batch = vae_rows[i].batch;
         p->optimizer = vae_rows[i].optimizer;
         p->lr = vae_rows[i].lr;
+        p->steps = vae_rows[i].steps;
+        p->split = vae_rows[i].split;
+        p->help = vae_rows[i].help;
         vae_rows[i].layers(p);
         if (n_classes > 0)
             vae_condition(p, n_classes);

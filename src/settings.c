@@ -12,6 +12,7 @@
 
 #include "chargan/ckpt.h"
 #include "chargan/json.h"
+#include "chargan/optim.h"
 #include "chargan/preset.h"
 
 #define AT(field) offsetof(cg_train_opts, field)
@@ -24,7 +25,8 @@
 /* In the order of the saved configuration (older checkpoints have the same keys in the same
  * order, up to lr_decay_start), then the options that are not saved. */
 static const cg_setting table[] = {
-    {"model", "model", CG_OPT_STR, AT(model), SAME, "preset (see below; default " CG_DEFAULT_PRESET ")"},
+    {"model", "model", CG_OPT_STR, AT(model), SAME,
+     "preset: a GAN or a VAE (see below; default " CG_DEFAULT_PRESET ")"},
     {"conditional", "conditional", CG_OPT_FLAG, AT(conditional), SAVED,
      "class-conditional G and D (the label joins G's noise and D's features; cdcgan, deep: "
      "also every batch norm of G)"},
@@ -80,6 +82,11 @@ static const cg_setting table[] = {
     {"classifier", "classifier", CG_OPT_STR, AT(classifier), SAVED,
      "classifier file for --eval-every"},
     {"eval-n", "eval_n", CG_OPT_LONG, AT(eval_n), SAVED, "samples per score (2000)"},
+    {"optimizer", "optimizer", CG_OPT_STR, AT(optimizer), SAME,
+     "VAEs: rmsprop (the book's) | adam (with --beta1, --beta2; the preset's)"},
+    {"lr", "lr", CG_OPT_FLOAT, AT(lr), SAVED, "VAEs: learning rate (the preset's: 1e-3)"},
+    {"coding-dim", "coding_dim", CG_OPT_INT, AT(coding_dim), SAME,
+     "VAEs: size of the coding (the preset's: 10)"},
     {NULL, "source", CG_OPT_STR, AT(source), FACT, NULL},
     {"config", NULL, CG_OPT_STR, AT(config), 0,
      "start from the settings of a JSON file or of a checkpoint; other flags override them"},
@@ -141,14 +148,18 @@ static int bind_options(cg_train_opts *o, cg_opt *opts)
     return n;
 }
 
+/* The VAE presets (cg_vae_preset_names), for --help. */
+static const char *const vae_names[] = {"vae", "cvae", NULL};
+
 void cg_settings_help(FILE *f)
 {
     cg_train_opts o;
     cg_opt opts[N_SETTINGS];
     cg_train_default_opts(&o);
     fprintf(f, "usage: [mpirun -np P] chargan train [options]\n"
-               "Trains the GAN data-parallel over the MPI ranks. Every step the global batch\n"
-               "is split over the ranks; the result does not depend on the number of ranks.\n"
+               "Trains a GAN or a VAE data-parallel over the MPI ranks. Every step the global\n"
+               "batch is split over the ranks; the result does not depend on the number of\n"
+               "ranks.\n"
                "Without options it runs the " CG_DEFAULT_PRESET " preset's recipe.\n\n"
                "options:\n");
     cg_print_opts(f, opts, bind_options(&o, opts));
@@ -170,6 +181,14 @@ void cg_settings_help(FILE *f)
                 r->name, r->help, strcmp(r->name, CG_DEFAULT_PRESET) ? "" : " (the default)",
                 r->conditional ? "conditional, " : "", r->batch,
                 (double)r->lr_g, (double)r->lr_d, decay, len, r->ema, r->split, data);
+    }
+    fprintf(f, "\nvariational autoencoders (--model; conditional with --conditional):\n");
+    for (int i = 0; vae_names[i]; i++) {
+        cg_vae_preset p;
+        cg_vae_preset_get(vae_names[i], 0, 0, &p);
+        fprintf(f, "  %-7s %s\n          batch %d, %s lr %g, coding %d, %ld steps, %s\n",
+                p.name, p.help, p.batch, p.optimizer == CG_OPT_ADAM ? "Adam" : "RMSprop",
+                (double)p.lr, p.coding_dim, p.steps, p.split);
     }
 }
 
@@ -335,13 +354,37 @@ int cg_settings_parse(cg_train_opts *o, int argc, char **argv, json_t **cfg_json
     return cg_parse_opts(opts, n, argc, argv, NULL, e);
 }
 
+/* A VAE's recipe: its preset's batch, length and split; no EMA (--ema is refused), all
+ * images, unconditional unless asked. */
+static void resolve_vae(cg_train_opts *o, const cg_vae_preset *p)
+{
+    if (o->conditional < 0)
+        o->conditional = 0;
+    if (!o->gan.global_batch)
+        o->gan.global_batch = p->batch;
+    if (!o->steps && !o->epochs)
+        o->steps = p->steps;
+    if (isnan(o->ema))
+        o->ema = 0.0;
+    if (!o->data.split)
+        o->data.split = p->split;
+    if (o->data.limit < 0)
+        o->data.limit = 0;
+}
+
 int cg_settings_resolve(cg_train_opts *o, cg_error *e)
 {
     if (!o->model)
         o->model = CG_DEFAULT_PRESET;
+    cg_vae_preset vp;
+    if (!cg_preset_find(o->model) && cg_vae_preset_get(o->model, 0, 0, &vp) == 0) {
+        resolve_vae(o, &vp);
+        return 0;
+    }
     const cg_preset_row *r = cg_preset_find(o->model);
     if (!r)
-        return cg_fail(e, "--model '%s' is unknown (known: %s)", o->model, cg_preset_names());
+        return cg_fail(e, "--model '%s' is unknown (known: %s, %s)", o->model, cg_preset_names(),
+                       cg_vae_preset_names());
     if (o->conditional < 0)
         o->conditional = r->conditional;
     if (!o->gan.global_batch)

@@ -32,6 +32,7 @@ static const struct {
     [CG_SPAN_CKPT] = {"checkpoint", TRACK_COMPUTE},
     [CG_SPAN_REDUCE_D] = {"allreduce D", TRACK_MPI},
     [CG_SPAN_REDUCE_G] = {"allreduce G", TRACK_MPI},
+    [CG_SPAN_VAE] = {"VAE forward and backward", TRACK_COMPUTE},
 };
 
 int cg_trace_parse_steps(const char *s, long *first, long *last)

@@ -17,7 +17,8 @@
 #include "chargan/trace.h"
 #include "chargan/classifier.h"
 #include "chargan/eval.h"
-#include "chargan/gan_ranks.h"
+#include "chargan/kind.h"
+#include "chargan/ranks.h"
 #include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/json.h"
@@ -138,7 +139,7 @@ typedef struct {
     char *config;       /* its text, written into every checkpoint */
     cg_dataset ds;
     cg_sampler sampler;
-    cg_gan gan;
+    cg_kind model;      /* the kind's step and tensors; everything else here is shared */
     cg_classifier clf;
     cg_evaluator ev;
     int clf_loaded, evaluating;
@@ -157,7 +158,7 @@ typedef struct {
 
 /* What all ranks learn after a step (summed over ranks; one allreduce). */
 typedef struct {
-    double loss_d, loss_g, d_real, d_fake;
+    double v[CG_KIND_STATS]; /* the kind's statistics (cg_kind_ops.stat_keys) */
     double stop_requests; /* ranks that caught a stop signal: any of them stops every rank */
     double out_of_time;   /* 1 when rank 0's clock passed --time-limit */
 } step_stats;
@@ -176,8 +177,8 @@ static int write_checkpoint(run *R)
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/checkpoints", o->out);
         double t0 = cg_now();
-        st = cg_ckpt_write(dir, &R->gan, R->done, R->epoch, R->c->size, R->config,
-                           R->ckpt_path, sizeof R->ckpt_path, &e);
+        st = cg_ckpt_write_model(dir, &R->model, R->done, R->epoch, R->c->size, R->config,
+                                 R->ckpt_path, sizeof R->ckpt_path, &e);
         if (!st && o->keep > 0 && cg_ckpt_prune(dir, o->keep, &e) < 0)
             fprintf(stderr, "chargan: warning: %s\n", e.msg);
         if (!st && o->log_every > 0) {
@@ -198,8 +199,8 @@ static int write_checkpoint(run *R)
  * noise vectors every time), so pictures across steps compare. */
 static void write_samples(run *R)
 {
-    cg_gan *gan = &R->gan;
-    const int K = gan->preset.n_classes;
+    cg_kind *k = &R->model;
+    const int K = k->n_classes;
     const double t0 = cg_trace_start(&R->trace);
     int32_t labels[SAMPLE_GRID];
     char captions[SAMPLE_GRID + 1] = {0};
@@ -207,14 +208,14 @@ static void write_samples(run *R)
         labels[i] = K ? i % K : 0;
         captions[i] = K ? R->ds.chars[labels[i]] : ' ';
     }
-    cg_gan_ema_swap(gan); /* draw from the EMA generator when there is one */
-    cg_generate(gan, gan->cfg.seed, 0, SAMPLE_GRID, K ? labels : NULL, 1.0f, R->pic_img,
-                R->pic_z);
-    cg_gan_ema_swap(gan);
+    k->ops->ema_swap(k); /* draw from the EMA generator when there is one */
+    cg_kind_generate(k, k->seed, 0, SAMPLE_GRID, K ? labels : NULL, 1.0f, R->pic_img,
+                     R->pic_z);
+    k->ops->ema_swap(k);
     char path[4200];
     cg_error e;
     snprintf(path, sizeof path, "%s/samples/step-%08ld.h5", R->set.out, R->done);
-    if (cg_samples_write(path, R->pic_img, SAMPLE_GRID, R->done, gan->cfg.model, gan->cfg.seed,
+    if (cg_samples_write(path, R->pic_img, SAMPLE_GRID, R->done, k->model, k->seed,
                          K ? labels : NULL, &e))
         fprintf(stderr, "chargan: warning: %s\n", e.msg);
     snprintf(path, sizeof path, "%s/samples/step-%08ld.png", R->set.out, R->done);
@@ -245,41 +246,43 @@ static int find_resume(const cg_train_opts *o, const char *model, char *path, si
 /* Loads the checkpoint on rank 0 and checks that this run continues it. */
 static int load_resume(run *R, const char *path, long *step, cg_error *e)
 {
-    cg_gan *gan = &R->gan;
+    const cg_kind *k = &R->model;
     cg_ckpt_meta m;
-    if (cg_ckpt_load(path, gan, &m, e))
+    if (cg_ckpt_load_model(path, &R->model, &m, e))
         return -1;
     int st = cg_settings_check_resume(&R->set, m.config_json, path, e);
     *step = m.step;
     if (!st)
         printf("resume: %s (step %ld, written by %d rank%s)\n", path, m.step, m.world_size,
                m.world_size > 1 ? "s" : "");
-    if (!st && gan->ema_g && (!m.has_ema || m.ema_decay != gan->ema_decay))
+    if (!st && k->ema && (!m.has_ema || m.ema_decay != k->ema_decay))
         printf("resume: %s; EMA decay %g from here on\n",
                m.has_ema ? "the checkpoint's EMA continues"
                          : "the checkpoint has no EMA: it starts from its weights",
-               gan->ema_decay);
-    if (!st && !gan->ema_g && m.has_ema)
+               k->ema_decay);
+    if (!st && !k->ema && m.has_ema)
         printf("resume: this run keeps no EMA (--ema 0, or the model's default): the "
                "checkpoint's is not continued\n");
     cg_ckpt_meta_free(&m);
     return st;
 }
 
-/* Every rank gets rank 0's weights, Adam state and EMA: one broadcast per flat buffer. */
-static void share_state(cg_ctx *c, cg_gan *gan, int with_adam)
+/* Every rank gets rank 0's weights, optimizer state and EMA: one broadcast per flat buffer. */
+static void share_state(cg_ctx *c, cg_kind *kd, int with_adam)
 {
-    long adam[2] = {gan->adam_g.t, gan->adam_d.t};
-    MPI_Bcast(adam, 2, MPI_LONG, 0, c->world);
-    gan->adam_g.t = adam[0], gan->adam_d.t = adam[1];
-    cg_net *nets[2] = {&gan->g, &gan->d};
-    for (int k = 0; k < 2; k++) {
-        float *bufs[3] = {nets[k]->param, nets[k]->adam_m, nets[k]->adam_v};
+    long t[CG_KIND_NETS];
+    for (int k = 0; k < kd->n_nets; k++)
+        t[k] = *kd->nets[k].opt_t;
+    MPI_Bcast(t, kd->n_nets, MPI_LONG, 0, c->world);
+    for (int k = 0; k < kd->n_nets; k++) {
+        cg_net *net = kd->nets[k].net;
+        *kd->nets[k].opt_t = t[k];
+        float *bufs[3] = {net->param, net->adam_m, net->adam_v};
         for (int b = 0; b < (with_adam ? 3 : 1); b++)
-            MPI_Bcast(bufs[b], (int)nets[k]->n_params, MPI_FLOAT, 0, c->world);
+            MPI_Bcast(bufs[b], (int)net->n_params, MPI_FLOAT, 0, c->world);
     }
-    if (gan->ema_g)
-        MPI_Bcast(gan->ema_g, (int)gan->g.n_params, MPI_FLOAT, 0, c->world);
+    if (kd->ema)
+        MPI_Bcast(kd->ema, (int)kd->nets[kd->gen].net->n_params, MPI_FLOAT, 0, c->world);
 }
 
 /* Rank 0 initializes the weights or loads the checkpoint to resume from; then every rank
@@ -292,10 +295,9 @@ static long start_state(run *R)
     int st = 0;
     long step = 0;
     if (c->rank == 0) {
-        cg_gan_init_weights(&R->gan);
-        cg_gan_ema_reset(&R->gan); /* the EMA starts at the initial weights */
+        R->model.ops->init_weights(&R->model);
         if (R->set.resume) {
-            st = find_resume(&R->set, R->gan.cfg.model, path, sizeof path, &e);
+            st = find_resume(&R->set, R->model.model, path, sizeof path, &e);
             if (!st && path[0])
                 st = load_resume(R, path, &step, &e);
         }
@@ -307,7 +309,7 @@ static long start_state(run *R)
         return -1;
     }
     MPI_Bcast(&step, 1, MPI_LONG, 0, c->world);
-    share_state(c, &R->gan, R->set.resume != NULL);
+    share_state(c, &R->model, R->set.resume != NULL);
     return step;
 }
 
@@ -348,25 +350,21 @@ static int open_sampler(run *R, cg_error *e)
     return st;
 }
 
-/* The GAN with the exact-sum groups of this rank (the parameters after any number of steps
- * are then bit-identical for every rank count that divides the groups) and the EMA. */
+/* The model of the run's kind with the exact-sum groups of this rank (the parameters after
+ * any number of steps are then bit-identical for every rank count that divides the groups)
+ * and the EMA. */
 static int open_model(run *R, cg_error *e)
 {
     const cg_train_opts *o = &R->set;
-    cg_gan_config cfg = o->gan;
-    snprintf(cfg.model, sizeof cfg.model, "%s", o->model);
-    cfg.seed = (uint64_t)o->seed;
-    cfg.loss = strcmp(o->loss, "hinge") ? CG_LOSS_BCE : CG_LOSS_HINGE;
-    cfg.local_batch = cfg.global_batch / R->c->size;
-    cfg.n_classes = o->conditional ? R->ds.n_classes : 0;
-    if (cg_gan_init(&R->gan, &cfg, e))
+    const int gan = cg_kind_find(o->model) == &cg_kind_gan;
+    const int latent = gan ? o->gan.noise_dim : o->coding_dim;
+    const cg_kind_setup s = {o->model, latent, o->conditional ? R->ds.n_classes : 0,
+                             o->gan.global_batch, o->gan.global_batch / R->c->size,
+                             (uint64_t)o->seed, o->ema > 0 ? o->ema : 0.0, o};
+    if (cg_kind_init(&R->model, &s, e))
         return -1;
-    R->groups = cg_gan_join_ranks(&R->gan, R->c, o->sum_groups, o->float_sums, e);
-    if (R->groups < 0)
-        return -1;
-    if (o->ema > 0)
-        cg_gan_ema_enable(&R->gan, o->ema);
-    return 0;
+    R->groups = cg_join_ranks(&R->model, R->c, o->sum_groups, o->float_sums, e);
+    return R->groups < 0 ? -1 : 0;
 }
 
 /* The run's length and learning-rate schedule, then the facts that complete the saved
@@ -376,19 +374,19 @@ static int open_schedule(run *R, cg_error *e)
     cg_train_opts *o = &R->set;
     R->total = o->steps > 0 ? o->steps : o->epochs * R->sampler.batches_per_epoch;
     if (o->gan.lr_decay_start == CG_DECAY_PRESET) {
-        const int pct = cg_preset_find(o->model)->lr_decay_pct;
+        const cg_preset_row *row = cg_preset_find(o->model);
+        const int pct = row ? row->lr_decay_pct : 0;
         o->gan.lr_decay_start = pct ? R->total * pct / 100 : -1;
     }
     if (o->gan.lr_decay_start >= R->total)
         return cg_fail(e, "train: --lr-decay-start %ld is not before the last step (%ld)",
                        o->gan.lr_decay_start, R->total);
-    R->gan.cfg.lr_decay_start = o->gan.lr_decay_start;
-    R->gan.cfg.lr_decay_end = R->total;
-    o->gan.lr_g = R->gan.cfg.lr_g, o->gan.lr_d = R->gan.cfg.lr_d;
+    R->model.ops->set_schedule(&R->model, o->gan.lr_decay_start, R->total);
+    R->model.ops->save_rates(&R->model, o);
     o->epochs = o->steps ? 0 : o->epochs;
     o->steps = R->total;
     o->sum_groups = R->groups;
-    o->n_classes = R->gan.cfg.n_classes;
+    o->n_classes = R->model.n_classes;
     memcpy(R->classes, R->ds.chars, CG_MAX_CLASSES);
     o->classes = o->n_classes ? R->classes : "";
     o->images = R->ds.n;
@@ -404,15 +402,16 @@ static int open_schedule(run *R, cg_error *e)
 static void open_report(run *R)
 {
     const cg_ctx *c = R->c;
-    const cg_gan *gan = &R->gan;
+    const cg_kind *k = &R->model;
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", R->set.out);
     R->metrics_fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (R->metrics_fd < 0)
         fprintf(stderr, "chargan: warning: %s: %s; metrics not written\n", path, strerror(errno));
-    printf("chargan train: model %s (G %zu, D %zu parameters), %d rank%s on %d node%s, "
+    printf("chargan train: model %s (%s %zu, %s %zu parameters), %d rank%s on %d node%s, "
            "%d BLAS thread%s each\n",
-           gan->cfg.model, gan->g.n_params, gan->d.n_params, c->size, c->size > 1 ? "s" : "",
+           k->model, k->nets[0].name, k->nets[0].net->n_params, k->nets[1].name,
+           k->nets[1].net->n_params, c->size, c->size > 1 ? "s" : "",
            c->n_nodes, c->n_nodes > 1 ? "s" : "", c->threads, c->threads > 1 ? "s" : "");
     start_line(R->metrics_fd, c, R->first_step, R->check_ms);
     char sums[48] = "float sums";
@@ -420,15 +419,15 @@ static void open_report(run *R)
         snprintf(sums, sizeof sums, "exact sums over %d groups", R->groups);
     printf("data: %s: %ld images (loaded in %.2f s); global batch %d (%d per rank, %s), "
            "%ld batches per epoch, %ld steps%s\n",
-           R->ds.source, R->ds.n, R->t_load, gan->cfg.global_batch, gan->cfg.local_batch, sums,
+           R->ds.source, R->ds.n, R->t_load, k->global_batch, k->local_batch, sums,
            R->sampler.batches_per_epoch, R->total, R->first_step ? " (resumed)" : "");
     if (R->set.exclude_heldout)
         printf("data: --exclude-heldout: training on the %ld classifier-train images; the %ld "
                "held-out ones (the FID reference) are never used\n",
                R->sampler.n, R->ds.n - R->sampler.n);
-    if (gan->ema_g)
+    if (k->ema)
         printf("ema: decay %g (warm-up min(decay, (1+t)/(10+t))); samples and scores use the "
-               "EMA generator\n", gan->ema_decay);
+               "EMA generator\n", k->ema_decay);
     fflush(stdout);
 }
 
@@ -443,7 +442,7 @@ static int open_eval(run *R)
             st = cg_fail(&e, "--eval-every needs --classifier FILE (make one with "
                              "'chargan classifier train')");
         else if ((R->clf_loaded = cg_classifier_load(R->set.classifier, &R->clf, 256, &e) == 0))
-            st = cg_eval_setup(&R->ev, &R->clf, &R->clf.heldout, 256, R->gan.cfg.noise_dim, &e);
+            st = cg_eval_setup(&R->ev, &R->clf, &R->clf.heldout, 256, R->model.latent_dim, &e);
         else
             st = -1;
         R->evaluating = st == 0;
@@ -462,7 +461,8 @@ static int open_eval(run *R)
 static size_t spans_per_step(const run *R)
 {
     const size_t elem = R->set.float_sums ? sizeof(float) : sizeof(int64_t);
-    const size_t bytes = (R->gan.g.n_params + R->gan.d.n_params + 2) * elem;
+    const size_t bytes =
+        (R->model.nets[0].net->n_params + R->model.nets[1].net->n_params + 2) * elem;
     return 16 + 2 + bytes / CG_REDUCE_CHUNK;
 }
 
@@ -492,7 +492,8 @@ static int open_trace(run *R)
             fprintf(stderr, "chargan: error: --trace: %s\n", e.msg);
         return -1;
     }
-    R->gan.trace = R->red.trace = &R->trace;
+    R->model.ops->set_trace(&R->model, &R->trace);
+    R->red.trace = &R->trace;
     return 0;
 }
 
@@ -533,15 +534,15 @@ static int run_open(run *R)
         open_report(R);
     if (R->set.eval_every > 0 && open_eval(R))
         return -1;
-    const int lb = R->gan.cfg.local_batch;
+    const int lb = R->model.local_batch;
     R->real = cg_alloc(sizeof(float) * (size_t)lb * CG_IMG_PIXELS);
     R->idx = cg_alloc(sizeof(int64_t) * (size_t)lb);
     R->step_ms = cg_alloc(sizeof(double) * (size_t)(R->total - R->first_step));
     if (c->rank == 0) {
-        R->pic_z = cg_alloc(sizeof(float) * SAMPLE_GRID * (size_t)R->gan.cfg.noise_dim);
+        R->pic_z = cg_alloc(sizeof(float) * SAMPLE_GRID * (size_t)R->model.latent_dim);
         R->pic_img = cg_alloc(sizeof(float) * SAMPLE_GRID * CG_IMG_PIXELS);
     }
-    cg_reducer_attach(&R->red, c, &R->gan);
+    cg_reducer_attach(&R->red, c, &R->model);
     return open_trace(R);
 }
 
@@ -575,46 +576,55 @@ static double reduce_step(run *R, step_stats *s)
     return cg_now() - w0;
 }
 
+/* A loss or gradient that is not finite stops the run before the update (printed once). */
+static int step_failed(run *R, long step, const step_stats *s, long bad)
+{
+    const cg_kind_ops *ops = R->model.ops;
+    int finite = 1;
+    for (int i = 0; i < ops->n_stats; i++)
+        finite &= isfinite(s->v[i]) != 0;
+    if (finite && !bad)
+        return 0;
+    if (R->c->rank == 0) {
+        char vals[160] = "";
+        for (int i = 0, at = 0; i < ops->n_stats && at < (int)sizeof vals; i++)
+            at += snprintf(vals + at, sizeof vals - (size_t)at, "%s%s %g", i ? ", " : "",
+                           ops->stat_labels[i], s->v[i]);
+        fprintf(stderr, "chargan: error: step %ld: %s (%s); stopping before the update so no "
+                        "garbage is written\n",
+                step + 1, finite ? "non-finite or exploding gradient (|g| >= 2^19)"
+                                 : "non-finite loss", vals);
+    }
+    return -1;
+}
+
 /* One training step: this rank's share of the batch, both networks' gradients summed over
  * all ranks, the updates. Returns 0, or -1 when a loss or gradient is not finite (printed;
  * nothing was updated). Every rank holds the same reduced values, so every rank takes the
  * same branch. */
 static int train_step(run *R, long step, step_stats *s, double *wait)
 {
-    cg_gan *gan = &R->gan;
-    const int lb = gan->cfg.local_batch;
+    cg_kind *k = &R->model;
+    const int lb = k->local_batch;
     env_failure_injection(R->c, step);
     double t0 = cg_trace_start(&R->trace);
     R->epoch = cg_sampler_batch(&R->sampler, step, R->c->rank, R->c->size, R->idx);
-    cg_data_batch(&R->ds, R->idx, lb, gan->data_lo, 1.0f, R->real, gan->labels);
+    cg_data_batch(&R->ds, R->idx, lb, k->data_lo, 1.0f, R->real, k->labels);
     cg_trace_add(&R->trace, CG_SPAN_LOAD, t0, 0);
-    cg_gan_stats gs;
-    const cg_gan_hooks hooks = cg_reducer_hooks(&R->red);
-    cg_gan_grads(gan, R->real, step, (long)R->c->rank * lb, &hooks, &gs);
-    *s = (step_stats){gs.loss_d, gs.loss_g, gs.d_real, gs.d_fake, 0.0, 0.0};
+    const cg_kind_hooks hooks = cg_reducer_hooks(&R->red);
+    *s = (step_stats){{0}, 0.0, 0.0};
+    k->ops->grads(k, R->real, step, (long)R->c->rank * lb, &hooks, s->v);
     *wait = reduce_step(R, s);
     t0 = cg_trace_start(&R->trace);
-    const long bad = R->set.float_sums ? !all_finite(gan->g.grad, gan->g.n_params) +
-                                             !all_finite(gan->d.grad, gan->d.n_params)
-                                       : cg_gan_finish_grads(gan);
+    long bad = 0;
+    for (int i = 0; i < k->n_nets && R->set.float_sums; i++)
+        bad += !all_finite(k->nets[i].net->grad, k->nets[i].net->n_params);
+    if (!R->set.float_sums)
+        bad = k->ops->finish_grads(k);
     cg_trace_add(&R->trace, CG_SPAN_UNFOLD, t0, 0);
-    if (!isfinite(s->loss_d) || !isfinite(s->loss_g) || bad) {
-        if (R->c->rank == 0)
-            fprintf(stderr, "chargan: error: step %ld: %s (loss_D %g, loss_G %g); stopping "
-                            "before the update so no garbage is written\n",
-                    step + 1,
-                    isfinite(s->loss_d) && isfinite(s->loss_g)
-                        ? "non-finite or exploding gradient (|g| >= 2^19)"
-                        : "non-finite loss",
-                    s->loss_d, s->loss_g);
+    if (step_failed(R, step, s, bad))
         return -1;
-    }
-    t0 = cg_trace_start(&R->trace);
-    cg_gan_apply(gan);
-    cg_trace_add(&R->trace, CG_SPAN_ADAM, t0, 0);
-    t0 = cg_trace_start(&R->trace);
-    cg_gan_ema_update(gan);
-    cg_trace_add(&R->trace, CG_SPAN_EMA, t0, 0);
+    k->ops->apply(k);
     return 0;
 }
 
@@ -624,60 +634,65 @@ static int train_step(run *R, long step, step_stats *s, double *wait)
 static int check_ranks(run *R)
 {
     cg_ctx *c = R->c;
-    const cg_gan *gan = &R->gan;
-    uint64_t sum[3] = {cg_checksum_floats(gan->g.param, gan->g.n_params),
-                       cg_checksum_floats(gan->d.param, gan->d.n_params),
-                       gan->ema_g ? cg_checksum_floats(gan->ema_g, gan->g.n_params) : 0};
+    const cg_kind *k = &R->model;
+    const cg_net *gen = k->nets[k->gen].net;
+    uint64_t sum[3] = {cg_checksum_floats(k->nets[0].net->param, k->nets[0].net->n_params),
+                       cg_checksum_floats(k->nets[1].net->param, k->nets[1].net->n_params),
+                       k->ema ? cg_checksum_floats(k->ema, gen->n_params) : 0};
     uint64_t lo[3], hi[3];
     MPI_Allreduce(sum, lo, 3, MPI_UINT64_T, MPI_MIN, c->world);
     MPI_Allreduce(sum, hi, 3, MPI_UINT64_T, MPI_MAX, c->world);
     if (lo[0] != hi[0] || lo[1] != hi[1] || lo[2] != hi[2]) {
+        const int which = lo[0] != hi[0] ? 0 : lo[1] != hi[1] ? 1 : k->gen;
         if (c->rank == 0)
-            fprintf(stderr, "chargan: error: step %ld: ranks hold different parameters (%s "
+            fprintf(stderr, "chargan: error: step %ld: ranks hold different parameters (%s%s "
                             "checksums differ)\n",
-                    R->done, lo[0] != hi[0]   ? "generator"
-                             : lo[1] != hi[1] ? "discriminator"
-                                              : "generator EMA");
+                    R->done, k->nets[which].name, lo[0] != hi[0] || lo[1] != hi[1] ? "" : " EMA");
         return -1;
     }
     if (c->rank == 0)
         printf("check: step %ld: parameters%s bit-identical on all %d ranks (%016llx)\n",
-               R->done, gan->ema_g ? " and EMA" : "", c->size, (unsigned long long)sum[0]);
+               R->done, k->ema ? " and EMA" : "", c->size, (unsigned long long)sum[0]);
     return 0;
 }
 
-/* Rank 0: the progress line and its JSON twin in metrics.jsonl. */
+/* Rank 0: the progress line (the kind's statistics) and its JSON twin in metrics.jsonl. */
 static void log_step(run *R, const step_stats *s, double wait)
 {
+    const cg_kind_ops *ops = R->model.ops;
     const long done = R->done, total = R->total, ran = done - R->first_step;
     const double el = cg_now() - R->t_start;
-    const double ips = (double)ran * R->gan.cfg.global_batch / el;
+    const double ips = (double)ran * R->model.global_batch / el;
     const double eta = el / (double)ran * (double)(total - done);
-    printf("step %ld/%ld epoch %ld loss_G %.4f loss_D %.4f D(x) %.3f D(G(z)) %.3f %.1f img/s "
-           "ETA %.0fs\n",
-           done, total, R->epoch + 1, s->loss_g, s->loss_d, s->d_real, s->d_fake, ips, eta);
+    json_t *line = json_pack("{sIsIsI}", "step", (json_int_t)done, "total", (json_int_t)total,
+                             "epoch", (json_int_t)(R->epoch + 1));
+    printf("step %ld/%ld epoch %ld", done, total, R->epoch + 1);
+    for (int i = 0; i < ops->n_stats; i++) {
+        /* D's outputs are probabilities, shown as such; losses with 4 decimals. */
+        printf(i >= 2 && ops == &cg_kind_gan ? " %s %.3f" : " %s %.4f", ops->stat_labels[i],
+               s->v[i]);
+        json_object_set_new(line, ops->stat_keys[i], cg_json_num(s->v[i], 6));
+    }
+    printf(" %.1f img/s ETA %.0fs\n", ips, eta);
     fflush(stdout);
-    cg_json_append(R->metrics_fd,
-                   json_pack("{sIsIsIsosososososososo}", "step", (json_int_t)done, "total",
-                             (json_int_t)total, "epoch", (json_int_t)(R->epoch + 1), "loss_g",
-                             cg_json_num(s->loss_g, 6), "loss_d", cg_json_num(s->loss_d, 6),
-                             "d_real", cg_json_num(s->d_real, 6), "d_fake",
-                             cg_json_num(s->d_fake, 6), "images_per_s", cg_json_num(ips, 2),
-                             "mpi_wait_ms", cg_json_num(1e3 * wait, 3), "elapsed_s",
-                             cg_json_num(el, 3), "eta_s", cg_json_num(eta, 1)));
+    json_object_set_new(line, "images_per_s", cg_json_num(ips, 2));
+    json_object_set_new(line, "mpi_wait_ms", cg_json_num(1e3 * wait, 3));
+    json_object_set_new(line, "elapsed_s", cg_json_num(el, 3));
+    json_object_set_new(line, "eta_s", cg_json_num(eta, 1));
+    cg_json_append(R->metrics_fd, line);
 }
 
 /* Rank 0: scores the generator (its EMA when there is one) into metrics.jsonl. */
 static void eval_step(run *R)
 {
-    cg_gan *gan = &R->gan;
+    cg_kind *k = &R->model;
     cg_eval_result r;
     cg_error e;
     const double t0 = cg_trace_start(&R->trace);
-    cg_gan_ema_swap(gan);
-    const int bad = cg_eval_gan(&R->ev, gan, gan->cfg.n_classes ? R->ds.chars : NULL,
-                                R->set.eval_n, &r, &e);
-    cg_gan_ema_swap(gan);
+    k->ops->ema_swap(k);
+    const int bad = cg_eval_model(&R->ev, k, k->n_classes ? R->ds.chars : NULL, R->set.eval_n,
+                                  &r, &e);
+    k->ops->ema_swap(k);
     cg_trace_add(&R->trace, CG_SPAN_EVAL, t0, 0);
     if (bad) {
         fprintf(stderr, "chargan: warning: evaluation failed: %s\n", e.msg);
@@ -689,12 +704,12 @@ static void eval_step(run *R)
                    json_pack("{sbsIsosososo}", "eval", 1, "step", (json_int_t)R->done,
                              "elapsed_s", cg_json_num(el, 3), "train_s",
                              cg_json_num(el - R->eval_seconds, 3), "generator",
-                             json_string(gan->ema_g ? "ema" : "raw"), "score",
+                             json_string(k->ema ? "ema" : "raw"), "score",
                              cg_eval_result_json(&r)));
     if (R->set.log_every > 0) {
         printf("eval: step %ld FID %.2f confidence %.3f classes %d%s%s (%.1f s)\n", R->done,
                r.fid, r.confidence, r.classes_covered,
-               gan->cfg.n_classes ? " (conditional)" : "", gan->ema_g ? " (EMA)" : "",
+               k->n_classes ? " (conditional)" : "", k->ema ? " (EMA)" : "",
                r.seconds);
         fflush(stdout);
     }
@@ -731,17 +746,17 @@ static int after_step(run *R, const step_stats *s, double wait)
 static void summary(run *R)
 {
     const long ran = R->done - R->first_step;
-    const int B = R->gan.cfg.global_batch;
+    const int B = R->model.global_batch;
     const double wall = cg_now() - R->t_start;
     const double med = ran ? cg_median(R->step_ms, (int)ran) : 0.0;
     json_t *line = json_pack(
-        "{sbsssisisisIsososososo}", "summary", 1, "model", R->gan.cfg.model, "ranks",
+        "{sbsssisisisIsososososo}", "summary", 1, "model", R->model.model, "ranks",
         R->c->size, "threads", R->c->threads, "global_batch", B, "steps", (json_int_t)ran,
         "wall_s", cg_json_num(wall, 3), "images_per_s",
         cg_json_num(wall > 0 ? (double)ran * B / wall : 0.0, 2), "median_ms_per_step",
         cg_json_num(med, 3), "mpi_wait_ms_per_step",
         cg_json_num(ran ? 1e3 * R->wait_total / (double)ran : 0.0, 3), "gflops",
-        cg_json_num(med > 0 ? cg_gan_step_flops(&R->gan, B) / (med * 1e6) : 0.0, 2));
+        cg_json_num(med > 0 ? R->model.ops->step_flops(&R->model, B) / (med * 1e6) : 0.0, 2));
     cg_json_print(stdout, json_incref(line));
     fflush(stdout);
     cg_json_append(R->metrics_fd, line);
@@ -806,10 +821,10 @@ static void run_free(run *R)
     cg_free(R->real);
     cg_free(R->idx);
     cg_free(R->step_ms);
-    if (R->red.gan)
+    if (R->red.last)
         cg_reducer_free(&R->red);
     cg_trace_free(&R->trace);
-    cg_gan_free(&R->gan);
+    cg_kind_free(&R->model);
     cg_sampler_free(&R->sampler);
     cg_data_free(&R->ds);
 }

@@ -237,6 +237,18 @@ echo $? >"$TMP/rc"
 expect_error "$TMP/rc" "$TMP/err" "resume without --exclude-heldout" "trained with --exclude-heldout"
 ok "train --exclude-heldout, --eval-every and --sample-every with the EMA"
 
+# A conditional VAE scores through its decoder like a GAN through its generator: eval of its
+# checkpoint (same JSON), and --eval-every during its training (raw weights: no EMA).
+"$BIN" train --data "$EM" --split bymerge-test --limit 2000 --model vae --conditional \
+    --steps 4 --log-every 2 --eval-every 2 --eval-n 200 --classifier "$TMP/clf.h5" \
+    --out "$TMP/run-vae" >"$TMP/out" 2>&1 || { cat "$TMP/out"; fail "train vae with --eval-every"; }
+[ "$(grep -c '"eval": true, .*"generator": "raw"' "$TMP/run-vae/metrics.jsonl")" = 2 ] ||
+    { cat "$TMP/run-vae/metrics.jsonl"; fail "vae --eval-every: two scores expected"; }
+"$BIN" eval --checkpoint "$TMP/run-vae/checkpoints/step-00000004.h5" --classifier "$TMP/clf.h5" \
+    --n 400 --data "$EM" >"$TMP/e5.json" 2>"$TMP/err" || { cat "$TMP/err"; fail "eval vae"; }
+r=$(check_json "$TMP/e5.json" 1 1) || { cat "$TMP/e5.json"; fail "eval vae JSON"; }
+ok "conditional vae: --eval-every during training, eval of its checkpoint: $r"
+
 # errors: one line naming the file
 run() { "$BIN" eval "$@" >/dev/null 2>"$TMP/err"; echo $? >"$TMP/rc"; }
 run --checkpoint "$CK" --classifier "$TMP/nothing.h5" --no-floor

@@ -72,11 +72,14 @@
 
 typedef struct {
     char model[16];
+    char kind[8];            /* "gan" or "vae" (chargan/kind.h); absent in older files: gan */
     long step, epoch;
     uint64_t seed;
     int world_size, global_batch, noise_dim, format_version;
     int n_classes;           /* 0: unconditional model */
-    long adam_t_g, adam_t_d; /* the Adam step counters (from /optimizer/...) */
+    long adam_t_g, adam_t_d; /* the update counters of the first and second network (from
+                                /optimizer/NAME: generator and discriminator, encoder and
+                                decoder) */
     int has_ema;             /* /ema/generator present */
     double ema_decay;        /* its decay attribute (0 when absent) */
     char created[32];
@@ -93,6 +96,12 @@ void cg_ckpt_meta_free(cg_ckpt_meta *m);
  * returns -1 with e naming the file and the problem. */
 int cg_ckpt_write(const char *dir, const cg_gan *gan, long step, long epoch, int world_size,
                   const char *config_json, char *path_out, size_t path_len, cg_error *e);
+/* The same for any kind of model: its networks under their names (/encoder, /decoder, ...)
+ * and /optimizer/NAME, the attribute kind, the latent size as noise_dim. */
+struct cg_kind;
+int cg_ckpt_write_model(const char *dir, const struct cg_kind *k, long step, long epoch,
+                        int world_size, const char *config_json, char *path_out,
+                        size_t path_len, cg_error *e);
 
 /* Reads the attributes only. Refuses files that are missing, not HDF5, truncated/damaged,
  * not chargan checkpoints (format attribute) or of another format_version. m is filled only
@@ -116,6 +125,8 @@ int cg_ckpt_validate(const char *path, const char *model, cg_ckpt_meta *m, cg_er
  * moments and adam_g.t / adam_d.t change (not cfg: the caller decides about seed etc. from
  * m). m (may be NULL) receives the meta data on success. */
 int cg_ckpt_load(const char *path, cg_gan *gan, cg_ckpt_meta *m, cg_error *e);
+/* The same for any kind of model; its update counters (adam_t) set for each network. */
+int cg_ckpt_load_model(const char *path, struct cg_kind *k, cg_ckpt_meta *m, cg_error *e);
 
 /* The newest checkpoint DIR/step-N.h5 (largest N) that passes cg_ckpt_validate; files that do
  * not (corrupt, truncated, foreign) are skipped with "chargan: warning: skipping FILE: reason"
@@ -148,5 +159,8 @@ int cg_h5_file_kind(const char *path, cg_error *e);
 #define CG_GEN_MAX_CLASSES 64
 int cg_gan_open(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
                 char *classes, cg_error *e);
+/* The same for a checkpoint of any kind of model (a VAE: encoder and decoder, no EMA). */
+int cg_model_open(const char *path, int batch, int use_ema, struct cg_kind *k,
+                  cg_ckpt_meta *m, char *classes, cg_error *e);
 
 #endif

@@ -78,6 +78,10 @@ void cg_eval_free(cg_evaluator *ev);
  * of that character for class_match. No allocation. */
 int cg_eval_gan(cg_evaluator *ev, cg_gan *gan, const char *gan_class_chars, long n,
                 cg_eval_result *r, cg_error *e);
+/* The same for any kind of model (chargan/kind.h): its generating network, seed, classes. */
+struct cg_kind;
+int cg_eval_model(cg_evaluator *ev, struct cg_kind *k, const char *gan_class_chars, long n,
+                  cg_eval_result *r, cg_error *e);
 
 /* Scores n real images idx[0..n) of ds (their labels give class_match = accuracy). */
 int cg_eval_images(cg_evaluator *ev, const cg_dataset *ds, const int64_t *idx, long n,

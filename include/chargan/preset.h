@@ -54,6 +54,9 @@ typedef struct {
     int batch;
     int optimizer;          /* CG_OPT_RMSPROP or CG_OPT_ADAM (chargan/optim.h) */
     float lr;
+    long steps;             /* the run's length */
+    const char *split;      /* EMNIST split when --data is a directory */
+    const char *help;       /* what the model is, one line */
 } cg_vae_preset;
 
 #define CG_VAE_CODING_DIM 10

@@ -33,7 +33,9 @@ typedef enum {
     CG_SPAN_EVAL,     /* quality score (rank 0) */
     CG_SPAN_CKPT,     /* checkpoint */
     CG_SPAN_REDUCE_D, /* MPI track: one chunk of D's gradient, posted to summed */
-    CG_SPAN_REDUCE_G, /* MPI track: one chunk of G's gradient */
+    CG_SPAN_REDUCE_G, /* MPI track: one chunk of G's gradient (a VAE: D is its decoder, G its
+                         encoder) */
+    CG_SPAN_VAE,      /* a VAE's forward and backward passes */
     CG_SPAN_N
 } cg_span;
 

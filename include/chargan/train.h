@@ -8,14 +8,17 @@
 /* A run's settings: the options of `chargan train`, and the configuration saved in every
  * checkpoint. settings.c describes each field once (option, help, JSON key, resume rule);
  * fields marked "preset's" are filled from the model's preset row when not given. */
-typedef struct {
+typedef struct cg_train_opts {
     const char *model;      /* preset name; NULL: CG_DEFAULT_PRESET */
     int conditional;        /* condition on the data set's classes; -1: the preset's */
     cg_gan_config gan;      /* noise_dim, global_batch (0: the preset's), lr_g / lr_d (0: the
                                preset's), beta1, beta2, eps, lr_decay_start (CG_DECAY_PRESET:
                                the preset's) */
     long seed;              /* weights, noise, data order */
-    const char *loss;       /* "bce" or "hinge" */
+    const char *loss;       /* "bce" or "hinge" (GANs) */
+    const char *optimizer;  /* VAEs: "rmsprop" or "adam"; NULL: the preset's */
+    float lr;               /* VAEs: learning rate; 0: the preset's */
+    int coding_dim;         /* VAEs: size of the coding; 0: the preset's */
     cg_data_opts data;      /* split NULL and limit -1: the preset's */
     long epochs;            /* used when steps == 0 */
     long steps;             /* total steps of the run, counted from its start; steps and

@@ -34,9 +34,10 @@ int cg_cli_parse(const char *cmd, const char *what, const cg_opt *opts, int n, i
                  char **argv, const char **positional);
 /* cg_temperature_valid, else a one-line error and 0. */
 int cg_cli_temperature_ok(const char *cmd, float t);
-/* cg_gan_open, printing its error. 0 or -1. */
-int cg_cli_open_gan(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
-                    char *classes);
+/* cg_model_open (a checkpoint of any kind of model), printing its error. 0 or -1. */
+struct cg_kind;
+int cg_cli_open_model(const char *path, int batch, int use_ema, struct cg_kind *k,
+                      cg_ckpt_meta *m, char *classes);
 /* The class of each character of chars (cls: strlen(chars) entries) for a model of K classes
  * named by classes. Refuses an unconditional model (K = 0) and a character without a class:
  * one line naming the checkpoint, -1. */

@@ -8,7 +8,7 @@
 #include "cli.h"
 #include "chargan/ema.h"
 #include "chargan/gan.h"
-#include "chargan/gan_ranks.h"
+#include "chargan/ranks.h"
 #include "chargan/json.h"
 #include "chargan/preset.h"
 #include "chargan/rng.h"
@@ -142,7 +142,10 @@ static int bench_gan(cg_ctx *c, bench_opts *o, cg_gan *gan, int *groups)
                 c->size);
     else if (!cg_gan_init(gan, &o->cfg, &e))
         rc = 0;
-    if (!rc && (*groups = cg_gan_join_ranks(gan, c, o->groups, o->float_sums, &e)) < 0)
+    cg_kind k;
+    if (!rc)
+        cg_kind_wrap_gan(&k, gan);
+    if (!rc && (*groups = cg_join_ranks(&k, c, o->groups, o->float_sums, &e)) < 0)
         rc = -1;
     if (cg_agree(c, rc, &e)) {
         cg_gan_free(gan);
@@ -171,8 +174,12 @@ static void reset_times(cg_gan *gan, cg_prof *prof)
 static void bench_step(cg_ctx *c, cg_gan *gan, cg_reducer *red, const float *real, long s,
                        cg_gan_stats *st)
 {
-    const cg_gan_hooks hooks = cg_reducer_hooks(red);
-    cg_gan_grads(gan, real, s, (long)c->rank * gan->cfg.local_batch, &hooks, st);
+    const cg_kind_hooks hooks = cg_reducer_hooks(red);
+    cg_kind k;
+    double v[CG_KIND_STATS];
+    cg_kind_wrap_gan(&k, gan);
+    k.ops->grads(&k, real, s, (long)c->rank * gan->cfg.local_batch, &hooks, v);
+    *st = (cg_gan_stats){.loss_g = v[0], .loss_d = v[1], .d_real = v[2], .d_fake = v[3]};
     const cg_prof_mark m = cg_prof_begin(gan->prof);
     cg_reducer_finish(red);
     cg_prof_end(gan->prof, CG_PROF_REDUCE, m);
@@ -187,7 +194,9 @@ static void bench_steps(cg_ctx *c, cg_gan *gan, const float *real, int warmup, i
                         double *ms, cg_gan_stats *st, cg_prof *prof)
 {
     cg_reducer red;
-    cg_reducer_attach(&red, c, gan);
+    cg_kind k;
+    cg_kind_wrap_gan(&k, gan);
+    cg_reducer_attach(&red, c, &k);
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup)
             reset_times(gan, prof);
@@ -310,7 +319,7 @@ int cg_cmd_bench(cg_ctx *c, int argc, char **argv)
     for (size_t i = 0; i < n_real; i++)
         real[i] = cg_rng_uniform(o.cfg.seed, 77, (uint64_t)c->rank * n_real + i);
     double *ms = cg_alloc(sizeof(double) * (size_t)o.steps);
-    cg_gan_stats st;
+    cg_gan_stats st = {0};
     bench_steps(c, &gan, real, 2, o.steps, ms, &st, &prof);
     if (c->rank == 0)
         bench_report(c, &o, &gan, groups, ms, st.loss_d, &prof);

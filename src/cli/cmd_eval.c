@@ -11,14 +11,15 @@
 #include "chargan/eval.h"
 #include "chargan/generate.h"
 #include "chargan/json.h"
+#include "chargan/kind.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: chargan eval --checkpoint FILE [options]\n"
             "\n"
-            "Scores a GAN checkpoint with the EMNIST classifier (`chargan classifier train`)\n"
-            "and prints one JSON object:\n"
+            "Scores a checkpoint (a GAN, or a VAE through its decoder) with the EMNIST\n"
+            "classifier (`chargan classifier train`) and prints one JSON object:\n"
             "  generated   n samples of the checkpoint (noise of sample i from its seed, the\n"
             "              same samples every time; from the EMA of the generator's weights\n"
             "              when the checkpoint has one, unless --no-ema; \"generator\" says\n"
@@ -175,7 +176,7 @@ static int eval_parse(cg_ctx *c, int argc, char **argv, eval_opts *o)
 /* What one evaluation holds; zeroed at the start, released by eval_free. */
 typedef struct {
     cg_classifier clf;
-    cg_gan gan;
+    cg_kind model;
     cg_ckpt_meta meta;
     cg_evaluator ev;       /* against the reference fit (--reference) */
     cg_evaluator ev_floor; /* against the classifier-train fit */
@@ -196,7 +197,7 @@ static void eval_free(eval_state *s)
     cg_eval_free(&s->ev_floor);
     cg_data_free(&s->ds);
     if (s->have_gan) {
-        cg_gan_free(&s->gan);
+        cg_kind_free(&s->model);
         cg_ckpt_meta_free(&s->meta);
     }
     cg_classifier_free(&s->clf);
@@ -211,21 +212,21 @@ static int eval_generated(const eval_opts *o, eval_state *s, cg_error *e)
     if (!s->clf.has_stats)
         return cg_fail(e, "%s: the classifier file holds no feature statistics (/stats); make "
                           "it with `chargan classifier train`", o->clf_path);
-    if (cg_gan_open(o->ckpt, o->batch, !o->no_ema, &s->gan, &s->meta, s->classes, e))
+    if (cg_model_open(o->ckpt, o->batch, !o->no_ema, &s->model, &s->meta, s->classes, e))
         return -1;
     s->have_gan = 1;
-    const int cond = s->gan.preset.n_classes > 0;
+    const int cond = s->model.n_classes > 0;
     const char *classes = s->classes[0] ? s->classes : NULL;
     if (cg_eval_setup(&s->ev, &s->clf, o->train_ref ? &s->clf.train : &s->clf.heldout,
-                      o->batch, s->gan.preset.noise_dim, e))
+                      o->batch, s->model.latent_dim, e))
         return -1;
     s->ev.temperature = o->temperature;
-    if (cg_eval_gan(&s->ev, &s->gan, cond ? classes : NULL, o->n, &s->gen, e))
+    if (cg_eval_model(&s->ev, &s->model, cond ? classes : NULL, o->n, &s->gen, e))
         return -1;
     if (!cond)
         return 0;
     s->ev.uniform_classes = 1;
-    return cg_eval_gan(&s->ev, &s->gan, classes, o->n, &s->uni, e) ? -1 : 0;
+    return cg_eval_model(&s->ev, &s->model, classes, o->n, &s->uni, e) ? -1 : 0;
 }
 
 /* uniform_real_floor: n held-out images, every class equally often. 0, or -1 with e set. */
@@ -265,7 +266,7 @@ static int eval_floor_scores(const eval_opts *o, eval_state *s, cg_error *e)
     if (m < o->n)
         snprintf(s->floor_note, sizeof s->floor_note,
                  "the held-out part has only %ld images (fewer than --n)", m);
-    return s->gan.preset.n_classes ? eval_uniform_floor(o, s, e) : 0;
+    return s->model.n_classes ? eval_uniform_floor(o, s, e) : 0;
 }
 
 /* The floors, or the note why there are none: data missing is an error only when --data
@@ -342,7 +343,7 @@ static void eval_print(const eval_opts *o, const eval_state *s, double seconds)
     json_object_set_new(j, "checkpoint", cg_json_str(o->ckpt));
     json_object_set_new(j, "model", cg_json_str(m->model));
     json_object_set_new(j, "step", json_integer(m->step));
-    json_object_set_new(j, "conditional", json_boolean(s->gan.preset.n_classes));
+    json_object_set_new(j, "conditional", json_boolean(s->model.n_classes));
     json_object_set_new(j, "generator", cg_json_str(m->has_ema && !o->no_ema ? "ema" : "raw"));
     json_object_set_new(j, "ema_decay", m->has_ema ? cg_json_num(m->ema_decay, -1) : json_null());
     json_object_set_new(j, "temperature", cg_json_float(o->temperature));
@@ -352,7 +353,7 @@ static void eval_print(const eval_opts *o, const eval_state *s, double seconds)
                         cg_json_num(s->clf.heldout_accuracy, 4));
     json_object_set_new(j, "n", json_integer(o->n));
     json_object_set_new(j, "generated", cg_eval_result_json(&s->gen));
-    if (s->gan.preset.n_classes)
+    if (s->model.n_classes)
         json_object_set_new(j, "uniform_classes", cg_eval_result_json(&s->uni));
     floors_json(j, s);
     json_object_set_new(j, "reference", reference_json(o, s));

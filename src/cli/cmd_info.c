@@ -7,6 +7,7 @@
 #include "../h5io.h"
 #include "chargan/ckpt.h"
 #include "chargan/data.h"
+#include "chargan/kind.h"
 #include "chargan/samples.h"
 #include "cli.h"
 
@@ -196,7 +197,12 @@ static int info_checkpoint(const char *path)
     }
     printf("file:          %s\n", path);
     printf("format:        %s (version %d)\n", CG_CKPT_FORMAT, m.format_version);
-    printf("model:         %s (noise_dim %d)\n", m.model, m.noise_dim);
+    const cg_kind_ops *ops = cg_kind_find(m.model);
+    const char *net0 = ops ? ops->net_names[0] : "generator";
+    const char *net1 = ops ? ops->net_names[1] : "discriminator";
+    const int vae = ops == &cg_kind_vae;
+    printf("model:         %s (%s, %s %d)\n", m.model, m.kind, vae ? "coding_dim" : "noise_dim",
+           m.noise_dim);
     printf("step:          %ld\n", m.step);
     printf("epoch:         %ld\n", m.epoch);
     printf("seed:          %llu\n", (unsigned long long)m.seed);
@@ -204,11 +210,12 @@ static int info_checkpoint(const char *path)
     printf("global batch:  %d\n", m.global_batch);
     printf("created:       %s\n", m.created[0] ? m.created : "(not recorded)");
     print_stack(&m.stack);
-    printf("adam steps:    generator %ld, discriminator %ld\n", m.adam_t_g, m.adam_t_d);
+    printf("%s steps:    %s %ld, %s %ld\n", vae ? "opt. " : "adam", net0, m.adam_t_g, net1,
+           m.adam_t_d);
     if (m.has_ema)
         printf("ema:           present, decay %g (/ema/generator: sample, write and eval use "
                "it unless --no-ema)\n", m.ema_decay);
-    else
+    else if (!vae)
         printf("ema:           absent (samples come from the raw generator weights)\n");
     printf("config:        %s\n", m.config_json);
     const int has_ema = m.has_ema;
@@ -218,8 +225,8 @@ static int info_checkpoint(const char *path)
         fprintf(stderr, "chargan: error: %s\n", e.msg);
         return 1;
     }
-    print_net(f, "generator");
-    print_net(f, "discriminator");
+    print_net(f, net0);
+    print_net(f, net1);
     if (has_ema)
         print_net(f, "ema/generator");
     H5Fclose(f);

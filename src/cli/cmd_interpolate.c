@@ -1,6 +1,6 @@
 /* chargan interpolate: a walk from one style to another for fixed characters. The ends are
  * the styles of `chargan write --seed A` and `--seed B`; the model's own path joins them
- * (chargan/interp.h: slerp for a GAN's noise). */
+ * (chargan/interp.h: slerp for a GAN's noise, lerp for a VAE's codings). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +10,7 @@
 #include "chargan/data.h"
 #include "chargan/generate.h"
 #include "chargan/interp.h"
+#include "chargan/kind.h"
 #include "chargan/png.h"
 
 /* Bounds that keep the picture a picture (and every size an int). */
@@ -79,15 +80,15 @@ static int32_t *row_classes(const interp_opts *o, int K, const char *classes, in
 static int interp_run(const interp_opts *o)
 {
     const int rows = o->chars ? (int)strlen(o->chars) : 1, n = rows * o->steps;
-    cg_gan gan;
+    cg_kind k;
     cg_ckpt_meta m;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (cg_cli_open_gan(o->ckpt, n < 256 ? n : 256, !o->no_ema, &gan, &m, classes))
+    if (cg_cli_open_model(o->ckpt, n < 256 ? n : 256, !o->no_ema, &k, &m, classes))
         return 1;
     int rc = 0;
     int32_t *cls = row_classes(o, m.n_classes, classes, &rc);
     cg_decoder d;
-    cg_gan_decoder(&gan, &d);
+    k.ops->decoder(&k, &d);
     float *ends = rc ? NULL : malloc(sizeof(float) * 2 * (size_t)d.code_dim);
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)n * CG_IMG_PIXELS);
     if (!rc) {
@@ -98,7 +99,7 @@ static int interp_run(const interp_opts *o)
     }
     free(cls), free(ends), free(img);
     cg_ckpt_meta_free(&m);
-    cg_gan_free(&gan);
+    cg_kind_free(&k);
     return rc;
 }
 

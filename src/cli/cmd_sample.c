@@ -10,6 +10,7 @@
 #include "chargan/ema.h"
 #include "chargan/generate.h"
 #include "chargan/json.h"
+#include "chargan/kind.h"
 #include "chargan/png.h"
 
 /* The classes to draw: every class in turn, or only --char's. NULL for an unconditional
@@ -54,18 +55,18 @@ typedef struct {
 /* Generates and writes the samples; returns the exit code. */
 static int sample_run(const sample_opts *o)
 {
-    cg_gan gan;
+    cg_kind k;
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (cg_cli_open_gan(o->ckpt, o->batch, !o->no_ema, &gan, &m, classes))
+    if (cg_cli_open_model(o->ckpt, o->batch, !o->no_ema, &k, &m, classes))
         return 1;
     int rc = 0;
     int32_t *labels = sample_labels(o->ckpt, m.n_classes, classes, o->chr, o->n, &rc);
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)o->n * CG_IMG_PIXELS);
-    float *z = rc ? NULL : malloc(sizeof(float) * (size_t)o->batch * gan.preset.noise_dim);
+    float *z = rc ? NULL : malloc(sizeof(float) * (size_t)o->batch * k.latent_dim);
     if (!rc) {
-        cg_generate(&gan, (uint64_t)o->seed, 0, o->n, labels, o->temperature, img, z);
+        cg_kind_generate(&k, (uint64_t)o->seed, 0, o->n, labels, o->temperature, img, z);
         if (cg_samples_write(o->out, img, o->n, m.step, m.model, (uint64_t)o->seed, labels,
                              &e)) {
             fprintf(stderr, "chargan: error: %s\n", e.msg);
@@ -80,7 +81,7 @@ static int sample_run(const sample_opts *o)
                (double)o->temperature, o->out, o->png ? " and " : "", o->png ? o->png : "");
     free(labels), free(img), free(z);
     cg_ckpt_meta_free(&m);
-    cg_gan_free(&gan);
+    cg_kind_free(&k);
     return rc;
 }
 
@@ -186,11 +187,11 @@ typedef struct {
 static int write_run(const write_opts *o)
 {
     const int len = (int)strlen(o->text);
-    cg_gan gan;
+    cg_kind k;
     cg_ckpt_meta m;
     cg_error e;
     char classes[CG_GEN_MAX_CLASSES + 1];
-    if (cg_cli_open_gan(o->ckpt, len, !o->no_ema, &gan, &m, classes))
+    if (cg_cli_open_model(o->ckpt, len, !o->no_ema, &k, &m, classes))
         return 1;
     int rc = 0, glyphs = 0;
     int32_t *labels = calloc((size_t)len, sizeof(int32_t));
@@ -201,13 +202,15 @@ static int write_run(const write_opts *o)
     }
     if (!rc)
         rc = line_labels(o->ckpt, o->text, classes, labels, &glyphs);
-    const int nz = gan.preset.noise_dim;
+    const int nz = k.latent_dim;
+    cg_decoder d;
+    k.ops->decoder(&k, &d);
     float *z = rc ? NULL : malloc(sizeof(float) * (size_t)len * nz);
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)len * CG_IMG_PIXELS);
     for (int i = 0; i < glyphs && !rc; i++)
         cg_style_noise(z + (size_t)i * nz, nz, (uint64_t)o->seed, o->temperature);
     if (!rc && glyphs)
-        cg_gan_generate(&gan, z, labels, glyphs, img);
+        d.decode(d.model, z, labels, glyphs, img);
     if (!rc && line_png(o->out, o->text, img, o->scale, &e)) {
         fprintf(stderr, "chargan: error: %s\n", e.msg);
         rc = 1;
@@ -217,7 +220,7 @@ static int write_run(const write_opts *o)
     }
     free(labels), free(img), free(z);
     cg_ckpt_meta_free(&m);
-    cg_gan_free(&gan);
+    cg_kind_free(&k);
     return rc;
 }
 
@@ -294,20 +297,23 @@ typedef struct {
 
 /* The generators' EMA, when both files have one, is compared like the weights and counts for
  * bit_identical and within_tol (*worst, *same). */
-static void compare_ema(cg_gan *a, cg_gan *b, const compare_opts *o, json_t *js,
+static void compare_ema(cg_kind *a, cg_kind *b, const compare_opts *o, json_t *js,
                         double *worst, int *same)
 {
-    if (!a->ema_g || !b->ema_g) {
-        json_object_set_new(js, "ema", json_string(a->ema_g   ? "only in a"
-                                                   : b->ema_g ? "only in b"
-                                                              : "neither"));
+    if (!a->ema || !b->ema) {
+        json_object_set_new(js, "ema", json_string(a->ema   ? "only in a"
+                                                   : b->ema ? "only in b"
+                                                            : "neither"));
         return;
     }
-    cg_gan_ema_swap(a), cg_gan_ema_swap(b);
-    const double ge = max_rel_diff(&a->g, &b->g, "ema/generator", o->floor, o->verbose);
-    const double le = l2_rel_diff(&a->g, &b->g);
-    const int se = !memcmp(a->g.param, b->g.param, sizeof(float) * a->g.n_params);
-    cg_gan_ema_swap(a), cg_gan_ema_swap(b);
+    const cg_net *ga = a->nets[a->gen].net, *gb = b->nets[b->gen].net;
+    char name[64];
+    snprintf(name, sizeof name, "ema/%s", a->nets[a->gen].name);
+    a->ops->ema_swap(a), b->ops->ema_swap(b);
+    const double ge = max_rel_diff(ga, gb, name, o->floor, o->verbose);
+    const double le = l2_rel_diff(ga, gb);
+    const int se = !memcmp(ga->param, gb->param, sizeof(float) * ga->n_params);
+    a->ops->ema_swap(a), b->ops->ema_swap(b);
     json_object_set_new(js, "ema", json_string("both"));
     json_object_set_new(js, "max_rel_diff_ema", cg_json_sig(ge, 4));
     json_object_set_new(js, "l2_rel_diff_ema", cg_json_sig(le, 4));
@@ -316,21 +322,30 @@ static void compare_ema(cg_gan *a, cg_gan *b, const compare_opts *o, json_t *js,
     *worst = o->l2 ? (le > *worst ? le : *worst) : (ge > *worst ? ge : *worst);
 }
 
-/* Compares two checkpoints of the same model, prints the JSON line; returns the exit code. */
-static int compare_gans(cg_gan *a, cg_gan *b, const char *const files[2], long step_a,
-                        long step_b, const compare_opts *o)
+/* Compares two checkpoints of the same model, prints the JSON line; returns the exit code.
+ * Each network's differences are keyed by its name's initial (g and d, e and d). */
+static int compare_models(cg_kind *a, cg_kind *b, const char *const files[2], long step_a,
+                          long step_b, const compare_opts *o)
 {
-    const double g = max_rel_diff(&a->g, &b->g, "generator", o->floor, o->verbose);
-    const double d = max_rel_diff(&a->d, &b->d, "discriminator", o->floor, o->verbose);
-    const double lg = l2_rel_diff(&a->g, &b->g), ld = l2_rel_diff(&a->d, &b->d);
-    double w = o->l2 ? (lg > ld ? lg : ld) : (g > d ? g : d);
-    int same = !memcmp(a->g.param, b->g.param, sizeof(float) * a->g.n_params) &&
-               !memcmp(a->d.param, b->d.param, sizeof(float) * a->d.n_params);
-    json_t *js = json_pack("{sososIsIsosososo}", "a", cg_json_str(files[0]), "b",
+    double mx[CG_KIND_NETS], l2[CG_KIND_NETS], w = 0.0;
+    int same = 1;
+    json_t *js = json_pack("{sososIsI}", "a", cg_json_str(files[0]), "b",
                            cg_json_str(files[1]), "step_a", (json_int_t)step_a, "step_b",
-                           (json_int_t)step_b, "max_rel_diff_g", cg_json_sig(g, 4),
-                           "max_rel_diff_d", cg_json_sig(d, 4), "l2_rel_diff_g",
-                           cg_json_sig(lg, 4), "l2_rel_diff_d", cg_json_sig(ld, 4));
+                           (json_int_t)step_b);
+    for (int i = 0; i < a->n_nets; i++) {
+        const cg_net *na = a->nets[i].net, *nb = b->nets[i].net;
+        mx[i] = max_rel_diff(na, nb, a->nets[i].name, o->floor, o->verbose);
+        l2[i] = l2_rel_diff(na, nb);
+        const double v = o->l2 ? l2[i] : mx[i];
+        w = v > w ? v : w;
+        same = same && !memcmp(na->param, nb->param, sizeof(float) * na->n_params);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < a->n_nets; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s_rel_diff_%c", k ? "l2" : "max", a->nets[i].name[0]);
+            json_object_set_new(js, key, cg_json_sig(k ? l2[i] : mx[i], 4));
+        }
     compare_ema(a, b, o, js, &w, &same);
     json_object_set_new(js, "bit_identical", json_boolean(same));
     json_object_set_new(js, "tol", cg_json_float(o->tol));
@@ -338,6 +353,17 @@ static int compare_gans(cg_gan *a, cg_gan *b, const char *const files[2], long s
     json_object_set_new(js, "within_tol", json_boolean(w <= o->tol));
     cg_json_print(stdout, js);
     return w <= o->tol ? 0 : 1;
+}
+
+/* Two models of the same preset, classes and sizes. */
+static int same_model(const cg_kind *a, const cg_kind *b, const cg_ckpt_meta *ma,
+                      const cg_ckpt_meta *mb)
+{
+    int same = !strcmp(ma->model, mb->model) && ma->n_classes == mb->n_classes &&
+               a->n_nets == b->n_nets;
+    for (int i = 0; same && i < a->n_nets; i++)
+        same = a->nets[i].net->n_params == b->nets[i].net->n_params;
+    return same;
 }
 
 int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
@@ -377,22 +403,21 @@ int cg_cmd_compare(cg_ctx *c, int argc, char **argv)
         fprintf(stderr, "chargan: error: compare: needs two checkpoint files\n");
         return 2;
     }
-    cg_gan a, b;
+    cg_kind a, b;
     cg_ckpt_meta ma, mb;
-    if (cg_cli_open_gan(files[0], 1, 0, &a, &ma, NULL))
+    if (cg_cli_open_model(files[0], 1, 0, &a, &ma, NULL))
         return 1;
-    if (cg_cli_open_gan(files[1], 1, 0, &b, &mb, NULL)) {
-        cg_gan_free(&a), cg_ckpt_meta_free(&ma);
+    if (cg_cli_open_model(files[1], 1, 0, &b, &mb, NULL)) {
+        cg_kind_free(&a), cg_ckpt_meta_free(&ma);
         return 1;
     }
     int rc = 1;
-    if (strcmp(ma.model, mb.model) || ma.n_classes != mb.n_classes ||
-        a.g.n_params != b.g.n_params || a.d.n_params != b.d.n_params)
+    if (!same_model(&a, &b, &ma, &mb))
         fprintf(stderr, "chargan: error: compare: %s (%s) and %s (%s) are different models\n",
                 files[0], ma.model, files[1], mb.model);
     else
-        rc = compare_gans(&a, &b, files, ma.step, mb.step, &o);
-    cg_gan_free(&a), cg_gan_free(&b);
+        rc = compare_models(&a, &b, files, ma.step, mb.step, &o);
+    cg_kind_free(&a), cg_kind_free(&b);
     cg_ckpt_meta_free(&ma), cg_ckpt_meta_free(&mb);
     return rc;
 }

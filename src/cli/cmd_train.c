@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "chargan/kind.h"
 #include "chargan/settings.h"
 #include "chargan/trace.h"
 #include "chargan/train.h"
@@ -43,6 +44,25 @@ static int validate_trace(const cg_train_opts *o, cg_error *e)
         return cg_fail(e, "--trace-steps needs --trace FILE");
     if (o->trace_steps && cg_trace_parse_steps(o->trace_steps, &a, &b))
         return cg_fail(e, "--trace-steps '%s': expected A:B with 1 <= A <= B", o->trace_steps);
+    return 0;
+}
+
+/* The settings that belong to one kind of model: --optimizer, --lr and --coding-dim to a
+ * VAE, --ema to a GAN. */
+static int validate_kind(const cg_train_opts *o, cg_error *e)
+{
+    const int vae = cg_kind_find(o->model) == &cg_kind_vae;
+    if (o->optimizer && strcmp(o->optimizer, "rmsprop") && strcmp(o->optimizer, "adam"))
+        return cg_fail(e, "--optimizer '%s': expected rmsprop or adam", o->optimizer);
+    if (!vae && (o->optimizer || o->lr != 0.0f || o->coding_dim))
+        return cg_fail(e, "--optimizer, --lr and --coding-dim are for VAEs (--model vae or "
+                          "cvae); a GAN trains with Adam at --lr-g and --lr-d");
+    if (vae && o->ema > 0.0)
+        return cg_fail(e, "--ema is for GANs; model '%s' keeps no moving average", o->model);
+    if (!(o->lr >= 0.0f))
+        return cg_fail(e, "--lr must be positive (0: the model's default)");
+    if (o->coding_dim < 0 || o->coding_dim > 4096)
+        return cg_fail(e, "--coding-dim %d must be in 1..4096 (0: the model's)", o->coding_dim);
     return 0;
 }
 
@@ -97,7 +117,7 @@ static int validate(const cg_ctx *c, const cg_train_opts *o, cg_error *e)
         return cg_fail(e, "--resume needs 'auto' or a checkpoint file");
     if (!o->out || !*o->out)
         return cg_fail(e, "--out must name a directory");
-    if (validate_trace(o, e))
+    if (validate_trace(o, e) || validate_kind(o, e))
         return -1;
     return check_launcher(c, e);
 }

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "chargan/generate.h"
+#include "chargan/kind.h"
 
 int cg_cli_parse(const char *cmd, const char *what, const cg_opt *opts, int n, int argc,
                  char **argv, const char **positional)
@@ -32,11 +33,11 @@ int cg_cli_temperature_ok(const char *cmd, float t)
     return 0;
 }
 
-int cg_cli_open_gan(const char *path, int batch, int use_ema, cg_gan *gan, cg_ckpt_meta *m,
-                    char *classes)
+int cg_cli_open_model(const char *path, int batch, int use_ema, cg_kind *k, cg_ckpt_meta *m,
+                      char *classes)
 {
     cg_error e;
-    if (cg_gan_open(path, batch, use_ema, gan, m, classes, &e) == 0)
+    if (cg_model_open(path, batch, use_ema, k, m, classes, &e) == 0)
         return 0;
     fprintf(stderr, "chargan: error: %s\n", e.msg);
     return -1;

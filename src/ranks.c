@@ -1,4 +1,4 @@
-#include "chargan/gan_ranks.h"
+#include "chargan/ranks.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -14,16 +14,18 @@ static void sum_over_ranks(void *user, double *buf, int n)
         MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, c->world);
 }
 
-int cg_gan_join_ranks(cg_gan *gan, cg_ctx *c, int requested, int float_sums, cg_error *e)
+int cg_join_ranks(cg_kind *k, cg_ctx *c, int requested, int float_sums, cg_error *e)
 {
     const int P = c->size;
-    const int groups = float_sums ? 0 : cg_sum_groups(gan->cfg.global_batch, P, requested, e);
+    const int groups = float_sums ? 0 : cg_sum_groups(k->global_batch, P, requested, e);
     if (groups < 0)
         return -1;
-    if (groups > 0 && cg_gan_set_groups(gan, groups, c->rank * (groups / P), groups / P, e))
+    if (groups > 0 && k->ops->set_groups(k, groups, c->rank * (groups / P), groups / P, e))
         return -1;
-    gan->g.sync.sum = gan->d.sync.sum = sum_over_ranks;
-    gan->g.sync.user = gan->d.sync.user = c;
+    for (int i = 0; i < k->n_nets; i++) {
+        k->nets[i].net->sync.sum = sum_over_ranks;
+        k->nets[i].net->sync.user = c;
+    }
     return groups;
 }
 
@@ -36,8 +38,8 @@ static cg_reduction gradient_of(const cg_net *net)
     return (cg_reduction){(char *)net->grad, net->n_params, 0, sizeof(float), 0, 0, MPI_FLOAT};
 }
 
-/* Where G's conditional batch-norm tensors start (they come last): the end of the part that
- * the backward pass finishes layer by layer. */
+/* Where the last network's conditional batch-norm tensors start (they come last): the end of
+ * the part that the backward pass finishes layer by layer. */
 static size_t layered_end(const cg_net *net)
 {
     for (int t = 0; t < net->n_tensors; t++)
@@ -105,47 +107,50 @@ static void advance(cg_reducer *r)
     post_next(r);
 }
 
-/* After each layer of G's backward pass: that layer's gradient is final. */
+/* After each layer of the last network's backward pass: that layer's gradient is final. */
 static void poke(void *user, int layer)
 {
     cg_reducer *r = user;
     if (!r->active)
         return;
-    const size_t at = layer < 0 ? SIZE_MAX : layer_start(&r->gan->g, layer);
+    const size_t at = layer < 0 ? SIZE_MAX : layer_start(r->last, layer);
     if (at < r->g.ready)
         r->g.ready = at;
     advance(r);
 }
 
-static void start_reduction(void *user, cg_gan *gan)
+static void start_reduction(void *user)
 {
     cg_reducer *r = user;
     if (r->comm == MPI_COMM_NULL)
         return;
-    r->d = gradient_of(&gan->d);
-    r->g = gradient_of(&gan->g);
-    r->g.end = r->g.next = r->g.ready = layered_end(&gan->g);
+    r->d = gradient_of(r->first);
+    r->g = gradient_of(r->last);
+    r->g.end = r->g.next = r->g.ready = layered_end(r->last);
     r->chunk = -1, r->chunks_d = r->chunks_g = 0;
     r->active = 1;
     advance(r);
 }
 
-void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_gan *gan)
+void cg_reducer_attach(cg_reducer *r, cg_ctx *c, cg_kind *k)
 {
-    *r = (cg_reducer){.gan = gan, .comm = MPI_COMM_NULL, .req = MPI_REQUEST_NULL};
+    *r = (cg_reducer){.first = k->nets[k->first_ready].net,
+                      .last = k->nets[1 - k->first_ready].net,
+                      .comm = MPI_COMM_NULL,
+                      .req = MPI_REQUEST_NULL};
     if (c->size > 1)
         MPI_Comm_dup(c->world, &r->comm);
-    gan->g.progress = (cg_progress){poke, r};
+    r->last->progress = (cg_progress){poke, r};
 }
 
 void cg_reducer_free(cg_reducer *r)
 {
     if (r->comm != MPI_COMM_NULL)
         MPI_Comm_free(&r->comm);
-    r->gan->g.progress = (cg_progress){NULL, NULL};
+    r->last->progress = (cg_progress){NULL, NULL};
 }
 
-cg_gan_hooks cg_reducer_hooks(cg_reducer *r) { return (cg_gan_hooks){start_reduction, r}; }
+cg_kind_hooks cg_reducer_hooks(cg_reducer *r) { return (cg_kind_hooks){start_reduction, r}; }
 
 /* Sums elements [from, to) of x in blocking chunks. */
 static void blocking(cg_reducer *r, cg_reduction *x, size_t from, size_t to)
