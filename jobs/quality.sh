@@ -9,11 +9,13 @@
 # model's default EMA of the generator's weights (dcgan: 0.999), which samples and scores use.
 #
 # usage: jobs/quality.sh OUT [RUN...]   RUN: deep-cond, deep-cond-b64, dcgan-cond,
-#                                      dcgan-cond-samelr, dcgan-cond-ttur, dcgan, seed, small
+#                                      dcgan-cond-samelr, dcgan-cond-ttur, dcgan, seed, small,
+#                                      vae, vae-adam, vae-cond, cvae-cond
 #                                      (default: deep-cond dcgan-cond seed small)
 #   env: CHARGAN (binary, default build/chargan), EMNIST_DIR, CLASSIFIER (made with
 #        `chargan classifier train`; built here when missing), NP (ranks, default 2),
-#        MINUTES_DCGAN (15), MINUTES_OTHER (5)
+#        MINUTES_DCGAN (15), MINUTES_OTHER (5), MINUTES_VAE (15)
+# jobs/compare.sh then sets runs of OUT side by side (the VAE/GAN comparison).
 set -euo pipefail
 OUT=${1:?usage: jobs/quality.sh OUT [RUN...]}
 shift
@@ -63,6 +65,13 @@ for r in "${RUNS[@]}"; do
         run dcgan-cond-ttur "${MINUTES_DCGAN:-15}" 500 --model dcgan --conditional \
             --lr-g 1e-4 --lr-d 4e-4 ;;
     dcgan) run dcgan "${MINUTES_DCGAN:-15}" 500 --model dcgan ;;
+    vae) # the book's VAE as the book trains it: RMSprop, batch 128 (the preset's recipe)
+        run vae "${MINUTES_VAE:-15}" 5000 --model vae ;;
+    vae-adam) # the same with Adam (beta1 0.5 as every preset, the preset's learning rate)
+        run vae-adam "${MINUTES_VAE:-15}" 5000 --model vae --optimizer adam ;;
+    vae-cond) run vae-cond "${MINUTES_VAE:-15}" 5000 --model vae --conditional ;;
+    cvae-cond) # the convolutional VAE, class-conditional (the one --style-from uses)
+        run cvae-cond "${MINUTES_VAE:-15}" 1000 --model cvae --conditional ;;
     seed) run seed "${MINUTES_OTHER:-5}" 100 --model seed ;;
     small) run small "${MINUTES_OTHER:-5}" 250 --model small ;;
     *) echo "unknown run $r" >&2; exit 2 ;;

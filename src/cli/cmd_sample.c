@@ -12,6 +12,9 @@
 #include "chargan/json.h"
 #include "chargan/kind.h"
 #include "chargan/png.h"
+#include "chargan/style_source.h"
+#include "chargan/style_stats.h"
+#include "chargan/vae.h"
 
 /* The classes to draw: every class in turn, or only --char's. NULL for an unconditional
  * model; sets *rc on an error (printed). */
@@ -181,7 +184,80 @@ typedef struct {
     long seed;
     int scale, no_ema;
     float temperature;
+    /* --style-from: the sample, its character when given, how to read it and to classify it */
+    const char *style_from, *style_char, *style_png, *classifier;
+    cg_data_opts data;
 } write_opts;
+
+/* The style sample's class: the data set's label, --style-char, or the classifier's guess. */
+static int style_class(const write_opts *o, cg_style_source *s, const char *classes, int K,
+                       char *how, size_t len, cg_error *e)
+{
+    if (o->style_char) {
+        const int k = strlen(o->style_char) == 1 ? cg_class_of_char(classes, o->style_char[0]) : -1;
+        if (k < 0)
+            return cg_fail(e, "--style-char '%s': not one character of %s", o->style_char, classes);
+        s->label = k, s->ch = classes[k];
+        snprintf(how, len, "--style-char");
+        return 0;
+    }
+    if (s->label >= 0) {
+        snprintf(how, len, "the data set's label");
+        return 0;
+    }
+    double p;
+    if (cg_style_source_classify(s, o->classifier, K, classes, &p, e))
+        return -1;
+    snprintf(how, len, "classified by %s, p = %.2f", o->classifier, p);
+    return 0;
+}
+
+/* --style-from: every glyph's code is the mean coding of the sample, encoded with its class by
+ * the conditional VAE of the checkpoint. Prints the sample's class and style statistics. */
+static int style_codes(const write_opts *o, cg_kind *k, const char *classes, int glyphs,
+                       float *z, cg_style_stats *src)
+{
+    cg_error e = {{0}};
+    cg_style_source s;
+    char how[600];
+    int rc = strcmp(k->ops->name, "vae") || !k->n_classes
+                 ? cg_fail(&e, "%s: --style-from needs a conditional VAE (it encodes the "
+                               "sample); this is a %s", o->ckpt, k->ops->name)
+                 : 0;
+    if (!rc)
+        rc = cg_style_source_load(o->style_from, &o->data, &s, &e);
+    if (!rc)
+        rc = style_class(o, &s, classes, k->n_classes, how, sizeof how, &e);
+    if (!rc && o->style_png)
+        rc = cg_png_grid(o->style_png, s.img, 1, 1, 4, NULL, &e);
+    if (rc) {
+        fprintf(stderr, "chargan: error: write: %s\n", e.msg);
+        return 1;
+    }
+    const int nz = k->latent_dim;
+    float *logvar = malloc(sizeof(float) * (size_t)nz);
+    const int32_t label = s.label;
+    cg_vae_encode((cg_vae *)k->impl, s.img, &label, 1, z, logvar);
+    for (int i = 1; i < glyphs; i++)
+        memcpy(z + (size_t)i * nz, z, sizeof(float) * (size_t)nz);
+    free(logvar);
+    *src = cg_style_stats_of(s.img);
+    printf("style: %s, '%c' (%s): stroke %.2f px, slant %.1f degrees\n", o->style_from, s.ch,
+           how, src->thickness, src->slant);
+    return 0;
+}
+
+/* The glyphs' mean style statistics, beside the sample's. */
+static void print_glyph_style(const float *img, int glyphs, const cg_style_stats *src)
+{
+    double t = 0, sl = 0;
+    for (int i = 0; i < glyphs; i++) {
+        const cg_style_stats g = cg_style_stats_of(img + (size_t)i * CG_IMG_PIXELS);
+        t += g.thickness / glyphs, sl += g.slant / glyphs;
+    }
+    printf("style: the %d glyphs: stroke %.2f px, slant %.1f degrees (mean; sample %.2f px, "
+           "%.1f degrees)\n", glyphs, t, sl, src->thickness, src->slant);
+}
 
 /* Draws the line's glyphs, one style (every glyph the same noise vector), into the PNG. */
 static int write_run(const write_opts *o)
@@ -207,16 +283,25 @@ static int write_run(const write_opts *o)
     k.ops->decoder(&k, &d);
     float *z = rc ? NULL : malloc(sizeof(float) * (size_t)len * nz);
     float *img = rc ? NULL : malloc(sizeof(float) * (size_t)len * CG_IMG_PIXELS);
-    for (int i = 0; i < glyphs && !rc; i++)
+    cg_style_stats src = {0, 0};
+    if (!rc && o->style_from)
+        rc = style_codes(o, &k, classes, glyphs, z, &src);
+    for (int i = 0; i < glyphs && !rc && !o->style_from; i++)
         cg_style_noise(z + (size_t)i * nz, nz, (uint64_t)o->seed, o->temperature);
     if (!rc && glyphs)
         d.decode(d.model, z, labels, glyphs, img);
+    if (!rc && o->style_from)
+        print_glyph_style(img, glyphs, &src);
     if (!rc && line_png(o->out, o->text, img, o->scale, &e)) {
         fprintf(stderr, "chargan: error: %s\n", e.msg);
         rc = 1;
     } else if (!rc) {
-        printf("wrote \"%s\" (%d glyphs, one style, seed %ld) to %s\n", o->text, glyphs,
-               o->seed, o->out);
+        char style[600];
+        if (o->style_from)
+            snprintf(style, sizeof style, "the style of %s", o->style_from);
+        else
+            snprintf(style, sizeof style, "one style, seed %ld", o->seed);
+        printf("wrote \"%s\" (%d glyphs, %s) to %s\n", o->text, glyphs, style, o->out);
     }
     free(labels), free(img), free(z);
     cg_ckpt_meta_free(&m);
@@ -226,7 +311,10 @@ static int write_run(const write_opts *o)
 
 int cg_cmd_write(cg_ctx *c, int argc, char **argv)
 {
-    write_opts o = {NULL, NULL, NULL, 1, cg_line_layout.scale, 0, 1.0f};
+    write_opts o = {NULL, NULL, NULL, 1, cg_line_layout.scale, 0, 1.0f, NULL, NULL, NULL, NULL,
+                    {0}};
+    const char *env_clf = getenv("CHARGAN_CLASSIFIER");
+    o.classifier = env_clf && env_clf[0] ? env_clf : "classifier.h5";
     const cg_opt opts[] = {
         {"checkpoint", CG_OPT_STR, &o.ckpt, "checkpoint of a conditional model (required)"},
         {"text", CG_OPT_STR, &o.text, "the line to write (required)"},
@@ -235,6 +323,17 @@ int cg_cmd_write(cg_ctx *c, int argc, char **argv)
         {"scale", CG_OPT_INT, &o.scale, "pixels per glyph pixel (2)"},
         {"no-ema", CG_OPT_FLAG, &o.no_ema, CG_CLI_NO_EMA_HELP},
         {"temperature", CG_OPT_FLOAT, &o.temperature, CG_CLI_TEMPERATURE_HELP},
+        {"style-from", CG_OPT_STR, &o.style_from,
+         "conditional VAEs: write in the style of this sample: a PNG of one character (any "
+         "size, colours, polarity) or data:INDEX, an image of --data"},
+        {"style-char", CG_OPT_STR, &o.style_char,
+         "the character the --style-from PNG shows (else --classifier decides)"},
+        {"classifier", CG_OPT_STR, &o.classifier,
+         "classifier file that names the sample's character ($CHARGAN_CLASSIFIER, else "
+         "classifier.h5)"},
+        {"style-png", CG_OPT_STR, &o.style_png, "also draw the sample as the model saw it"},
+        {"data", CG_OPT_STR, &o.data.data, "data set of data:INDEX ($EMNIST_DIR)"},
+        {"split", CG_OPT_STR, &o.data.split, "its split (balanced-train)"},
     };
     int r = cg_cli_parse("write",
                          "Renders a line of text as generated handwriting, every glyph drawn "
