@@ -6,7 +6,8 @@
 #     job_field ID FIELD     a field of scontrol show job
 #     release_held ID        a requeued job held by Slurm's requeue delay (Reason=BeginTime,
 #                            about 2 min) is released at once, to keep the tests short
-#     wait_job ID SECONDS [release]  until the job ends; 0 for COMPLETED with exit code 0;
+#     wait_job ID SECONDS [release]  until the job and its step daemons end; 0 for COMPLETED
+#                            with exit code 0;
 #                            "release": release_held while it waits
 #     wait_log FILE ERE SECONDS      until a line of FILE matches
 #     stopped_step LOG       N of the last "stopped by ... after step N" line
@@ -41,6 +42,14 @@ wait_job() {
         sleep 0.5
     done
     ec=$(job_field "$id" ExitCode)
+    # A job is over when its step daemons are: they finish the MPI's clean-up (PMIx server,
+    # shared-memory files) after the job's state has changed, and the next job's ranks must
+    # not start while it runs.
+    local t1=$SECONDS
+    while pgrep -f "^slurmstepd: \[$id\." >/dev/null; do
+        [ $((SECONDS - t1)) -gt 60 ] && { echo "job $id: step daemons still running" >&2; break; }
+        sleep 0.2
+    done
     [ "$st" = COMPLETED ] && [ "$ec" = 0:0 ] && return 0
     echo "job $id: state $st, exit code $ec" >&2
     return 1
