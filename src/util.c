@@ -42,8 +42,13 @@ void cg_die(const char *fmt, ...)
     else
         fprintf(stderr, "chargan: error: %s\n", msg);
     fflush(stderr);
-    if (size > 1)
+    if (size > 1) {
+        /* The line is in the pipe to the launcher, which may not have forwarded it yet when
+         * the abort tears the job down (MPICH's hydra then drops it): give it a moment. */
+        const struct timespec pause = {0, 300000000};
+        nanosleep(&pause, NULL);
         MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     exit(1);
 }
 
