@@ -48,16 +48,16 @@ void cg_style_noise(float *z, int noise_dim, uint64_t seed, float temperature)
     cg_sample_noise(z, noise_dim, seed, cg_stream(CG_RNG_SAMPLE, 2), 0, temperature);
 }
 
+static void gan_forward(void *model, const float *z, const int32_t *labels, int n, float *out)
+{
+    cg_gan_generate(model, z, labels, n, out);
+}
+
 /* cg_decoder's decode for a cg_gan: batches of at most the local batch it was built for. */
 static void gan_decode(void *model, const float *z, const int32_t *labels, int n, float *out)
 {
     cg_gan *gan = model;
-    const int nz = gan->preset.noise_dim, chunk = gan->cfg.local_batch;
-    for (int i = 0; i < n; i += chunk) {
-        const int b = n - i < chunk ? n - i : chunk;
-        cg_gan_generate(gan, z + (size_t)i * nz, labels ? labels + i : NULL, b,
-                        out + (size_t)i * CG_IMG_PIXELS);
-    }
+    cg_decode_batches(gan_forward, gan, gan->preset.noise_dim, gan->cfg.local_batch, z, labels, n, out);
 }
 
 void cg_gan_decoder(cg_gan *gan, cg_decoder *d)

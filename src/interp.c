@@ -54,3 +54,13 @@ void cg_interp_images(const cg_decoder *d, const float *a, const float *b, int s
     cg_free(codes);
     cg_free(cls);
 }
+
+void cg_decode_batches(cg_forward_fn forward, void *model, int dim, int batch, const float *z,
+                       const int32_t *labels, int n, float *out)
+{
+    for (int i = 0; i < n; i += batch) {
+        const int b = n - i < batch ? n - i : batch;
+        forward(model, z + (size_t)i * dim, labels ? labels + i : NULL, b,
+                out + (size_t)i * CG_IMG_PIXELS);
+    }
+}

@@ -125,16 +125,16 @@ static void vae_apply(cg_kind *k)
     cg_trace_add(impl_of(k)->trace, CG_SPAN_ADAM, t0, 0);
 }
 
+static void vae_forward(void *model, const float *z, const int32_t *labels, int n, float *out)
+{
+    cg_vae_generate(model, z, labels, n, out);
+}
+
 /* cg_decoder's decode: batches of at most the local batch the VAE was built for. */
 static void vae_decode(void *model, const float *z, const int32_t *labels, int n, float *out)
 {
     cg_vae *vae = model;
-    const int nc = vae->cfg.coding_dim, chunk = vae->cfg.local_batch;
-    for (int i = 0; i < n; i += chunk) {
-        const int b = n - i < chunk ? n - i : chunk;
-        cg_vae_generate(vae, z + (size_t)i * nc, labels ? labels + i : NULL, b,
-                        out + (size_t)i * CG_IMG_PIXELS);
-    }
+    cg_decode_batches(vae_forward, vae, vae->cfg.coding_dim, vae->cfg.local_batch, z, labels, n, out);
 }
 
 /* A VAE's codings are walked in a straight line (chargan/interp.h). */

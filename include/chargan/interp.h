@@ -34,6 +34,14 @@ typedef struct {
     void (*decode)(void *model, const float *codes, const int32_t *labels, int n, float *out);
 } cg_decoder;
 
+/* A network's forward pass on n <= its batch: codes [n][dim] to images [n][28][28]. */
+typedef void (*cg_forward_fn)(void *model, const float *z, const int32_t *labels, int n,
+                              float *out);
+/* Runs forward over n codes in batches of at most `batch` (labels may be NULL): the shared
+ * body of every cg_decoder's decode. */
+void cg_decode_batches(cg_forward_fn forward, void *model, int dim, int batch, const float *z,
+                       const int32_t *labels, int n, float *out);
+
 /* The images at `steps` (>= 2) evenly spaced points t = k / (steps - 1) of d->path from a to
  * b, one row of them for each of the `rows` classes in labels (labels NULL: one row, no
  * class): out [rows][steps][28][28]. Every row walks through the same codes, so a column
