@@ -143,11 +143,10 @@ ok "reference: 4 ranks on hosta, $STEPS steps"
 # ranks on two nodes hold twice what 2 ranks on one node hold, not a copy per rank.
 data_stats() { # NODES: the stats line of 2 ranks per node, started by srun
     local id
-    id=$(sl sbatch --parsable --nodes="$1" --ntasks-per-node=2 --cpus-per-task=1 --time=5 \
-        --job-name="data-$1" --output="$B/jobs/data-$1.out" \
+    id=$(run_job "$B/jobs/data-$1.out" --nodes="$1" --ntasks-per-node=2 --cpus-per-task=1 \
+        --time=5 --job-name="data-$1" --output="$B/jobs/data-$1.out" \
         --wrap "srun --mpi=$PMI --cpu-bind=cores '$BIN' data '$DATA' --split bymerge-test --stats") ||
-        fail "sbatch (data, $1 nodes)"
-    wait_job "$id" "$PATIENCE" || fail "data job $id ($1 nodes) failed: $(tail -3 "$B/jobs/data-$1.out")"
+        fail "data job $id ($1 nodes) failed: $(tail -3 "$B/jobs/data-$1.out")"
     grep -q "ranks: $((2 * $1)) on $1 node(s)" "$B/jobs/data-$1.out" ||
         fail "data job $id: not $((2 * $1)) ranks on $1 nodes: $(head -3 "$B/jobs/data-$1.out")"
     grep '^stats: ' "$B/jobs/data-$1.out"
@@ -165,9 +164,8 @@ ok "data: 4 ranks on 2 nodes use $p2 MB PSS = about 2 x $p1 MB of 2 ranks on 1 n
 # mpirun --map-by slot:PE=1 --bind-to core.
 for L in srun mpirun; do
     id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$B/run-$L CHARGAN_SRUN_ARGS=--cpu-bind=cores \
-        CHARGAN_MPIRUN_ARGS=$BIND_ARGS sl sbatch --parsable "${SB[@]}" \
-        --job-name="two-$L" "$SBATCH_SCRIPT") || fail "sbatch ($L)"
-    wait_job "$id" "$PATIENCE" || fail "$L: job $id failed"
+        CHARGAN_MPIRUN_ARGS=$BIND_ARGS run_job "$B/jobs/two-$L-%j.out" "${SB[@]}" \
+        --job-name="two-$L" "$SBATCH_SCRIPT") || fail "$L: job $id failed"
     log=$B/jobs/two-$L-$id.out
     case $L in
     srun) want="launching: srun --mpi=$PMI " ;;
@@ -188,8 +186,8 @@ done
 # checkpoints, the script requeues the job, the restart resumes on both nodes.
 OUTT=$B/run-timelimit
 id=$(CHARGAN_LAUNCHER=mpirun CHARGAN_OUT=$OUTT CHARGAN_STEPS=100000 CHARGAN_LOG_EVERY=10 \
-    CHARGAN_MAX_RESTARTS=1 sl sbatch --parsable "${SB[@]}" --time=1 --signal=B:USR1@50 \
-    --job-name=timelimit "$SBATCH_SCRIPT") || fail "sbatch (time limit)"
+    CHARGAN_MAX_RESTARTS=1 start_job "$B/jobs/timelimit-%j.out" '^step 10/' "${SB[@]}" --time=1 \
+    --signal=B:USR1@50 --job-name=timelimit "$SBATCH_SCRIPT") || fail "time-limit job $id did not start"
 log=$B/jobs/timelimit-$id.out
 t0=$SECONDS
 until grep -q 'restart 1)' "$log" 2>/dev/null; do
@@ -220,10 +218,10 @@ ok "mpirun: time limit of job $id: warning SIGUSR1 to the shell -> through mpiru
 # run's.
 preempt() {
     local L=$1 out=$B/run-preempt-$1 id log hid t_pre t_seen n sig t_sig t_sig_s t_ck sig_to_ck
-    id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$out sl sbatch --parsable "${SB[@]}" --partition=low \
-        --job-name="low-$L" "$SBATCH_SCRIPT") || fail "sbatch (low, $L)"
+    id=$(CHARGAN_LAUNCHER=$L CHARGAN_OUT=$out start_job "$B/jobs/low-$L-%j.out" '^step 10/' \
+        "${SB[@]}" --partition=low --job-name="low-$L" "$SBATCH_SCRIPT") ||
+        fail "low job $id ($L): training did not start"
     log=$B/jobs/low-$L-$id.out
-    wait_log "$log" '^step 10/' "$PATIENCE" || fail "low job $id ($L): training did not start"
     t_pre=$(date +%s.%N)
     hid=$(sl sbatch --parsable --partition=high --nodes=2 --ntasks-per-node=1 --cpus-per-task=1 \
         --time=5 --job-name=high --output="$B/jobs/high-%j.out" --wrap 'srun hostname') ||
