@@ -8,7 +8,8 @@
 #
 # usage: jobs/compare.sh OUT DIR RUN...      e.g. jobs/compare.sh q docs/vae vae cvae-cond deep-cond
 #   env: CHARGAN (build/chargan), EMNIST_DIR, TEXT ("Hello World 2026"), STYLE_RUN (cvae-cond),
-#        STYLE_INDEX (data:INDEX of bymerge-test, 12), SEED (1)
+#        STYLE_INDEX (data:INDEX of bymerge-test, 12), STYLE_N (sources of the closeness
+#        table, 40), SEED (1)
 set -euo pipefail
 OUT=${1:?usage: jobs/compare.sh OUT DIR RUN...}
 DIR=${2:?usage: jobs/compare.sh OUT DIR RUN...}
@@ -19,6 +20,7 @@ EMNIST_DIR=${EMNIST_DIR:-../shared/data/emnist}
 TEXT=${TEXT:-Hello World 2026}
 STYLE_RUN=${STYLE_RUN:-cvae-cond}
 STYLE_INDEX=${STYLE_INDEX:-12}
+STYLE_N=${STYLE_N:-40}
 SEED=${SEED:-1}
 mkdir -p "$DIR"
 
@@ -55,6 +57,37 @@ ck=$(last_ckpt "$STYLE_RUN")
 "$CHARGAN" write --checkpoint "$ck" --text "$TEXT" --style-from "data:$STYLE_INDEX" \
     --data "$EMNIST_DIR" --split bymerge-test --style-png "$DIR/style-source.png" \
     --out "$DIR/style-line.png" | tee "$DIR/style.txt"
+# How close the style comes, over STYLE_N images of the data set (every 97th from STYLE_INDEX):
+# stroke thickness and slant of each source and the mean of its line's glyphs (as write prints
+# them). The line follows the source if it is nearer to its own source than the sources are to
+# each other, and if line and source correlate over the images.
+: >"$DIR/style-n.txt"
+for k in $(seq 0 $((STYLE_N - 1))); do
+    "$CHARGAN" write --checkpoint "$ck" --text "$TEXT" --style-from "data:$((STYLE_INDEX + 97 * k))" \
+        --data "$EMNIST_DIR" --split bymerge-test --out "$DIR/style-tmp.png" |
+        sed -n 's/^style: the [0-9]* glyphs: stroke \([0-9.]*\) px, slant \([-0-9.]*\) degrees (mean; sample \([0-9.]*\) px, \([-0-9.]*\) degrees)$/\3 \4 \1 \2/p' \
+            >>"$DIR/style-n.txt"
+done
+rm -f "$DIR/style-tmp.png"
+closeness() { # COLUMN_OF_SOURCE COLUMN_OF_LINE NAME: one Markdown row
+    awk -v a="$1" -v b="$2" -v name="$3" '
+        { x[NR] = $a; y[NR] = $b; sx += $a; sy += $b }
+        END { n = NR; mx = sx / n; my = sy / n
+              for (i = 1; i <= n; i++) {
+                  d = y[i] - x[i]; near += (d < 0 ? -d : d) / n
+                  dx = x[i] - mx; spread += (dx < 0 ? -dx : dx) / n
+                  cxy += (x[i] - mx) * (y[i] - my); cxx += (x[i] - mx)^2; cyy += (y[i] - my)^2 }
+              printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", name, mx, spread, my, near,
+                     cxy / sqrt(cxx * cyy) }' "$DIR/style-n.txt"
+}
+{
+    echo "| $(wc -l <"$DIR/style-n.txt") sources | mean of sources | sources' mean distance to their mean | mean of lines | mean distance line - own source | correlation line ~ source |"
+    echo "|---|---|---|---|---|---|"
+    closeness 1 3 "stroke (px)"
+    closeness 2 4 "slant (degrees)"
+} >"$DIR/style-closeness.md"
+rm -f "$DIR/style-n.txt"
+
 {
     echo "# VAE and GAN side by side"
     echo
@@ -74,6 +107,12 @@ ck=$(last_ckpt "$STYLE_RUN")
     echo '```'
     cat "$DIR/style.txt"
     echo '```'
+    echo
+    echo "How close over $STYLE_N images (bymerge-test $STYLE_INDEX, $((STYLE_INDEX + 97)), ...):"
+    echo "stroke thickness (2 x ink area / ink perimeter, threshold 0.5) and slant (from the second"
+    echo "moments) of each source and the mean over its line's glyphs."
+    echo
+    cat "$DIR/style-closeness.md"
 } >"$DIR/README.md"
-rm -f "$DIR/table.md"
+rm -f "$DIR/table.md" "$DIR/style-closeness.md"
 echo "wrote $DIR/README.md"
