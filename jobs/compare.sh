@@ -29,7 +29,7 @@ last_ckpt() { ls "$OUT/$1"/checkpoints/step-*.h5 | sort | tail -1; }
 eval_field() {
     python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
 g = d.get("generated", d); v = g.get(sys.argv[2], "")
-print(round(v, 3) if isinstance(v, float) else v)' "$OUT/$1.eval.json" "$2" 2>/dev/null || echo "?"
+print("–" if v is None else round(v, 3) if isinstance(v, float) else v)' "$OUT/$1.eval.json" "$2" 2>/dev/null || echo "?"
 }
 
 {
