@@ -81,9 +81,15 @@ stopped_step() {
 # in about 40 runs of that test: a rank cannot open a peer's shared-memory segment (open(2)
 # ENOENT) and one crashes at address 0; 125 launches in a row by hand did not show it. Such a
 # failure says nothing about chargan, so the job is submitted once more; a second one fails.
+MPI_START_FAILURE='shared memory initialization|Segmentation fault'
 mpi_start_failed() {
-    ! grep -qE '^(cpus|data): ' "$1" &&
-        grep -qE 'shared memory initialization|Segmentation fault' "$1"
+    ! grep -qE '^(cpus|data): ' "$1" && grep -qE "$MPI_START_FAILURE" "$1"
+}
+
+# second_chance TRY LOG ID: 0 (with a note) when job ID, at its first try, failed to start
+second_chance() {
+    [ "$1" = 1 ] && mpi_start_failed "$2" || return 1
+    echo "note: job $3: the MPI failed to start the ranks ($(grep -m1 -E "$MPI_START_FAILURE" "$2")); submitting it once more" >&2
 }
 
 run_job() {
@@ -92,11 +98,7 @@ run_job() {
     for try in 1 2; do
         id=$(sl sbatch --parsable "$@") || return 1
         wait_job "$id" "$PATIENCE" && { echo "$id"; return 0; }
-        if [ $try = 2 ] || ! mpi_start_failed "${log//%j/$id}"; then
-            echo "$id"
-            return 1
-        fi
-        echo "note: job $id: the MPI failed to start the ranks ($(grep -m1 -E 'shared memory initialization|Segmentation fault' "${log//%j/$id}")); submitting it once more" >&2
+        second_chance $try "${log//%j/$id}" "$id" || { echo "$id"; return 1; }
     done
 }
 
@@ -107,15 +109,11 @@ start_job() {
         id=$(sl sbatch --parsable "$@") || return 1
         t0=$SECONDS
         until grep -qE "$ere" "${log//%j/$id}" 2>/dev/null; do
-            if ended "$(job_field "$id" JobState)"; then
-                grep -qE "$ere" "${log//%j/$id}" && break
-                if [ $try = 2 ] || ! mpi_start_failed "${log//%j/$id}"; then
-                    echo "job $id ended before /$ere/ in its log" >&2
-                    echo "$id"
-                    return 1
-                fi
-                echo "note: job $id: the MPI failed to start the ranks; submitting it once more" >&2
-                continue 2
+            if ended "$(job_field "$id" JobState)" && ! grep -qE "$ere" "${log//%j/$id}"; then
+                second_chance $try "${log//%j/$id}" "$id" && continue 2
+                echo "job $id ended before /$ere/ in its log" >&2
+                echo "$id"
+                return 1
             fi
             if [ $((SECONDS - t0)) -gt "$PATIENCE" ]; then
                 echo "no /$ere/ in the log of job $id after $PATIENCE s" >&2
