@@ -57,7 +57,7 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
     gan->target = cg_alloc(sizeof(float) * 2 * (size_t)B);
     for (int i = 0; i < B; i++)
         gan->target[i] = 1.0f;
-    gan->dlogit = cg_alloc(sizeof(float) * (size_t)B);
+    gan->dlogit = cg_alloc(sizeof(float) * 3 * (size_t)B);
     gan->dfake = cg_alloc(sizeof(float) * (size_t)B * CG_IMG_PIXELS);
     gan->labels = cg_alloc(sizeof(int32_t) * (size_t)B);
     gan->adam_g = (cg_adam){cfg->lr_g, cfg->beta1, cfg->beta2, cfg->eps, 0};
@@ -125,9 +125,11 @@ static void gan_forward(cg_gan *gan, const float *real, long step, long first_sa
     cg_trace_add(gan->trace, CG_SPAN_D_FWD, t1, 0);
 }
 
-/* D's loss and its parameter gradients. BCE: the mean over the 2B samples of the global
- * concatenated batch; hinge: the mean over the reals plus the mean over the fakes. */
-static double d_backward(cg_gan *gan, const float *lr, const float *lf)
+/* D's loss on the reals, with its parameter gradients. BCE: the mean over the 2B samples of
+ * the global concatenated batch; hinge: the mean over the reals plus the mean over the fakes.
+ * Also the fakes' seeds: D's loss's in dd, G's in dg (G's loss in *loss_g). */
+static double d_loss(cg_gan *gan, const float *lr, const float *lf, float *dd, float *dg,
+                     double *loss_g)
 {
     const int B = gan->cfg.local_batch, hinge = gan->cfg.loss == CG_LOSS_HINGE;
     const float Bg = (float)gan->cfg.global_batch;
@@ -135,50 +137,59 @@ static double d_backward(cg_gan *gan, const float *lr, const float *lf)
     double loss_d = hinge ? cg_hinge_logits(B, lr, 1.0f, sd, gan->dlogit)
                           : cg_bce_logits(B, lr, gan->target, sd, gan->dlogit);
     cg_net_backward(&gan->d, &gan->tape_real, gan->dlogit, 1, NULL);
-    loss_d += hinge ? cg_hinge_logits(B, lf, -1.0f, sd, gan->dlogit)
-                    : cg_bce_logits(B, lf, gan->target + B, sd, gan->dlogit);
-    cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 1, NULL);
+    loss_d += hinge ? cg_hinge_logits(B, lf, -1.0f, sd, dd)
+                    : cg_bce_logits(B, lf, gan->target + B, sd, dd);
+    if (hinge) {
+        *loss_g = 0.0;
+        for (int i = 0; i < B; i++) {
+            *loss_g -= lf[i];
+            dg[i] = -1.0f / Bg;
+        }
+        *loss_g /= Bg;
+    } else {
+        *loss_g = cg_bce_logits(B, lf, gan->target, 1.0f / Bg, dg);
+    }
     return loss_d;
 }
 
-/* G's loss through the same D(fake) and G's parameter gradients: D's pass computes the input
- * gradient only, its weights untouched. */
-static double g_backward(cg_gan *gan, const float *lf)
+/* D's parameter gradients from the fakes (seeds dd) and dL_G/dfake (seeds dg) into
+ * gan->dfake, D's weights untouched by the latter. When no layer of D mixes samples, one
+ * backward pass from unit seeds serves both: its parameter gradients scaled by dd, its input
+ * gradient by dg, sample by sample. Calls the hook once D's gradient is final. */
+static void fake_backward(cg_gan *gan, const float *dd, const float *dg, const cg_gan_hooks *hooks)
 {
     const int B = gan->cfg.local_batch;
-    const float Bg = (float)gan->cfg.global_batch;
-    double loss_g = 0.0;
-    if (gan->cfg.loss == CG_LOSS_HINGE) {
-        for (int i = 0; i < B; i++) {
-            loss_g -= lf[i];
-            gan->dlogit[i] = -1.0f / Bg;
-        }
-        loss_g /= Bg;
+    if (cg_net_samples_apart(&gan->d)) {
+        cg_net_backward_scaled(&gan->d, &gan->tape_fake, gan->target /* ones */, dd, gan->dfake);
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < CG_IMG_PIXELS; j++)
+                gan->dfake[(size_t)i * CG_IMG_PIXELS + j] *= dg[i];
     } else {
-        loss_g = cg_bce_logits(B, lf, gan->target, 1.0f / Bg, gan->dlogit);
+        cg_net_backward(&gan->d, &gan->tape_fake, dd, 1, NULL);
     }
-    cg_net_backward(&gan->d, &gan->tape_fake, gan->dlogit, 0, gan->dfake);
-    cg_net_backward(&gan->g, &gan->tape_g, gan->dfake, 1, NULL);
-    return loss_g;
+    if (hooks && hooks->d_grads_ready)
+        hooks->d_grads_ready(hooks->user, gan);
+    if (!cg_net_samples_apart(&gan->d))
+        cg_net_backward(&gan->d, &gan->tape_fake, dg, 0, gan->dfake);
 }
 
 void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
                   const cg_gan_hooks *hooks, cg_gan_stats *stats)
 {
+    const int B = gan->cfg.local_batch;
     cg_net_zero_grads(&gan->g);
     cg_net_zero_grads(&gan->d);
     const float *lr, *lf;
     gan_forward(gan, real, step, first_sample, &lr, &lf);
-    double t0 = cg_trace_start(gan->trace);
-    const double loss_d = d_backward(gan, lr, lf);
+    double t0 = cg_trace_start(gan->trace), loss_g;
+    float *dd = gan->dlogit + B, *dg = gan->dlogit + 2 * B;
+    const double loss_d = d_loss(gan, lr, lf, dd, dg, &loss_g);
+    fake_backward(gan, dd, dg, hooks);
     cg_trace_add(gan->trace, CG_SPAN_D_BWD, t0, 0);
-    if (hooks && hooks->d_grads_ready)
-        hooks->d_grads_ready(hooks->user, gan);
     t0 = cg_trace_start(gan->trace);
-    const double loss_g = g_backward(gan, lf);
+    cg_net_backward(&gan->g, &gan->tape_g, gan->dfake, 1, NULL);
     cg_trace_add(gan->trace, CG_SPAN_G_BWD, t0, 0);
     if (stats) {
-        const int B = gan->cfg.local_batch;
         const float Bg = (float)gan->cfg.global_batch;
         stats->loss_d = loss_d;
         stats->loss_g = loss_g;

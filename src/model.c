@@ -630,6 +630,7 @@ typedef struct {
     cg_sync sync;       /* the batch-norm synchronization of the pass */
     int param_grads;    /* backward: parameter gradients are accumulated */
     int exact;          /* backward: ... and folded into the exact sums */
+    const float *scale; /* backward: per-sample factor of the parameter gradients' seeds */
 } net_pass;
 
 /* Layer i's own op, from x into y. */
@@ -838,6 +839,20 @@ typedef struct {
     float *dw, *db, *de;
 } layer_grads;
 
+/* g[sample b] *= scale[b] for a layer's output gradient of B samples. */
+static void scale_samples(const cg_layer *L, int B, const float *scale, float *g)
+{
+    const size_t hw = (size_t)sample_size(L);
+    const int C = L->out_c;
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < B; b++) {
+            /* CBHW: channel c of sample b; flat [B][C]: feature c of sample b */
+            float *v = L->out_h > 0 ? g + ((size_t)c * B + b) * hw : g + (size_t)b * C + c;
+            for (size_t j = 0; j < hw; j++)
+                v[j] *= scale[b];
+        }
+}
+
 /* One group of samples, from b0, of a layer that sums over samples. */
 static void group_backward(const net_pass *p, const cg_layer *L, int b0, const float *x,
                            float *g, const layer_grads *d, float *gx)
@@ -870,6 +885,15 @@ static void linear_backward(const net_pass *p, const cg_layer *L, const float *x
     cg_net *net = p->net;
     layer_grads d = {grad_ptr(p, L->w_tensor), grad_ptr(p, L->b_tensor),
                      grad_ptr(p, L->e_tensor)};
+    if (p->scale) {
+        /* The input gradient of the seeds as given, then g (no longer needed) scaled in place
+         * for the parameter gradients. */
+        const layer_grads none = {NULL, NULL, NULL};
+        for (int b0 = 0; gx && b0 < p->B; b0 += p->gs)
+            group_backward(p, L, b0, x, g, &none, gx);
+        scale_samples(L, p->B, p->scale, g);
+        gx = NULL;
+    }
     if (p->exact && d.dw && L->spec.op == CG_OP_DENSE) {
         dense_kernel_grad_exact(net, L, x, g, p->B, p->gs);
         d.dw = NULL;
@@ -919,12 +943,14 @@ static void op_backward(const net_pass *p, int i, const float *x, float *g, floa
     }
 }
 
-void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx)
+static void net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads,
+                         const float *scale, float *dx)
 {
     const int B = t->batch;
     const int gs = pass_size(net, B, t->training);
     const net_pass p = {.net = net, .t = t, .B = B, .gs = gs, .sync = pass_sync(net, B, gs),
-                        .param_grads = param_grads, .exact = param_grads && net->gsum};
+                        .param_grads = param_grads, .exact = param_grads && net->gsum,
+                        .scale = scale};
     const int stop = dx ? 0 : (param_grads ? first_param_layer(net) : net->n_layers);
     int cur = 0;
     float *g = net->dbuf[cur];
@@ -950,6 +976,25 @@ void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads
             g = gx;
         }
     }
+}
+
+void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx)
+{
+    net_backward(net, t, dout, param_grads, NULL, dx);
+}
+
+int cg_net_samples_apart(const cg_net *net)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].spec.bn)
+            return 0;
+    return 1;
+}
+
+void cg_net_backward_scaled(cg_net *net, cg_tape *t, const float *dout, const float *scale,
+                            float *dx)
+{
+    net_backward(net, t, dout, 1, scale, dx);
 }
 
 double cg_net_fwd_flops(const cg_net *net)

@@ -9,9 +9,11 @@
  *   L_D = mean over the B reals of max(0, 1 - D(real)) + mean over the fakes of max(0, 1 + D(fake))
  *   L_G = -mean over the B fakes of D(fake)
  * D runs once on the real half and once on the fake half (the same as on the concatenation:
- * no layer of D mixes samples); D(fake) and its activations serve both losses, so the G loss
- * costs only one extra input-gradient pass through D. Both gradients come from the weights
- * before the update (as in a single GradientTape step).
+ * no layer of D mixes samples); D(fake) and its activations serve both losses. Each fake's
+ * gradients are linear in its own seed, so one backward pass through D from unit seeds gives
+ * both losses' gradients, each scaled sample by sample (with batch norm in D, an extra
+ * input-gradient pass would be needed instead). Both gradients come from the weights before
+ * the update (as in a single GradientTape step).
  *
  * Random numbers depend only on (seed, step, global sample index): noise of global sample i is
  * normal(seed, stream(NOISE, step), i*noise_dim + j); dropout treats real sample i as global
@@ -63,7 +65,8 @@ struct cg_gan {
     cg_adam adam_g, adam_d;
     float *z;       /* local_batch x noise_dim */
     float *target;  /* local_batch ones, then local_batch zeros */
-    float *dlogit;  /* local_batch */
+    float *dlogit;  /* 3 x local_batch: seeds of D's backward passes (reals; fakes for D's
+                       loss; fakes for G's) */
     float *dfake;   /* local_batch x 784: dL_G / d fake */
     int32_t *labels; /* local_batch: classes of the real batch (conditional models; the
                         caller fills them before cg_gan_grads). The fakes of a step are

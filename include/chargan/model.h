@@ -177,6 +177,17 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
  * visited as needed, so no unneeded gradient is computed. */
 void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx);
 
+/* Whether no layer mixes the samples of a batch (no batch norm), so that each sample's
+ * gradients are linear in its own output gradient alone. */
+int cg_net_samples_apart(const cg_net *net);
+/* For such a net (cg_net_samples_apart), the backward pass of two losses at once: dx gets the
+ * input gradient of dout, while the parameter gradients accumulated are those of the seeds
+ * dout[i] * scale[i] (i the sample). Since every sample's gradients are linear in its own seed,
+ * one pass serves a loss that needs parameter gradients and another that needs the input
+ * gradient (a GAN's D and G losses on the same fakes). */
+void cg_net_backward_scaled(cg_net *net, cg_tape *t, const float *dout, const float *scale,
+                            float *dx);
+
 /* Exact, rank-count independent gradient sums. The global batch of training passes is cut
  * into `groups` equal parts, this process holding `local_groups` of them starting at part
  * `first_group` (its batch must then be a multiple of local_groups). Sets net->group,
