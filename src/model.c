@@ -405,34 +405,40 @@ static void fold_tensor(cg_net *net, int t)
 /* Exact mode, a dense kernel's gradient: the sum over groups of X_g^T dY_g. Computing one full
  * kernel-sized product per group and folding it made large dense layers memory-bound (dcgan's
  * 6272x256 kernel: ~38 bytes moved per parameter per group). Instead the kernel is cut into
- * tiles of about EXACT_TILE values; for each tile every group's product and its fold stay in
- * cache. Tiles depend on the shapes only, so the result is the same on any rank count; the
- * tiles run on the OpenMP threads (disjoint parts of the kernel). The float gradient of the
- * kernel serves as scratch (GEMMs with beta 0 overwrite it). */
+ * tiles of about EXACT_TILE values, EXACT_TILE_COLS columns wide at most; for each tile every
+ * group's product and its fold stay in cache. Both sides of a tile stay long: one row-thin tile
+ * across a 6272-wide kernel would repack the whole of dY for every two rows. Tiles depend on
+ * the shapes only, so the result is the same on any rank count; the tiles run on the OpenMP
+ * threads (disjoint parts of the kernel). The float gradient of the kernel serves as scratch
+ * (GEMMs with beta 0 overwrite it). */
 #define EXACT_TILE 16384
+#define EXACT_TILE_COLS 256
 static void dense_kernel_grad_exact(cg_net *net, const cg_layer *L, const float *x,
                                     const float *dy, int B, int gs)
 {
     const int in = L->in_c, out = L->out_c;
     const cg_tensor *T = &net->tensors[L->w_tensor];
-    int rows = EXACT_TILE / out;
+    const int cols = out < EXACT_TILE_COLS ? out : EXACT_TILE_COLS;
+    int rows = EXACT_TILE / cols;
     rows = rows < 1 ? 1 : (rows > in ? in : rows);
-    const int ntiles = (in + rows - 1) / rows;
+    const int row_tiles = (in + rows - 1) / rows, col_tiles = (out + cols - 1) / cols;
     long bad = 0;
     cg_prof *prof = net->work.prof;
     const cg_prof_mark m = cg_prof_begin(prof);
     double t_gemm = 0.0, t_fold = 0.0; /* thread time, to split the wall time between them */
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : bad, t_gemm, t_fold)
-    for (int t = 0; t < ntiles; t++) {
-        const int r0 = t * rows, nr = in - r0 < rows ? in - r0 : rows;
-        float *tile = net->grad + T->offset + (size_t)r0 * out;
-        int64_t *acc = net->gsum + T->offset + (size_t)r0 * out;
+    for (int t = 0; t < row_tiles * col_tiles; t++) {
+        const int r0 = t / col_tiles * rows, nr = in - r0 < rows ? in - r0 : rows;
+        const int c0 = t % col_tiles * cols, nc = out - c0 < cols ? out - c0 : cols;
+        float *tile = net->grad + T->offset + (size_t)r0 * out + c0;
+        int64_t *acc = net->gsum + T->offset + (size_t)r0 * out + c0;
         for (int b0 = 0; b0 < B; b0 += gs) {
             const double t0 = prof ? cg_now() : 0.0;
-            cg_sgemm(1, 0, nr, out, gs, 1.0f, x + (size_t)b0 * in + r0, in,
-                     dy + (size_t)b0 * out, out, 0.0f, tile, out);
+            cg_sgemm(1, 0, nr, nc, gs, 1.0f, x + (size_t)b0 * in + r0, in,
+                     dy + (size_t)b0 * out + c0, out, 0.0f, tile, out);
             const double t1 = prof ? cg_now() : 0.0;
-            bad += fold_span(tile, acc, (long)nr * out, 0);
+            for (int r = 0; r < nr; r++)
+                bad += fold_span(tile + (size_t)r * out, acc + (size_t)r * out, nc, 0);
             t_gemm += t1 - t0;
             t_fold += (prof ? cg_now() : 0.0) - t1;
         }
