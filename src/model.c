@@ -344,16 +344,37 @@ int cg_net_set_groups(cg_net *net, int groups, int first_group, int local_groups
     net->sync.local_groups = local_groups;
     cg_free(net->bn_scratch);
     net->bn_scratch = cg_alloc(sizeof(double) * (2 * (size_t)net->widest_bn * groups + 1));
-    if (!net->gsum)
+    if (!net->gsum) {
         net->gsum = cg_alloc(sizeof(int64_t) * (net->n_params + 1));
+        net->unset = cg_alloc((size_t)net->n_tensors);
+    }
     return 0;
+}
+
+/* Whether tensor t's sums are written whole by the first fold of a step: trainable tensors,
+ * but not the class tables of conditional batch norm, whose rows are folded class by class. */
+static int folded_whole(const cg_net *net, int t)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (t == net->layers[i].cbn_gamma || t == net->layers[i].cbn_beta)
+            return 0;
+    return net->tensors[t].trainable;
 }
 
 void cg_net_zero_grads(cg_net *net)
 {
     memset(net->grad, 0, sizeof(float) * net->n_params);
-    if (net->gsum)
-        memset(net->gsum, 0, sizeof(int64_t) * (net->n_params + 1));
+    if (!net->gsum)
+        return;
+    /* Sums written by their first fold need no clearing pass (2x the float gradient's size,
+     * one of the step's largest memory passes); the others are cleared here. */
+    for (int t = 0; t < net->n_tensors; t++) {
+        const cg_tensor *T = &net->tensors[t];
+        net->unset[t] = (uint8_t)folded_whole(net, t);
+        if (!net->unset[t])
+            memset(net->gsum + T->offset, 0, sizeof(int64_t) * T->count);
+    }
+    net->gsum[net->n_params] = 0;
 }
 
 /* Fixed point of the exact sums: 2^32 units per 1.0. A value v becomes round(v * 2^32) by
@@ -372,33 +393,55 @@ static inline int64_t to_fixed(float v)
     return bits - mbits;
 }
 
-/* acc[i] += fixed(src[i]) for n values (src cleared when `clear`); returns how many were not
- * usable (NaN, Inf, beyond the range), which add 0. Branch-free so that it vectorizes; built
- * for AVX2 as well as the baseline, chosen at run time (this loop bounds the cost of exact
- * sums). Serial: callers split large work over threads. */
-__attribute__((target_clones("avx2", "default"))) static long
-fold_span(float *restrict src, int64_t *restrict acc, long n, int clear)
+/* acc[i] += fixed(src[i]) (`add`) or acc[i] = fixed(src[i]) for n values; returns how many
+ * were not usable (NaN, Inf, beyond the range), which count as 0. Branch-free so that it
+ * vectorizes; `add` is a constant in each caller below, so its branch folds away. */
+static inline long fold_core(const float *restrict src, int64_t *restrict acc, long n, int add)
 {
     long bad = 0;
     for (long i = 0; i < n; i++) {
         const int64_t ok = fabsf(src[i]) < EXACT_RANGE; /* NaN compares false */
+        const int64_t v = to_fixed(src[i]) & -ok; /* unusable values: 0, no int64 overflow */
         bad += 1 - ok;
-        acc[i] += to_fixed(src[i]) & -ok; /* unusable values add 0: no int64 overflow */
+        acc[i] = add ? acc[i] + v : v;
     }
+    return bad;
+}
+
+/* fold_core, built for AVX2 as well as the baseline and chosen at run time (this loop bounds
+ * the cost of exact sums). Serial: callers split large work over threads. */
+__attribute__((target_clones("avx2", "default"))) static long
+fold_add(const float *restrict src, int64_t *restrict acc, long n)
+{
+    return fold_core(src, acc, n, 1);
+}
+
+__attribute__((target_clones("avx2", "default"))) static long
+fold_set(const float *restrict src, int64_t *restrict acc, long n)
+{
+    return fold_core(src, acc, n, 0);
+}
+
+/* fold_add or fold_set, then src cleared when `clear`. */
+static long fold_span(float *src, int64_t *acc, long n, int add, int clear)
+{
+    const long bad = add ? fold_add(src, acc, n) : fold_set(src, acc, n);
     if (clear)
         memset(src, 0, sizeof(float) * (size_t)n);
     return bad;
 }
 
-/* acc += fixed(src), src = 0, for one tensor's group gradient; counts unusable values. */
+/* One tensor's group gradient into its sums (written by the step's first fold, added to
+ * after), src = 0; counts unusable values. */
 static void fold_tensor(cg_net *net, int t)
 {
     if (t < 0)
         return;
     const cg_tensor *T = &net->tensors[t];
     const cg_prof_mark m = cg_prof_begin(net->work.prof);
-    net->gsum[net->n_params] +=
-        fold_span(net->grad + T->offset, net->gsum + T->offset, (long)T->count, 1);
+    net->gsum[net->n_params] += fold_span(net->grad + T->offset, net->gsum + T->offset,
+                                          (long)T->count, !net->unset[t], 1);
+    net->unset[t] = 0;
     cg_prof_end(net->work.prof, CG_PROF_FOLD, m);
 }
 
@@ -422,6 +465,7 @@ static void dense_kernel_grad_exact(cg_net *net, const cg_layer *L, const float 
     int rows = EXACT_TILE / cols;
     rows = rows < 1 ? 1 : (rows > in ? in : rows);
     const int row_tiles = (in + rows - 1) / rows, col_tiles = (out + cols - 1) / cols;
+    const int first_adds = !net->unset[L->w_tensor];
     long bad = 0;
     cg_prof *prof = net->work.prof;
     const cg_prof_mark m = cg_prof_begin(prof);
@@ -438,12 +482,14 @@ static void dense_kernel_grad_exact(cg_net *net, const cg_layer *L, const float 
                      dy + (size_t)b0 * out + c0, out, 0.0f, tile, out);
             const double t1 = prof ? cg_now() : 0.0;
             for (int r = 0; r < nr; r++)
-                bad += fold_span(tile + (size_t)r * out, acc + (size_t)r * out, nc, 0);
+                bad += fold_span(tile + (size_t)r * out, acc + (size_t)r * out, nc,
+                                 first_adds || b0 > 0, 0);
             t_gemm += t1 - t0;
             t_fold += (prof ? cg_now() : 0.0) - t1;
         }
     }
     net->gsum[net->n_params] += bad;
+    net->unset[L->w_tensor] = 0;
     if (prof) {
         const double wall = cg_now() - m.t0, share = t_gemm / (t_gemm + t_fold + 1e-30);
         prof->seconds[CG_PROF_GEMM] += wall * share;
@@ -496,6 +542,7 @@ void cg_net_free(cg_net *net)
     cg_free(net->bwd_seconds);
     cg_free(net->bn_scratch);
     cg_free(net->gsum);
+    cg_free(net->unset);
     memset(net, 0, sizeof *net);
 }
 
@@ -762,7 +809,7 @@ static void fold_class_rows(cg_net *net, int t, const int32_t *labels, int n)
     const cg_prof_mark m = cg_prof_begin(net->work.prof);
     for (int i = 0; i < n; i++) {
         const size_t at = T->offset + (size_t)labels[i] * len;
-        net->gsum[net->n_params] += fold_span(net->grad + at, net->gsum + at, (long)len, 1);
+        net->gsum[net->n_params] += fold_span(net->grad + at, net->gsum + at, (long)len, 1, 1);
     }
     cg_prof_end(net->work.prof, CG_PROF_FOLD, m);
 }
@@ -949,6 +996,19 @@ static void op_backward(const net_pass *p, int i, const float *x, float *g, floa
     }
 }
 
+/* Exact mode, after layer L's backward pass: any of its tensors whose sums no fold wrote this
+ * step reads zero (its gradient is final once the layer is done). */
+static void seal_layer(cg_net *net, const cg_layer *L)
+{
+    const int ts[] = {L->w_tensor, L->b_tensor, L->e_tensor, L->bn_gamma, L->bn_beta};
+    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+        if (ts[k] >= 0 && net->unset[ts[k]]) {
+            const cg_tensor *T = &net->tensors[ts[k]];
+            memset(net->gsum + T->offset, 0, sizeof(int64_t) * T->count);
+            net->unset[ts[k]] = 0;
+        }
+}
+
 static void net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads,
                          const float *scale, float *dx)
 {
@@ -974,6 +1034,8 @@ static void net_backward(cg_net *net, cg_tape *t, const float *dout, int param_g
          * and otherwise lands in the other ping-pong buffer. */
         float *gx = i == 0 ? dx : (i == stop ? NULL : net->dbuf[cur ^ 1]);
         op_backward(&p, i, i ? t->act[i - 1] : t->input, g, gx);
+        if (p.exact)
+            seal_layer(net, L);
         net->bwd_seconds[i] += cg_now() - t0;
         if (net->progress.fn)
             net->progress.fn(net->progress.user, i);

@@ -109,6 +109,7 @@ typedef struct {
      * ranks. 0 / NULL: one pass over the batch, gradients summed in float into grad. */
     int group;
     int64_t *gsum; /* n_params + 1; the last counts values that were not finite or too large */
+    uint8_t *unset; /* per tensor: its sums not yet written in this step (see zero_grads) */
 } cg_net;
 
 /* Activations of one forward pass, kept for its backward pass. */
@@ -195,7 +196,8 @@ void cg_net_backward_scaled(cg_net *net, cg_tape *t, const float *dout, const fl
  * with e set. */
 int cg_net_set_groups(cg_net *net, int groups, int first_group, int local_groups, int batch,
                       cg_error *e);
-/* Zeroes grad (and gsum in exact mode). */
+/* Zeroes grad; in exact mode, starts gsum's step (each tensor's sums read zero once the
+ * step's backward passes end). */
 void cg_net_zero_grads(cg_net *net);
 /* Exact mode: grad = gsum * 2^-32 (after gsum was summed over ranks). Returns the number of
  * gradient values that were not finite or beyond the fixed-point range (|g| >= 2^19 per
