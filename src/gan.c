@@ -212,6 +212,11 @@ long cg_gan_finish_grads(cg_gan *gan)
     return cg_net_exact_finish(&gan->g) + cg_net_exact_finish(&gan->d);
 }
 
+long cg_gan_unusable_grads(const cg_gan *gan)
+{
+    return cg_net_exact_unusable(&gan->g) + cg_net_exact_unusable(&gan->d);
+}
+
 double cg_lr_scale(long t, long start, long end)
 {
     if (start < 0 || t < start || end <= start)
@@ -226,10 +231,8 @@ void cg_gan_apply(cg_gan *gan)
     gan->adam_g.lr = (float)(gan->cfg.lr_g * f);
     gan->adam_d.lr = (float)(gan->cfg.lr_d * f);
     const cg_prof_mark m = cg_prof_begin(gan->prof);
-    cg_adam_step(&gan->adam_g, gan->g.param, gan->g.grad, gan->g.adam_m, gan->g.adam_v,
-                 gan->g.n_params);
-    cg_adam_step(&gan->adam_d, gan->d.param, gan->d.grad, gan->d.adam_m, gan->d.adam_v,
-                 gan->d.n_params);
+    cg_adam_step_net(&gan->adam_g, &gan->g);
+    cg_adam_step_net(&gan->adam_d, &gan->d);
     cg_prof_end(gan->prof, CG_PROF_ADAM, m);
 }
 

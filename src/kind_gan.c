@@ -99,7 +99,7 @@ static void gan_grads(cg_kind *k, const float *x, long step, long first_sample,
     stats[0] = gs.loss_g, stats[1] = gs.loss_d, stats[2] = gs.d_real, stats[3] = gs.d_fake;
 }
 
-static long gan_finish_grads(cg_kind *k) { return cg_gan_finish_grads(gan_of(k)); }
+static long gan_finish_grads(cg_kind *k) { return cg_gan_unusable_grads(gan_of(k)); }
 
 static void gan_apply(cg_kind *k)
 {

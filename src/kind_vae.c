@@ -116,7 +116,7 @@ static void vae_grads(cg_kind *k, const float *x, long step, long first_sample,
     stats[0] = vs.loss, stats[1] = vs.recon, stats[2] = vs.kl, stats[3] = 0.0;
 }
 
-static long vae_finish_grads(cg_kind *k) { return cg_vae_finish_grads(vae_of(k)); }
+static long vae_finish_grads(cg_kind *k) { return cg_vae_unusable_grads(vae_of(k)); }
 
 static void vae_apply(cg_kind *k)
 {

@@ -505,9 +505,14 @@ long cg_net_exact_finish(cg_net *net)
     const cg_prof_mark m = cg_prof_begin(net->work.prof);
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (long i = 0; i < n; i++)
-        net->grad[i] = (float)((double)net->gsum[i] * (1.0 / EXACT_SCALE));
+        net->grad[i] = cg_exact_value(net->gsum[i]);
     cg_prof_end(net->work.prof, CG_PROF_FOLD, m);
     return (long)net->gsum[n];
+}
+
+long cg_net_exact_unusable(const cg_net *net)
+{
+    return net->gsum ? (long)net->gsum[net->n_params] : 0;
 }
 
 void cg_net_share_scratch(cg_net *a, cg_net *b)

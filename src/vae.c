@@ -196,6 +196,11 @@ long cg_vae_finish_grads(cg_vae *vae)
     return cg_net_exact_finish(&vae->enc) + cg_net_exact_finish(&vae->dec);
 }
 
+long cg_vae_unusable_grads(const cg_vae *vae)
+{
+    return cg_net_exact_unusable(&vae->enc) + cg_net_exact_unusable(&vae->dec);
+}
+
 void cg_vae_apply(cg_vae *vae)
 {
     /* Both networks take their t-th update together; the schedule reads the encoder's count. */
@@ -207,14 +212,12 @@ void cg_vae_apply(cg_vae *vae)
     const cg_prof_mark m = cg_prof_begin(vae->prof);
     if (rms) {
         vae->rms_enc.lr = vae->rms_dec.lr = lr;
-        cg_rmsprop_step(&vae->rms_enc, enc->param, enc->grad, enc->adam_v, enc->n_params);
-        cg_rmsprop_step(&vae->rms_dec, dec->param, dec->grad, dec->adam_v, dec->n_params);
+        cg_rmsprop_step_net(&vae->rms_enc, enc);
+        cg_rmsprop_step_net(&vae->rms_dec, dec);
     } else {
         vae->adam_enc.lr = vae->adam_dec.lr = lr;
-        cg_adam_step(&vae->adam_enc, enc->param, enc->grad, enc->adam_m, enc->adam_v,
-                     enc->n_params);
-        cg_adam_step(&vae->adam_dec, dec->param, dec->grad, dec->adam_m, dec->adam_v,
-                     dec->n_params);
+        cg_adam_step_net(&vae->adam_enc, enc);
+        cg_adam_step_net(&vae->adam_dec, dec);
     }
     cg_prof_end(vae->prof, CG_PROF_ADAM, m);
 }

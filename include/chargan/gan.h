@@ -107,14 +107,17 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
  * returning how many values were not finite or out of range (0: fine). */
 int cg_gan_set_groups(cg_gan *gan, int groups, int first_group, int local_groups, cg_error *e);
 long cg_gan_finish_grads(cg_gan *gan);
+/* That count alone, without the float gradients: cg_gan_apply reads the sums themselves. */
+long cg_gan_unusable_grads(const cg_gan *gan);
 
 /* The learning-rate factor of update t (0-based: the updates already taken) under the
  * schedule of cg_gan_config: 1 before `start` (or when start < 0), then (end - t) /
  * (end - start), which reaches 1 / (end - start) at the last update t = end - 1. */
 double cg_lr_scale(long t, long start, long end);
 
-/* Adam on both networks from the (reduced) gradients, at the learning rates of the
- * schedule for this update. */
+/* Adam on both networks from the (reduced) gradients -- in exact mode read from the sums, so
+ * cg_gan_finish_grads is not needed first -- at the learning rates of the schedule for this
+ * update. */
 void cg_gan_apply(cg_gan *gan);
 
 /* FLOPs (2 per multiply-add) of one training step at batch B: G forward (B), D forward on

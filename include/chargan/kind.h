@@ -70,7 +70,7 @@ typedef struct {
      * receives n_stats values. */
     void (*grads)(cg_kind *k, const float *x, long step, long first_sample,
                   const cg_kind_hooks *hooks, double *stats);
-    /* Exact sums into float gradients; the count of unusable values (0: fine). */
+    /* Exact mode: the count of unusable gradient values (0: fine); apply reads the sums. */
     long (*finish_grads)(cg_kind *k);
     /* The optimizer's update from the reduced gradients, then the EMA when there is one
      * (timed as spans of the trace given to set_trace). */

@@ -203,6 +203,17 @@ void cg_net_zero_grads(cg_net *net);
  * gradient values that were not finite or beyond the fixed-point range (|g| >= 2^19 per
  * group), summed like gsum; 0 without exact mode. */
 long cg_net_exact_finish(cg_net *net);
+/* That count alone (the optimizers can read the sums themselves: cg_adam_step_net). */
+long cg_net_exact_unusable(const cg_net *net);
+/* The float gradient value of an exact sum: (float)(s * 2^-32). s goes to double as its two
+ * 32-bit halves, each exact, added with one rounding: the same value as (double)s, in
+ * conversions that vectorize (x86 has no vector int64 -> double before AVX-512). */
+static inline float cg_exact_value(int64_t s)
+{
+    const double hi = (double)(int32_t)(s >> 32) * 4294967296.0;
+    const double lo = (double)(int32_t)((uint32_t)s ^ 0x80000000u) + 2147483648.0;
+    return (float)((hi + lo) * (1.0 / 4294967296.0));
+}
 
 /* FLOPs (2 per multiply-add) of forward and backward parts, per sample. */
 double cg_net_fwd_flops(const cg_net *net);

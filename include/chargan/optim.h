@@ -16,6 +16,10 @@ typedef struct {
  *   lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t);  w -= lr_t * m / (sqrt(v) + eps)
  * Increments a->t first. */
 void cg_adam_step(cg_adam *a, float *param, const float *grad, float *m, float *v, size_t n);
+/* The step of a network's parameters and moments: its gradient read from its exact sums in
+ * exact mode (cg_exact_value of net->gsum, the values cg_net_exact_finish would write, so no
+ * pass converts them first), else from net->grad. */
+void cg_adam_step_net(cg_adam *a, cg_net *net);
 
 typedef struct {
     float lr, rho, eps;
@@ -32,5 +36,7 @@ typedef struct {
  *   ms = rho ms + (1-rho) g^2;  w -= lr * g / (sqrt(ms) + eps)
  * Increments r->t (no bias correction uses it; it counts updates for schedules). */
 void cg_rmsprop_step(cg_rmsprop *r, float *param, const float *grad, float *ms, size_t n);
+/* As cg_adam_step_net; the mean square lives in net->adam_v. */
+void cg_rmsprop_step_net(cg_rmsprop *r, cg_net *net);
 
 #endif

@@ -105,9 +105,11 @@ void cg_vae_grads(cg_vae *vae, const float *x, long step, long first_sample,
  * finite or out of range (0: fine). */
 int cg_vae_set_groups(cg_vae *vae, int groups, int first_group, int local_groups, cg_error *e);
 long cg_vae_finish_grads(cg_vae *vae);
+/* That count alone, without the float gradients: cg_vae_apply reads the sums themselves. */
+long cg_vae_unusable_grads(const cg_vae *vae);
 
-/* The optimizer's update of both networks from the (reduced) gradients, at the learning rate
- * of the schedule for this update. */
+/* The optimizer's update of both networks from the (reduced) gradients (in exact mode read
+ * from the sums, as cg_gan_apply), at the learning rate of the schedule for this update. */
 void cg_vae_apply(cg_vae *vae);
 
 /* Times every step from now on into prof (NULL: no more). */
