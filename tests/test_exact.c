@@ -20,6 +20,9 @@
  *  - cdcgan starts as dcgan: at initialization (conditional batch norm at 0, every other tensor
  *    initialized from the same stream) its fakes, losses and the gradients of every dcgan
  *    tensor are bit-identical to conditional dcgan's, and its own tensors get a gradient.
+ *  - A step's sums are the same whatever the buffer held before the step.
+ *  - cg_net_backward_scaled (one pass through D for the D and G losses on the fakes) against
+ *    plain backward passes from the scaled and the unit seeds.
  *  - Unusable gradients are counted: a NaN parameter makes cg_gan_finish_grads report them,
  *    and so do gradients beyond the fixed-point range (a dense layer driven past 2^19).
  *  - cg_sum_groups: the default choice and the refusals. */
@@ -285,6 +288,22 @@ static void test_model(const char *model, int conditional, int STEP)
         free(sum[0]), free(sum[1]);
     }
 
+    /* A step's sums do not depend on what the buffer held: each tensor's are written by the
+     * step's first fold (or cleared), whatever was there before. */
+    {
+        int64_t *keep[2] = {malloc(8 * (np[0] + 1)), malloc(8 * (np[1] + 1))};
+        for (int k = 0; k < 2; k++) {
+            memcpy(keep[k], whole[k], 8 * (np[k] + 1));
+            memset(whole[k], 0x5a, 8 * (np[k] + 1));
+        }
+        cg_gan_grads(&ex, real, STEP, 0, NULL, NULL);
+        for (int k = 0; k < 2; k++)
+            CHECKF(!memcmp(keep[k], whole[k], 8 * (np[k] + 1)),
+                   "%s: %s: the step's sums depend on what the buffer held before", tag,
+                   k ? "D" : "G");
+        free(keep[0]), free(keep[1]);
+    }
+
     /* A NaN weight: the finish reports unusable gradients. */
     ex.d.param[ex.d.tensors[0].offset] = NAN;
     cg_gan_grads(&ex, real, STEP, 0, NULL, NULL);
@@ -293,6 +312,45 @@ static void test_model(const char *model, int conditional, int STEP)
     free(real);
     cg_gan_free(&ref);
     cg_gan_free(&ex);
+}
+
+/* cg_net_backward_scaled on D's fakes: its parameter gradients equal those of a plain backward
+ * pass from the seeds ones * scale (up to float rounding: the scale is applied per layer), its
+ * input gradient that of the unit seeds, bit for bit. The scales cover signs, zero (a hinge
+ * loss's fakes beyond the margin) and a wide range. */
+static void test_scaled_backward(const char *model, int conditional)
+{
+    const int B = 6;
+    cg_gan gan;
+    if (make_gan(&gan, model, conditional, B, B)) {
+        CHECK(0);
+        return;
+    }
+    float *real = tu_falloc((size_t)B * PIX);
+    fill_batch(&gan, real, B, 0);
+    cg_gan_grads(&gan, real, 2, 0, NULL, NULL); /* fills the fake tape */
+    cg_net *d = &gan.d;
+    const float ones[6] = {1, 1, 1, 1, 1, 1}, scale[6] = {0.5f, -2.0f, 0.0f, 1e-3f, 7.0f, -1.0f};
+    float seeds[6];
+    for (int i = 0; i < B; i++)
+        seeds[i] = ones[i] * scale[i];
+    float *dx_plain = tu_falloc((size_t)B * PIX), *dx_scaled = tu_falloc((size_t)B * PIX);
+    cg_net_zero_grads(d);
+    cg_net_backward(d, &gan.tape_fake, seeds, 1, NULL);
+    float *grad_plain = tu_fdup(d->grad, d->n_params);
+    cg_net_backward(d, &gan.tape_fake, ones, 0, dx_plain);
+    cg_net_zero_grads(d);
+    cg_net_backward_scaled(d, &gan.tape_fake, ones, scale, dx_scaled);
+    const double e = tu_tensor_rel_diff(d, d->grad, grad_plain);
+    printf("%s%s: scaled backward vs backward of scaled seeds: %.2g\n", model,
+           conditional ? " (conditional)" : "", e);
+    CHECKF(cg_net_samples_apart(d) && e <= 1e-6, "%s: scaled backward's parameter gradients "
+           "differ from the scaled seeds' (%.3g)", model, e);
+    CHECKF(!memcmp(dx_plain, dx_scaled, sizeof(float) * B * PIX),
+           "%s: scaled backward's input gradient differs from the unit seeds'", model);
+    CHECK(cg_net_samples_apart(&gan.g) == !strcmp(model, "small")); /* dcgan's G: batch norm */
+    free(real), free(dx_plain), free(dx_scaled), free(grad_plain);
+    cg_gan_free(&gan);
 }
 
 /* Conditional cdcgan and dcgan from the same seed, one step in float and in exact mode: the
@@ -418,6 +476,8 @@ int main(void)
     test_model("deep", 0, 3);
     test_model("deep", 1, 4);
     test_cdcgan_start();
+    test_scaled_backward("dcgan", 1);
+    test_scaled_backward("small", 0); /* dropout in D */
     test_range();
     test_sum_groups();
     return tu_finish("test_exact");
