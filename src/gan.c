@@ -158,19 +158,20 @@ static double d_loss(cg_gan *gan, const float *lr, const float *lf, float *dd, f
  * gradient by dg, sample by sample. Calls the hook once D's gradient is final. */
 static void fake_backward(cg_gan *gan, const float *dd, const float *dg, const cg_gan_hooks *hooks)
 {
-    const int B = gan->cfg.local_batch;
-    if (cg_net_samples_apart(&gan->d)) {
+    const int B = gan->cfg.local_batch, one_pass = cg_net_samples_apart(&gan->d);
+    if (one_pass)
         cg_net_backward_scaled(&gan->d, &gan->tape_fake, gan->target /* ones */, dd, gan->dfake);
-        for (int i = 0; i < B; i++)
-            for (int j = 0; j < CG_IMG_PIXELS; j++)
-                gan->dfake[(size_t)i * CG_IMG_PIXELS + j] *= dg[i];
-    } else {
+    else
         cg_net_backward(&gan->d, &gan->tape_fake, dd, 1, NULL);
-    }
     if (hooks && hooks->d_grads_ready)
         hooks->d_grads_ready(hooks->user, gan);
-    if (!cg_net_samples_apart(&gan->d))
+    if (!one_pass) {
         cg_net_backward(&gan->d, &gan->tape_fake, dg, 0, gan->dfake);
+        return;
+    }
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < CG_IMG_PIXELS; j++)
+            gan->dfake[(size_t)i * CG_IMG_PIXELS + j] *= dg[i];
 }
 
 void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,

@@ -1005,8 +1005,8 @@ static void op_backward(const net_pass *p, int i, const float *x, float *g, floa
  * step reads zero (its gradient is final once the layer is done). */
 static void seal_layer(cg_net *net, const cg_layer *L)
 {
-    const int ts[] = {L->w_tensor, L->b_tensor, L->e_tensor, L->bn_gamma, L->bn_beta};
-    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+    int ts[CG_LAYER_TENSORS];
+    for (int k = 0, n = cg_layer_tensors(L, ts); k < n; k++)
         if (ts[k] >= 0 && net->unset[ts[k]]) {
             const cg_tensor *T = &net->tensors[ts[k]];
             memset(net->gsum + T->offset, 0, sizeof(int64_t) * T->count);
@@ -1054,6 +1054,14 @@ static void net_backward(cg_net *net, cg_tape *t, const float *dout, int param_g
 void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx)
 {
     net_backward(net, t, dout, param_grads, NULL, dx);
+}
+
+int cg_layer_tensors(const cg_layer *L, int ts[CG_LAYER_TENSORS])
+{
+    const int all[CG_LAYER_TENSORS] = {L->w_tensor, L->b_tensor, L->bn_gamma, L->bn_beta,
+                                       L->bn_mean,  L->bn_var,   L->e_tensor};
+    memcpy(ts, all, sizeof all);
+    return CG_LAYER_TENSORS;
 }
 
 int cg_net_samples_apart(const cg_net *net)

@@ -51,11 +51,10 @@ static size_t layered_end(const cg_net *net)
 /* The first element of layer i's own tensors (SIZE_MAX: it has none). */
 static size_t layer_start(const cg_net *net, int i)
 {
-    const cg_layer *L = &net->layers[i];
-    const int ts[] = {L->w_tensor, L->b_tensor, L->bn_gamma, L->bn_beta, L->bn_mean, L->bn_var,
-                      L->e_tensor};
+    int ts[CG_LAYER_TENSORS];
+    const int n = cg_layer_tensors(&net->layers[i], ts);
     size_t at = SIZE_MAX;
-    for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++)
+    for (int k = 0; k < n; k++)
         if (ts[k] >= 0 && net->tensors[ts[k]].offset < at)
             at = net->tensors[ts[k]].offset;
     return at;

@@ -178,6 +178,11 @@ const float *cg_net_forward(cg_net *net, cg_tape *t, const float *input, int B,
  * visited as needed, so no unneeded gradient is computed. */
 void cg_net_backward(cg_net *net, cg_tape *t, const float *dout, int param_grads, float *dx);
 
+/* Layer L's own tensors (kernel, bias, batch norm's four, embedding) into ts, -1 where absent;
+ * returns how many entries (CG_LAYER_TENSORS). */
+#define CG_LAYER_TENSORS 7
+int cg_layer_tensors(const cg_layer *L, int ts[CG_LAYER_TENSORS]);
+
 /* Whether no layer mixes the samples of a batch (no batch norm), so that each sample's
  * gradients are linear in its own output gradient alone. */
 int cg_net_samples_apart(const cg_net *net);

@@ -183,7 +183,6 @@ static void bench_step(cg_ctx *c, cg_gan *gan, cg_reducer *red, const float *rea
     const cg_prof_mark m = cg_prof_begin(gan->prof);
     cg_reducer_finish(red);
     cg_prof_end(gan->prof, CG_PROF_REDUCE, m);
-    cg_gan_unusable_grads(gan);
     cg_gan_apply(gan);
     cg_gan_ema_update(gan);
 }
