@@ -97,6 +97,32 @@ static void node_line(const cg_ctx *c, const rank_cpus *r, const char *node, FIL
     fputc('\n', out);
 }
 
+/* The text of every node, gathered from the node's first ranks, printed by rank 0 alone:
+ * lines printed by several ranks at once reach mpirun's output interleaved mid-line. */
+static void print_nodes(const cg_ctx *c, const char *text, FILE *out)
+{
+    int len = (int)strlen(text), *lens = NULL, *offs = NULL;
+    char *all = NULL;
+    int nl = 0, me = 0;
+    MPI_Comm_size(c->leaders, &nl);
+    MPI_Comm_rank(c->leaders, &me);
+    if (me == 0)
+        lens = calloc((size_t)nl, sizeof *lens), offs = calloc((size_t)nl, sizeof *offs);
+    MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, c->leaders);
+    int total = 0;
+    for (int i = 0; me == 0 && i < nl; i++)
+        offs[i] = total, total += lens[i];
+    if (me == 0)
+        all = malloc((size_t)total + 1);
+    MPI_Gatherv(text, len, MPI_CHAR, all, lens, offs, MPI_CHAR, 0, c->leaders);
+    if (me == 0) {
+        all[total] = '\0';
+        fputs(all, out);
+        fflush(out);
+    }
+    free(all), free(lens), free(offs);
+}
+
 int cg_affinity_report(const cg_ctx *c, FILE *out)
 {
     rank_cpus mine;
@@ -107,12 +133,18 @@ int cg_affinity_report(const cg_ctx *c, FILE *out)
     MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, 0, c->node);
     int warned = 0;
     if (all) {
-        char node[MPI_MAX_PROCESSOR_NAME];
+        char node[MPI_MAX_PROCESSOR_NAME], *text = NULL;
+        size_t size = 0;
         int len = 0;
         MPI_Get_processor_name(node, &len);
-        node_line(c, all, node, out);
-        warned = node_warnings(c, all, node, out);
-        fflush(out);
+        FILE *mem = open_memstream(&text, &size);
+        if (mem) {
+            node_line(c, all, node, mem);
+            warned = node_warnings(c, all, node, mem);
+            fclose(mem);
+        }
+        print_nodes(c, text ? text : "", out);
+        free(text);
         free(all);
     }
     MPI_Barrier(c->world); /* the lines come before anything the run prints next */

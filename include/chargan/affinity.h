@@ -17,10 +17,11 @@ int cg_affinity_count(void);
 void cg_affinity_list(char *buf, size_t size);
 
 /* Collective over the world. Each node's first rank gathers its ranks' CPUs and threads and
- * prints to `out` one line of them, "cpus: node NAME: rank R 0-3 (T threads), ...", then a
- * warning for every pair of ranks bound (fewer CPUs than the node's) to overlapping CPUs
- * and one when the ranks' threads add up to more than the node's cores. Returns the number
- * of warnings this rank printed. */
+ * writes one line of them, "cpus: node NAME: rank R 0-3 (T threads), ...", then a warning
+ * for every pair of ranks bound (fewer CPUs than the node's) to overlapping CPUs and one when
+ * the ranks' threads add up to more than the node's cores. Rank 0 prints every node's text
+ * to `out`, node after node. Returns the number of warnings about this rank's node on the
+ * node's first rank, 0 on the others. */
 int cg_affinity_report(const cg_ctx *c, FILE *out);
 
 #endif
