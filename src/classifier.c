@@ -279,7 +279,7 @@ static void train_step(cg_classifier *c, const cg_dataset *ds, const int64_t *id
     cg_data_batch(ds, idx, m, 0.0f, 1.0f, t->x, t->lab);
     const float *in = shifted_batch(t, m);
     memset(net->grad, 0, sizeof(float) * net->n_params);
-    const cg_fwd_opts fo = {1, o->seed, (uint64_t)t->step, 0, NULL};
+    const cg_fwd_opts fo = {1, o->seed, (uint64_t)t->step, 0, NULL, NULL};
     const float *logits = cg_net_forward(net, &c->tape, in, m, &fo);
     *loss_sum += cg_softmax_xent(m, K, logits, t->lab, 1.0f / (float)m, t->dl, NULL) * m;
     *right += count_right(logits, m, K, t->lab);

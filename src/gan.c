@@ -24,6 +24,28 @@ void cg_gan_default_config(cg_gan_config *cfg)
     cfg->lr_decay_start = -1;
 }
 
+static void alloc_buffers(cg_gan *gan, int B)
+{
+    const size_t n = (size_t)B, img = n * CG_IMG_PIXELS;
+    gan->gs = B;
+    gan->z = cg_alloc(sizeof(float) * n * (size_t)gan->preset.noise_dim);
+    gan->target = cg_alloc(sizeof(float) * 2 * n);
+    gan->ones = cg_alloc(sizeof(float) * 2 * n);
+    for (size_t i = 0; i < 2 * n; i++) {
+        gan->target[i] = i < n ? 1.0f : 0.0f;
+        gan->ones[i] = 1.0f;
+    }
+    gan->logits = cg_alloc(sizeof(float) * 2 * n);
+    gan->dlogit = cg_alloc(sizeof(float) * 3 * n);
+    gan->d_in = cg_alloc(sizeof(float) * 2 * img);
+    gan->d_scale = cg_alloc(sizeof(float) * 2 * n);
+    gan->d_dx = cg_alloc(sizeof(float) * 2 * img);
+    gan->d_labels = cg_alloc(sizeof(int32_t) * 2 * n);
+    gan->d_ids = cg_alloc(sizeof(uint64_t) * 2 * n);
+    gan->dfake = cg_alloc(sizeof(float) * img);
+    gan->labels = cg_alloc(sizeof(int32_t) * n);
+}
+
 int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
 {
     memset(gan, 0, sizeof *gan);
@@ -44,22 +66,18 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
     const cg_preset *p = &gan->preset;
     const int B = cfg->local_batch;
     if (cg_net_build(&gan->g, "generator", p->g, p->n_g, p->noise_dim, 0, 0, B, 0, e) ||
-        cg_net_build(&gan->d, "discriminator", p->d, p->n_d, 1, 28, 28, B, 0, e))
+        cg_net_build(&gan->d, "discriminator", p->d, p->n_d, 1, 28, 28, 2 * B, 0, e))
         return -1;
     if (cg_net_out_size(&gan->g) != CG_IMG_PIXELS || cg_net_out_size(&gan->d) != 1)
         return cg_fail(e, "model '%s': generator must make 28x28 images and the "
                           "discriminator one logit", cfg->model);
+    if (!cg_net_samples_apart(&gan->d)) /* one pass of reals and fakes would mix them */
+        return cg_fail(e, "model '%s': the discriminator must not have batch norm",
+                       cfg->model);
     cg_net_share_scratch(&gan->g, &gan->d);
     cg_tape_alloc(&gan->g, &gan->tape_g);
-    cg_tape_alloc(&gan->d, &gan->tape_real);
-    cg_tape_alloc(&gan->d, &gan->tape_fake);
-    gan->z = cg_alloc(sizeof(float) * (size_t)B * p->noise_dim);
-    gan->target = cg_alloc(sizeof(float) * 2 * (size_t)B);
-    for (int i = 0; i < B; i++)
-        gan->target[i] = 1.0f;
-    gan->dlogit = cg_alloc(sizeof(float) * 3 * (size_t)B);
-    gan->dfake = cg_alloc(sizeof(float) * (size_t)B * CG_IMG_PIXELS);
-    gan->labels = cg_alloc(sizeof(int32_t) * (size_t)B);
+    cg_tape_alloc(&gan->d, &gan->tape_d);
+    alloc_buffers(gan, B);
     gan->adam_g = (cg_adam){cfg->lr_g, cfg->beta1, cfg->beta2, cfg->eps, 0};
     gan->adam_d = (cg_adam){cfg->lr_d, cfg->beta1, cfg->beta2, cfg->eps, 0};
     return 0;
@@ -68,16 +86,14 @@ int cg_gan_init(cg_gan *gan, const cg_gan_config *cfg, cg_error *e)
 void cg_gan_free(cg_gan *gan)
 {
     cg_tape_free(&gan->tape_g);
-    cg_tape_free(&gan->tape_real);
-    cg_tape_free(&gan->tape_fake);
+    cg_tape_free(&gan->tape_d);
     cg_net_free(&gan->g);
     cg_net_free(&gan->d);
-    cg_free(gan->z);
-    cg_free(gan->target);
-    cg_free(gan->dlogit);
-    cg_free(gan->dfake);
-    cg_free(gan->labels);
-    cg_free(gan->ema_g);
+    void *bufs[] = {gan->z,     gan->target,   gan->ones, gan->logits,   gan->dlogit,
+                    gan->d_in,  gan->d_scale,  gan->d_dx, gan->d_labels, gan->d_ids,
+                    gan->dfake, gan->labels,   gan->ema_g};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        cg_free(bufs[i]);
     memset(gan, 0, sizeof *gan);
 }
 
@@ -103,9 +119,32 @@ static double sum_sigmoid(int n, const float *logit)
     return s;
 }
 
-/* The logits of one step: G's fakes from fresh noise, then D on the reals and on the fakes. */
-static void gan_forward(cg_gan *gan, const float *real, long step, long first_sample,
-                        const float **lr, const float **lf)
+size_t cg_gan_d_sample(const cg_gan *gan, int i, int fake)
+{
+    const int gs = gan->gs;
+    return (size_t)(i / gs) * 2 * (size_t)gs + (size_t)(fake ? gs : 0) + (size_t)(i % gs);
+}
+
+/* D's input, classes and sample indices, group by group. A real is global sample
+ * first_sample + i; the fakes follow the reals in the concatenated batch of the D loss. */
+static void d_batch(cg_gan *gan, const float *real, const float *fake, long first_sample)
+{
+    const int B = gan->cfg.local_batch;
+    const size_t run = sizeof(float) * (size_t)gan->gs * CG_IMG_PIXELS;
+    for (int i = 0; i < B; i += gan->gs)
+        for (int k = 0; k < 2; k++)
+            memcpy(gan->d_in + cg_gan_d_sample(gan, i, k) * CG_IMG_PIXELS,
+                   (k ? fake : real) + (size_t)i * CG_IMG_PIXELS, run);
+    for (int i = 0; i < B; i++)
+        for (int k = 0; k < 2; k++) {
+            const size_t at = cg_gan_d_sample(gan, i, k);
+            gan->d_labels[at] = gan->labels[i];
+            gan->d_ids[at] = (uint64_t)(k ? gan->cfg.global_batch : 0) +
+                             (uint64_t)first_sample + (uint64_t)i;
+        }
+}
+
+void cg_gan_forward(cg_gan *gan, const float *real, long step, long first_sample)
 {
     const cg_gan_config *cfg = &gan->cfg;
     const int B = cfg->local_batch, nz = gan->preset.noise_dim;
@@ -114,29 +153,33 @@ static void gan_forward(cg_gan *gan, const float *real, long step, long first_sa
     cg_rng_normal_fill(gan->z, (long)B * nz, cfg->seed, cg_stream(CG_RNG_NOISE, (uint64_t)step),
                        (uint64_t)first_sample * (uint64_t)nz);
     cg_prof_end(gan->prof, CG_PROF_NOISE, m);
-    cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, gan->labels};
+    cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, gan->labels,
+                     NULL};
     const float *fake = cg_net_forward(&gan->g, &gan->tape_g, gan->z, B, &o);
     cg_trace_add(gan->trace, CG_SPAN_G_FWD, t0, 0);
     const double t1 = cg_trace_start(gan->trace);
-    *lr = cg_net_forward(&gan->d, &gan->tape_real, real, B, &o);
-    /* Fakes follow the reals in the concatenated batch of the D loss. */
-    o.first_sample = (uint64_t)cfg->global_batch + (uint64_t)first_sample;
-    *lf = cg_net_forward(&gan->d, &gan->tape_fake, fake, B, &o);
+    d_batch(gan, real, fake, first_sample);
+    o.labels = gan->d_labels;
+    o.sample_ids = gan->d_ids;
+    const float *l = cg_net_forward(&gan->d, &gan->tape_d, gan->d_in, 2 * B, &o);
+    for (int i = 0; i < B; i++) {
+        gan->logits[i] = l[cg_gan_d_sample(gan, i, 0)];
+        gan->logits[B + i] = l[cg_gan_d_sample(gan, i, 1)];
+    }
     cg_trace_add(gan->trace, CG_SPAN_D_FWD, t1, 0);
 }
 
-/* D's loss on the reals, with its parameter gradients. BCE: the mean over the 2B samples of
- * the global concatenated batch; hinge: the mean over the reals plus the mean over the fakes.
- * Also the fakes' seeds: D's loss's in dd, G's in dg (G's loss in *loss_g). */
-static double d_loss(cg_gan *gan, const float *lr, const float *lf, float *dd, float *dg,
-                     double *loss_g)
+/* The seeds of both losses: D's on the reals (dr) and the fakes (dd), the mean over the 2B
+ * samples of the global concatenated batch for BCE, the mean over the reals plus the mean
+ * over the fakes for hinge; G's on the fakes (dg). Returns D's loss, G's in *loss_g. */
+static double loss_seeds(cg_gan *gan, float *dr, float *dd, float *dg, double *loss_g)
 {
     const int B = gan->cfg.local_batch, hinge = gan->cfg.loss == CG_LOSS_HINGE;
     const float Bg = (float)gan->cfg.global_batch;
     const float sd = hinge ? 1.0f / Bg : 1.0f / (2.0f * Bg);
-    double loss_d = hinge ? cg_hinge_logits(B, lr, 1.0f, sd, gan->dlogit)
-                          : cg_bce_logits(B, lr, gan->target, sd, gan->dlogit);
-    cg_net_backward(&gan->d, &gan->tape_real, gan->dlogit, 1, NULL);
+    const float *lr = gan->logits, *lf = gan->logits + B;
+    double loss_d = hinge ? cg_hinge_logits(B, lr, 1.0f, sd, dr)
+                          : cg_bce_logits(B, lr, gan->target, sd, dr);
     loss_d += hinge ? cg_hinge_logits(B, lf, -1.0f, sd, dd)
                     : cg_bce_logits(B, lf, gan->target + B, sd, dd);
     if (hinge) {
@@ -152,26 +195,27 @@ static double d_loss(cg_gan *gan, const float *lr, const float *lf, float *dd, f
     return loss_d;
 }
 
-/* D's parameter gradients from the fakes (seeds dd) and dL_G/dfake (seeds dg) into
- * gan->dfake, D's weights untouched by the latter. When no layer of D mixes samples, one
- * backward pass from unit seeds serves both: its parameter gradients scaled by dd, its input
- * gradient by dg, sample by sample. Calls the hook once D's gradient is final. */
-static void fake_backward(cg_gan *gan, const float *dd, const float *dg, const cg_gan_hooks *hooks)
+/* D's parameter gradients of its loss and dL_G/dfake into gan->dfake, from one backward pass
+ * through D from unit seeds: no layer of D mixes samples, so each sample's gradients are
+ * linear in its own seed. The parameter gradients are scaled sample by sample by D's loss's
+ * seeds (dr, dd), the input gradient by G's (dg). Calls the hook once D's gradient is final. */
+static void d_backward(cg_gan *gan, const float *dr, const float *dd, const float *dg,
+                       const cg_gan_hooks *hooks)
 {
-    const int B = gan->cfg.local_batch, one_pass = cg_net_samples_apart(&gan->d);
-    if (one_pass)
-        cg_net_backward_scaled(&gan->d, &gan->tape_fake, gan->target /* ones */, dd, gan->dfake);
-    else
-        cg_net_backward(&gan->d, &gan->tape_fake, dd, 1, NULL);
+    const int B = gan->cfg.local_batch;
+    for (int i = 0; i < B; i++) {
+        gan->d_scale[cg_gan_d_sample(gan, i, 0)] = dr[i];
+        gan->d_scale[cg_gan_d_sample(gan, i, 1)] = dd[i];
+    }
+    cg_net_backward_scaled(&gan->d, &gan->tape_d, gan->ones, gan->d_scale, gan->d_dx);
     if (hooks && hooks->d_grads_ready)
         hooks->d_grads_ready(hooks->user, gan);
-    if (!one_pass) {
-        cg_net_backward(&gan->d, &gan->tape_fake, dg, 0, gan->dfake);
-        return;
-    }
-    for (int i = 0; i < B; i++)
+    for (int i = 0; i < B; i++) {
+        const float *src = gan->d_dx + cg_gan_d_sample(gan, i, 1) * CG_IMG_PIXELS;
+        float *dst = gan->dfake + (size_t)i * CG_IMG_PIXELS;
         for (int j = 0; j < CG_IMG_PIXELS; j++)
-            gan->dfake[(size_t)i * CG_IMG_PIXELS + j] *= dg[i];
+            dst[j] = src[j] * dg[i];
+    }
 }
 
 void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
@@ -180,12 +224,11 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
     const int B = gan->cfg.local_batch;
     cg_net_zero_grads(&gan->g);
     cg_net_zero_grads(&gan->d);
-    const float *lr, *lf;
-    gan_forward(gan, real, step, first_sample, &lr, &lf);
+    cg_gan_forward(gan, real, step, first_sample);
     double t0 = cg_trace_start(gan->trace), loss_g;
-    float *dd = gan->dlogit + B, *dg = gan->dlogit + 2 * B;
-    const double loss_d = d_loss(gan, lr, lf, dd, dg, &loss_g);
-    fake_backward(gan, dd, dg, hooks);
+    float *dr = gan->dlogit, *dd = gan->dlogit + B, *dg = gan->dlogit + 2 * B;
+    const double loss_d = loss_seeds(gan, dr, dd, dg, &loss_g);
+    d_backward(gan, dr, dd, dg, hooks);
     cg_trace_add(gan->trace, CG_SPAN_D_BWD, t0, 0);
     t0 = cg_trace_start(gan->trace);
     cg_net_backward(&gan->g, &gan->tape_g, gan->dfake, 1, NULL);
@@ -194,8 +237,8 @@ void cg_gan_grads(cg_gan *gan, const float *real, long step, long first_sample,
         const float Bg = (float)gan->cfg.global_batch;
         stats->loss_d = loss_d;
         stats->loss_g = loss_g;
-        stats->d_real = sum_sigmoid(B, lr) / Bg;
-        stats->d_fake = sum_sigmoid(B, lf) / Bg;
+        stats->d_real = sum_sigmoid(B, gan->logits) / Bg;
+        stats->d_fake = sum_sigmoid(B, gan->logits + B) / Bg;
     }
 }
 
@@ -203,8 +246,9 @@ int cg_gan_set_groups(cg_gan *gan, int groups, int first_group, int local_groups
 {
     const int B = gan->cfg.local_batch;
     if (cg_net_set_groups(&gan->g, groups, first_group, local_groups, B, e) ||
-        cg_net_set_groups(&gan->d, groups, first_group, local_groups, B, e))
+        cg_net_set_groups(&gan->d, groups, first_group, local_groups, 2 * B, e))
         return -1;
+    gan->gs = B / local_groups;
     return 0;
 }
 
@@ -250,7 +294,7 @@ void cg_gan_generate(cg_gan *gan, const float *z, const int32_t *labels, int n, 
             gan->labels[i] = i % K;
         labels = gan->labels;
     }
-    cg_fwd_opts o = {0, gan->cfg.seed, 0, 0, labels};
+    cg_fwd_opts o = {0, gan->cfg.seed, 0, 0, labels, NULL};
     const float *y = cg_net_forward(&gan->g, &gan->tape_g, z, n, &o);
     const size_t count = (size_t)n * CG_IMG_PIXELS;
     if (gan->preset.tanh_output)

@@ -691,6 +691,21 @@ typedef struct {
     const float *scale; /* backward: per-sample factor of the parameter gradients' seeds */
 } net_pass;
 
+/* Dropout of layer i over B samples, masks keyed by each sample's global index. */
+static void dropout_forward(const cg_layer *L, const cg_fwd_opts *o, int i, int B, float *y,
+                            uint8_t *mask)
+{
+    const uint64_t stream = cg_stream(CG_RNG_DROPOUT, o->step * CG_MAX_LAYERS + i);
+    const size_t F = (size_t)L->out_c;
+    if (!o->sample_ids) {
+        cg_dropout_forward(B, L->out_c, L->spec.rate, o->seed, stream, o->first_sample, y, mask);
+        return;
+    }
+    for (int b = 0; b < B; b++)
+        cg_dropout_forward(1, L->out_c, L->spec.rate, o->seed, stream, o->sample_ids[b],
+                           y + b * F, mask + b * F);
+}
+
 /* Layer i's own op, from x into y. */
 static void op_forward(const net_pass *p, const cg_fwd_opts *o, int i, const float *x, float *y)
 {
@@ -731,9 +746,7 @@ static void op_forward(const net_pass *p, const cg_fwd_opts *o, int i, const flo
     case CG_OP_DROPOUT:
         memcpy(y, x, sizeof(float) * out_n);
         if (o && o->training && L->spec.rate > 0.0f)
-            cg_dropout_forward(B, L->out_c, L->spec.rate, o->seed,
-                               cg_stream(CG_RNG_DROPOUT, o->step * CG_MAX_LAYERS + i),
-                               o->first_sample, y, t->mask[i]);
+            dropout_forward(L, o, i, B, y, t->mask[i]);
         else
             memset(t->mask[i], 1, out_n);
         break;

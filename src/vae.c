@@ -151,7 +151,8 @@ static const float *vae_forward(cg_vae *vae, const float *x, long step, long fir
 {
     const cg_vae_config *cfg = &vae->cfg;
     const int B = cfg->local_batch, c = cfg->coding_dim;
-    const cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, vae->labels};
+    const cg_fwd_opts o = {1, cfg->seed, (uint64_t)step, (uint64_t)first_sample, vae->labels,
+                           NULL};
     const float *h = cg_net_forward(&vae->enc, &vae->tape_enc, x, B, &o);
     const cg_prof_mark m = cg_prof_begin(vae->prof);
     cg_rng_normal_fill(vae->eps, (long)B * c, cfg->seed,
@@ -241,7 +242,7 @@ static const int32_t *pass_labels(cg_vae *vae, const int32_t *labels, int n)
 
 void cg_vae_generate(cg_vae *vae, const float *z, const int32_t *labels, int n, float *out)
 {
-    const cg_fwd_opts o = {0, vae->cfg.seed, 0, 0, pass_labels(vae, labels, n)};
+    const cg_fwd_opts o = {0, vae->cfg.seed, 0, 0, pass_labels(vae, labels, n), NULL};
     const float *l = cg_net_forward(&vae->dec, &vae->tape_dec, z, n, &o);
     const size_t count = (size_t)n * CG_IMG_PIXELS;
     for (size_t i = 0; i < count; i++)
@@ -252,7 +253,7 @@ void cg_vae_encode(cg_vae *vae, const float *x, const int32_t *labels, int n, fl
                    float *logvar)
 {
     const int c = vae->cfg.coding_dim;
-    const cg_fwd_opts o = {0, vae->cfg.seed, 0, 0, pass_labels(vae, labels, n)};
+    const cg_fwd_opts o = {0, vae->cfg.seed, 0, 0, pass_labels(vae, labels, n), NULL};
     const float *h = cg_net_forward(&vae->enc, &vae->tape_enc, x, n, &o);
     for (int i = 0; i < n; i++) {
         if (mean)

@@ -90,7 +90,7 @@ typedef struct {
 static double net_loss(void *p)
 {
     net_ctx *n = p;
-    const cg_fwd_opts o = {1, 3, 9, 0, NULL}; /* training: fixed dropout masks (seed, step) */
+    const cg_fwd_opts o = {1, 3, 9, 0, NULL, NULL}; /* training: fixed dropout masks (seed, step) */
     const float *l = cg_net_forward(&n->c->net, &n->c->tape, n->x, n->B, &o);
     return cg_softmax_xent(n->B, n->c->n_classes, l, n->labels, 1.0f / n->B, NULL, NULL);
 }
@@ -113,7 +113,7 @@ static void test_net_grad(void)
     int32_t labels[B] = {1, 4, 0};
     net_ctx n = {&c, x, labels, B};
     memset(c.net.grad, 0, sizeof(float) * c.net.n_params);
-    const cg_fwd_opts o = {1, 3, 9, 0, NULL};
+    const cg_fwd_opts o = {1, 3, 9, 0, NULL, NULL};
     const float *l = cg_net_forward(&c.net, &c.tape, x, B, &o);
     cg_softmax_xent(B, K, l, labels, 1.0f / B, dl, NULL);
     cg_net_backward(&c.net, &c.tape, dl, 1, NULL);

@@ -202,21 +202,31 @@ static void *half_run(void *arg)
  * rounding of ~1e-7 can move a pre-activation that close to 0 across, and then that unit's
  * derivative jumps (1 vs 0 or 0.2): a real difference of the two functions there, not an
  * error of either. Comparing gradients to rounding precision needs zero such units. */
-static long kink_flips(const cg_gan *a, const cg_gan *b, int B)
+static long kink_flips(const cg_gan *a, const cg_gan *b)
 {
-    const cg_net *nets[3] = {&a->g, &a->d, &a->d};
-    const cg_tape *ta[3] = {&a->tape_g, &a->tape_real, &a->tape_fake};
-    const cg_tape *tb[3] = {&b->tape_g, &b->tape_real, &b->tape_fake};
+    const int B = a->cfg.local_batch;
     long flips = 0;
-    for (int k = 0; k < 3; k++)
-        for (int i = 0; i < nets[k]->n_layers; i++) {
-            const cg_layer *L = &nets[k]->layers[i];
+    for (int k = 0; k < 3; k++) { /* G; D's reals; D's fakes */
+        const cg_net *net = k ? &a->d : &a->g;
+        const cg_tape *ta = k ? &a->tape_d : &a->tape_g, *tb = k ? &b->tape_d : &b->tape_g;
+        for (int i = 0; i < net->n_layers; i++) {
+            const cg_layer *L = &net->layers[i];
             if (L->spec.act != CG_ACT_RELU && L->spec.act != CG_ACT_LEAKY)
                 continue;
-            const size_t n = (size_t)L->out_c * (L->out_h ? (size_t)L->out_h * L->out_w : 1) * B;
-            for (size_t j = 0; j < n; j++)
-                flips += (ta[k]->act[i][j] > 0.0f) != (tb[k]->act[i][j] > 0.0f);
+            /* The two D passes may hold a sample at different places (groups differ). */
+            const size_t hw = L->out_h ? (size_t)L->out_h * L->out_w : 1;
+            for (int s = 0; s < B; s++) {
+                const size_t sa = k ? cg_gan_d_sample(a, s, k - 1) : (size_t)s;
+                const size_t sb = k ? cg_gan_d_sample(b, s, k - 1) : (size_t)s;
+                for (size_t e = 0; e < (size_t)L->out_c * hw; e++) {
+                    const size_t c = e / hw, j = e % hw;
+                    const size_t ia = L->out_h ? (c * ta->batch + sa) * hw + j : sa * L->out_c + e;
+                    const size_t ib = L->out_h ? (c * tb->batch + sb) * hw + j : sb * L->out_c + e;
+                    flips += (ta->act[i][ia] > 0.0f) != (tb->act[i][ib] > 0.0f);
+                }
+            }
         }
+    }
     return flips;
 }
 
@@ -241,7 +251,7 @@ static void test_model(const char *model, int conditional, int STEP)
     cg_gan_grads(&ex, real, STEP, 0, NULL, NULL);
     CHECK(cg_gan_finish_grads(&ref) == 0);
     CHECK(cg_gan_finish_grads(&ex) == 0);
-    const long flips = kink_flips(&ref, &ex, B);
+    const long flips = kink_flips(&ref, &ex);
     CHECKF(flips == 0, "%s, step %d: %ld units on different sides of a kink in exact and float "
            "mode (rounding); the comparison below needs a step without", tag, STEP, flips);
     const double dg = tu_tensor_rel_diff(&ex.g, ex.g.grad, ref.g.grad);
@@ -314,13 +324,13 @@ static void test_model(const char *model, int conditional, int STEP)
     cg_gan_free(&ex);
 }
 
-/* cg_net_backward_scaled on D's fakes: its parameter gradients equal those of a plain backward
- * pass from the seeds ones * scale (up to float rounding: the scale is applied per layer), its
- * input gradient that of the unit seeds, bit for bit. The scales cover signs, zero (a hinge
- * loss's fakes beyond the margin) and a wide range. */
+/* cg_net_backward_scaled on D's pass of a step (reals and fakes): its parameter gradients
+ * equal those of a plain backward pass from the seeds ones * scale (up to float rounding: the
+ * scale is applied per layer), its input gradient that of the unit seeds, bit for bit. The
+ * scales cover signs, zero (a hinge loss's fakes beyond the margin) and a wide range. */
 static void test_scaled_backward(const char *model, int conditional)
 {
-    const int B = 6;
+    enum { B = 6, N = 2 * B };
     cg_gan gan;
     if (make_gan(&gan, model, conditional, B, B)) {
         CHECK(0);
@@ -328,25 +338,24 @@ static void test_scaled_backward(const char *model, int conditional)
     }
     float *real = tu_falloc((size_t)B * PIX);
     fill_batch(&gan, real, B, 0);
-    cg_gan_grads(&gan, real, 2, 0, NULL, NULL); /* fills the fake tape */
+    cg_gan_grads(&gan, real, 2, 0, NULL, NULL); /* fills D's tape */
     cg_net *d = &gan.d;
-    const float ones[6] = {1, 1, 1, 1, 1, 1}, scale[6] = {0.5f, -2.0f, 0.0f, 1e-3f, 7.0f, -1.0f};
-    float seeds[6];
-    for (int i = 0; i < B; i++)
-        seeds[i] = ones[i] * scale[i];
-    float *dx_plain = tu_falloc((size_t)B * PIX), *dx_scaled = tu_falloc((size_t)B * PIX);
+    CHECK(gan.tape_d.batch == N);
+    const float scale[N] = {0.5f, -2.0f, 0.0f, 1e-3f, 7.0f, -1.0f,
+                            3.0f, 0.25f, -0.5f, 0.0f, -1e-2f, 2.0f};
+    float *dx_plain = tu_falloc((size_t)N * PIX), *dx_scaled = tu_falloc((size_t)N * PIX);
     cg_net_zero_grads(d);
-    cg_net_backward(d, &gan.tape_fake, seeds, 1, NULL);
+    cg_net_backward(d, &gan.tape_d, scale /* ones * scale */, 1, NULL);
     float *grad_plain = tu_fdup(d->grad, d->n_params);
-    cg_net_backward(d, &gan.tape_fake, ones, 0, dx_plain);
+    cg_net_backward(d, &gan.tape_d, gan.ones, 0, dx_plain);
     cg_net_zero_grads(d);
-    cg_net_backward_scaled(d, &gan.tape_fake, ones, scale, dx_scaled);
+    cg_net_backward_scaled(d, &gan.tape_d, gan.ones, scale, dx_scaled);
     const double e = tu_tensor_rel_diff(d, d->grad, grad_plain);
     printf("%s%s: scaled backward vs backward of scaled seeds: %.2g\n", model,
            conditional ? " (conditional)" : "", e);
     CHECKF(cg_net_samples_apart(d) && e <= 1e-6, "%s: scaled backward's parameter gradients "
            "differ from the scaled seeds' (%.3g)", model, e);
-    CHECKF(!memcmp(dx_plain, dx_scaled, sizeof(float) * B * PIX),
+    CHECKF(!memcmp(dx_plain, dx_scaled, sizeof(float) * N * PIX),
            "%s: scaled backward's input gradient differs from the unit seeds'", model);
     CHECK(cg_net_samples_apart(&gan.g) == !strcmp(model, "small")); /* dcgan's G: batch norm */
     free(real), free(dx_plain), free(dx_scaled), free(grad_plain);

@@ -983,33 +983,27 @@ typedef struct {
     cg_gan *gan;
     const float *real;
     int which;         /* 0: L_D, 1: L_G */
-    float *z, *fake;   /* the step's noise; G(z) at the unperturbed G (L_D's fakes) */
-    cg_tape tg, tr, tf;
+    float *z, *fake;   /* the step's noise; G(z) at the unperturbed G */
+    cg_tape tg;
     long evals;
 } model_ctx;
 
-/* The step's loss by forward passes only, as cg_gan_grads computes it (same noise, labels,
- * dropout keys, BCE calls in the same order). A D parameter does not move G's output, so L_D
- * reuses the fakes. */
+/* The step's loss by its forward passes only (cg_gan_forward: same noise, labels, dropout
+ * keys), with the BCE calls in cg_gan_grads' order. */
 static double model_loss(void *p)
 {
     model_ctx *c = p;
     cg_gan *gan = c->gan;
     const float Bg = (float)gan->cfg.global_batch;
-    cg_fwd_opts o = {1, gan->cfg.seed, STEP, 0, gan->labels};
     c->evals++;
+    cg_gan_forward(gan, c->real, STEP, 0);
+    const float *lr = gan->logits, *lf = gan->logits + MB;
     if (c->which == 0) {
-        const float *lr = cg_net_forward(&gan->d, &c->tr, c->real, MB, &o);
-        o.first_sample = (uint64_t)gan->cfg.global_batch;
-        const float *lf = cg_net_forward(&gan->d, &c->tf, c->fake, MB, &o);
         const float sd = 1.0f / (2.0f * Bg);
         double l = cg_bce_logits(MB, lr, gan->target, sd, NULL);
         l += cg_bce_logits(MB, lf, gan->target + MB, sd, NULL);
         return l;
     }
-    const float *fake = cg_net_forward(&gan->g, &c->tg, c->z, MB, &o);
-    o.first_sample = (uint64_t)gan->cfg.global_batch;
-    const float *lf = cg_net_forward(&gan->d, &c->tf, fake, MB, &o);
     return cg_bce_logits(MB, lf, gan->target, 1.0f / Bg, NULL);
 }
 
@@ -1176,9 +1170,9 @@ static void test_model(int which_model, const char *name, int n_classes, const i
     c.gan = &gan, c.real = real;
     c.z = tu_falloc((size_t)MB * nz);
     cg_rng_normal_fill(c.z, (long)MB * nz, cfg.seed, cg_stream(CG_RNG_NOISE, STEP), 0);
-    cg_tape_alloc(&gan.g, &c.tg), cg_tape_alloc(&gan.d, &c.tr), cg_tape_alloc(&gan.d, &c.tf);
+    cg_tape_alloc(&gan.g, &c.tg);
     {
-        cg_fwd_opts o = {1, cfg.seed, STEP, 0, gan.labels};
+        cg_fwd_opts o = {1, cfg.seed, STEP, 0, gan.labels, NULL};
         c.fake = tu_fdup(cg_net_forward(&gan.g, &c.tg, c.z, MB, &o), (size_t)MB * PIX);
         CHECKF(memcmp(c.fake, gan.tape_g.act[gan.g.n_layers - 1], sizeof(float) * MB * PIX) == 0,
                "%s: G(z) recomputed differs from the step's fakes", name);
@@ -1260,7 +1254,7 @@ static void test_model(int which_model, const char *name, int n_classes, const i
            "%s: gradients differ after the FD", name);
     printf("%s: %ld loss evaluations, %.1f s\n", name, c.evals, cg_now() - t0);
 
-    cg_tape_free(&c.tg), cg_tape_free(&c.tr), cg_tape_free(&c.tf);
+    cg_tape_free(&c.tg);
     free(c.z), free(c.fake), free(gd), free(gg), free(pd), free(pg);
     free(real);
     cg_gan_free(&gan);

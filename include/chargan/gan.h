@@ -61,12 +61,24 @@ struct cg_gan {
     cg_gan_config cfg;
     cg_preset preset;
     cg_net g, d;
-    cg_tape tape_g, tape_real, tape_fake;
+    /* D sees the reals and the fakes of a step as one pass of 2 x local_batch samples, group
+     * by group: the reals of a group of the exact sums, then its fakes (`gs` each), so that
+     * every GEMM of D is twice as wide and D's gradient of a group is one sum, on any rank
+     * count. */
+    cg_tape tape_g, tape_d;
     cg_adam adam_g, adam_d;
+    int gs;         /* samples of G per group (local_batch without groups) */
     float *z;       /* local_batch x noise_dim */
     float *target;  /* local_batch ones, then local_batch zeros */
-    float *dlogit;  /* 3 x local_batch: seeds of D's backward passes (reals; fakes for D's
-                       loss; fakes for G's) */
+    float *ones;    /* 2 x local_batch ones: the unit seeds of D's backward pass */
+    float *logits;  /* 2 x local_batch: D's logits of the reals, then of the fakes */
+    float *dlogit;  /* 3 x local_batch: D's loss's seeds of the reals and of the fakes, then
+                       G's loss's seeds of the fakes */
+    float *d_in;    /* 2 x local_batch x 784: D's input, grouped as above */
+    float *d_scale; /* 2 x local_batch: D's loss's seed of each of D's samples */
+    float *d_dx;    /* 2 x local_batch x 784: D's input gradient from unit seeds */
+    int32_t *d_labels;   /* 2 x local_batch: the class of each of D's samples */
+    uint64_t *d_ids;     /* 2 x local_batch: the global sample index of each (dropout) */
     float *dfake;   /* local_batch x 784: dL_G / d fake */
     int32_t *labels; /* local_batch: classes of the real batch (conditional models; the
                         caller fills them before cg_gan_grads). The fakes of a step are
@@ -93,6 +105,14 @@ void cg_gan_free(cg_gan *gan);
 
 /* Glorot-uniform weights and zero biases from cfg.seed; Adam state reset. */
 void cg_gan_init_weights(cg_gan *gan);
+
+/* Where sample i (0 .. local_batch - 1) of the reals (fake 0) or of the fakes (fake 1) sits
+ * in D's pass of a step (tape_d, d_in). */
+size_t cg_gan_d_sample(const cg_gan *gan, int i, int fake);
+
+/* A step's forward passes alone: G's fakes from the step's noise, then D on the reals and the
+ * fakes, its logits into gan->logits (reals, then fakes). Arguments as cg_gan_grads'. */
+void cg_gan_forward(cg_gan *gan, const float *real, long step, long first_sample);
 
 /* Zeroes both gradients and computes this rank's part of them for global step `step`.
  * real: local_batch images [28][28] in the model's range, of global samples

@@ -131,6 +131,7 @@ typedef struct {
     uint64_t step;
     uint64_t first_sample; /* global index of the tape's sample 0 */
     const int32_t *labels; /* class of each sample, for conditional networks */
+    const uint64_t *sample_ids; /* global index of each sample; NULL: first_sample + i */
 } cg_fwd_opts;
 
 typedef struct {
