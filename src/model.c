@@ -361,15 +361,29 @@ static int folded_whole(const cg_net *net, int t)
     return net->tensors[t].trainable;
 }
 
+/* Whether tensor t is a dense layer's kernel, whose float gradient in exact mode is scratch
+ * that beta-0 GEMMs overwrite (dense_kernel_grad_exact). */
+static int dense_kernel(const cg_net *net, int t)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (t == net->layers[i].w_tensor && net->layers[i].spec.op == CG_OP_DENSE)
+            return 1;
+    return 0;
+}
+
 void cg_net_zero_grads(cg_net *net)
 {
-    memset(net->grad, 0, sizeof(float) * net->n_params);
-    if (!net->gsum)
+    if (!net->gsum) {
+        memset(net->grad, 0, sizeof(float) * net->n_params);
         return;
+    }
     /* Sums written by their first fold need no clearing pass (2x the float gradient's size,
-     * one of the step's largest memory passes); the others are cleared here. */
+     * one of the step's largest memory passes); the others are cleared here. So are the float
+     * gradients, but the dense kernels' (most of the parameters of every preset). */
     for (int t = 0; t < net->n_tensors; t++) {
         const cg_tensor *T = &net->tensors[t];
+        if (!dense_kernel(net, t))
+            memset(net->grad + T->offset, 0, sizeof(float) * T->count);
         net->unset[t] = (uint8_t)folded_whole(net, t);
         if (!net->unset[t])
             memset(net->gsum + T->offset, 0, sizeof(int64_t) * T->count);
